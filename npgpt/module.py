@@ -1,0 +1,232 @@
+"""The layer contract: :class:`Parameter`, :class:`Module`, :class:`ModuleList`, :func:`no_grad`.
+
+A layer is a class with an explicit ``forward`` and ``backward``:
+
+* ``forward(*inputs)`` returns the output and keeps (with :meth:`Module.save`) exactly what
+  ``backward`` needs, and nothing in inference mode;
+* ``backward(dout)`` returns the gradient with respect to each forward input, in order (a
+  single array for one input, a tuple for several, ``None`` for integer inputs such as token
+  ids), and *adds* into its parameters' ``grad``.
+
+Gradients accumulate with ``+=``, so a weight used twice (tied embeddings) or a batch split
+into micro-batches (gradient accumulation) needs no special code.
+"""
+from __future__ import annotations
+
+import contextlib
+from typing import Iterator
+
+import numpy as np
+
+from .errors import BackwardError, StateDictError
+
+_GRAD_ENABLED = True
+
+
+@contextlib.contextmanager
+def no_grad():
+    """Inference mode for everything inside: forwards keep no activations for backward."""
+    global _GRAD_ENABLED
+    previous, _GRAD_ENABLED = _GRAD_ENABLED, False
+    try:
+        yield
+    finally:
+        _GRAD_ENABLED = previous
+
+
+def is_grad_enabled() -> bool:
+    return _GRAD_ENABLED
+
+
+class Parameter:
+    """A trainable array ``data`` and its gradient ``grad`` (same shape and dtype).
+
+    ``grad`` starts at zero and is accumulated with ``+=`` by every backward that uses it.
+    """
+
+    __slots__ = ("data", "grad")
+
+    def __init__(self, data: np.ndarray):
+        self.data = np.ascontiguousarray(data)
+        self.grad = np.zeros_like(self.data)
+
+    @property
+    def shape(self):
+        return self.data.shape
+
+    @property
+    def dtype(self):
+        return self.data.dtype
+
+    @property
+    def size(self):
+        return self.data.size
+
+    def zero_grad(self):
+        self.grad.fill(0)
+
+    def __repr__(self):
+        return f"Parameter(shape={self.data.shape}, dtype={self.data.dtype})"
+
+
+class Module:
+    """Base class of every layer and model.
+
+    Sub-modules and parameters are found from the instance's public attributes, in the order
+    they were assigned, which is what gives parameters their dotted names
+    (``h.0.attn.c_attn.weight``). Attributes starting with ``_`` are private and never walked.
+    """
+
+    def __init__(self, dtype=np.float32):
+        self.dtype = np.dtype(dtype)
+        self.training = True
+        self._cache = None
+
+    # --- forward / backward -------------------------------------------------------------
+    def forward(self, *inputs):
+        raise NotImplementedError
+
+    def backward(self, dout):
+        raise NotImplementedError
+
+    def __call__(self, *inputs, **kwargs):
+        return self.forward(*inputs, **kwargs)
+
+    @property
+    def keeps_activations(self) -> bool:
+        """True when a forward run now must keep what backward needs (training, grads on)."""
+        return self.training and _GRAD_ENABLED
+
+    def save(self, *tensors):
+        """Keep ``tensors`` for backward, or nothing at all in inference mode."""
+        self._cache = tensors if self.keeps_activations else None
+
+    def saved(self):
+        """What the last forward kept; it is released, so a second backward needs a new forward."""
+        cache = self._cache
+        if cache is None:
+            raise BackwardError(
+                f"{type(self).__name__}.backward() called with no forward to differentiate: "
+                "run forward() first, in training mode and outside no_grad() "
+                "(inference mode keeps no activations)")
+        self._cache = None
+        return cache
+
+    # --- walking the tree ---------------------------------------------------------------
+    def named_children(self) -> Iterator[tuple[str, "Module"]]:
+        for name, value in vars(self).items():
+            if not name.startswith("_") and isinstance(value, Module):
+                yield name, value
+
+    def named_modules(self, prefix: str = "") -> Iterator[tuple[str, "Module"]]:
+        yield prefix, self
+        for name, child in self.named_children():
+            yield from child.named_modules(f"{prefix}.{name}" if prefix else name)
+
+    def modules(self) -> Iterator["Module"]:
+        for _, m in self.named_modules():
+            yield m
+
+    def _own_parameters(self) -> Iterator[tuple[str, Parameter]]:
+        for name, value in vars(self).items():
+            if not name.startswith("_") and isinstance(value, Parameter):
+                yield name, value
+
+    def named_parameters(self, prefix: str = "") -> Iterator[tuple[str, Parameter]]:
+        """Dotted names and parameters; a parameter shared by two modules is listed once."""
+        seen = set()
+        for mod_name, module in self.named_modules(prefix):
+            for name, p in module._own_parameters():
+                if id(p) not in seen:
+                    seen.add(id(p))
+                    yield (f"{mod_name}.{name}" if mod_name else name), p
+
+    def parameters(self) -> list[Parameter]:
+        return [p for _, p in self.named_parameters()]
+
+    def num_parameters(self) -> int:
+        return sum(p.size for p in self.parameters())
+
+    def zero_grad(self):
+        for p in self.parameters():
+            p.zero_grad()
+
+    # --- modes --------------------------------------------------------------------------
+    def train(self, mode: bool = True) -> "Module":
+        for m in self.modules():
+            m.training = mode
+            if not mode:
+                m._cache = None
+        return self
+
+    def eval(self) -> "Module":
+        return self.train(False)
+
+    def to(self, dtype) -> "Module":
+        """Convert every parameter (and its gradient) to ``dtype``, e.g. float64 for gradcheck."""
+        dtype = np.dtype(dtype)
+        for m in self.modules():
+            m.dtype = dtype
+            m._cache = None
+            for _, p in m._own_parameters():
+                if p.data.dtype != dtype:
+                    p.data = p.data.astype(dtype)
+                    p.grad = np.zeros_like(p.data)
+        return self
+
+    # --- state --------------------------------------------------------------------------
+    def state_dict(self) -> dict[str, np.ndarray]:
+        """Name -> array (the live arrays, not copies)."""
+        return {name: p.data for name, p in self.named_parameters()}
+
+    def load_state_dict(self, state: dict, strict: bool = True):
+        """Copy arrays into the parameters, in place, converting to each parameter's dtype.
+
+        With ``strict`` (the default) every missing, unexpected and mis-shaped key is named in
+        one :class:`StateDictError`, and nothing is changed.
+        """
+        params = dict(self.named_parameters())
+        missing = [k for k in params if k not in state]
+        unexpected = [k for k in state if k not in params]
+        misshaped = [f"{k}: checkpoint {tuple(np.shape(state[k]))} vs model {params[k].shape}"
+                     for k in params if k in state and tuple(np.shape(state[k])) != params[k].shape]
+        problems = []
+        if strict and missing:
+            problems.append("missing keys: " + ", ".join(missing))
+        if strict and unexpected:
+            problems.append("unexpected keys: " + ", ".join(unexpected))
+        if misshaped:
+            problems.append("mis-shaped keys: " + "; ".join(misshaped))
+        if problems:
+            raise StateDictError(f"{type(self).__name__}.load_state_dict: " + " | ".join(problems))
+        for k, p in params.items():
+            if k in state:
+                np.copyto(p.data, np.asarray(state[k]), casting="unsafe")
+        return self
+
+    def __repr__(self):
+        return f"{type(self).__name__}({self.num_parameters():,} parameters)"
+
+
+class ModuleList(Module):
+    """A list of modules, named ``0``, ``1``, ... (GPT-2's ``h.0``, ``h.1``)."""
+
+    def __init__(self, modules=()):
+        super().__init__()
+        self._items = list(modules)
+
+    def named_children(self):
+        for i, m in enumerate(self._items):
+            yield str(i), m
+
+    def __getitem__(self, i):
+        return self._items[i]
+
+    def __len__(self):
+        return len(self._items)
+
+    def __iter__(self):
+        return iter(self._items)
+
+    def append(self, module: Module):
+        self._items.append(module)

@@ -1,0 +1,18 @@
+import os
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, settings
+
+# Numba compiles on first call: no per-example deadline. Examples are kept few enough for the
+# whole suite to run in minutes on two cores; set HYPOTHESIS_PROFILE=thorough for more.
+settings.register_profile("default", deadline=None, max_examples=20,
+                          suppress_health_check=[HealthCheck.too_slow])
+settings.register_profile("thorough", deadline=None, max_examples=200,
+                          suppress_health_check=[HealthCheck.too_slow])
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
+
+
+@pytest.fixture
+def rng():
+    return np.random.default_rng(1234)
