@@ -1,0 +1,93 @@
+"""Hot-path kernels: numba by default, each beside its NumPy reference (the definition).
+
+Every function here dispatches to the current backend (see :mod:`npgpt.kernels.registry`):
+``NPGPT_KERNELS=numpy`` or ``with npgpt.kernels.use("numpy"):`` runs the references instead.
+Nothing is imported or compiled until an op is first called; numba kernels are cached on disk.
+Inputs may be non-contiguous; outputs have the input's dtype (float32 stays float32).
+
+Shapes: B batch, T queries, S keys, C channels, V vocabulary, N rows (any leading shape
+flattened), hs head size.
+"""
+from __future__ import annotations
+
+from .registry import BACKENDS, KERNELS, VARIANTS, get_backend, kernel, set_backend, use
+
+
+def layernorm_forward(x, weight, bias, eps=1e-5):
+    """LayerNorm over the last axis. x: (..., C) -> (y (..., C), mean (...), rstd (...))."""
+    return kernel("layernorm_forward")(x, weight, bias, eps)
+
+
+def layernorm_backward(dy, x, weight, mean, rstd):
+    """-> (dx (..., C), dweight (C,), dbias (C,)); the caller adds the latter two into grads."""
+    return kernel("layernorm_backward")(dy, x, weight, mean, rstd)
+
+
+def rmsnorm_forward(x, weight, eps=1e-6):
+    """RMSNorm over the last axis. x: (..., C) -> (y (..., C), rstd (...))."""
+    return kernel("rmsnorm_forward")(x, weight, eps)
+
+
+def rmsnorm_backward(dy, x, weight, rstd):
+    """-> (dx (..., C), dweight (C,))."""
+    return kernel("rmsnorm_backward")(dy, x, weight, rstd)
+
+
+def gelu_tanh_forward(x):
+    """GELU, tanh approximation, elementwise."""
+    return kernel("gelu_tanh_forward")(x)
+
+
+def gelu_tanh_backward(dy, x):
+    """dx of GELU (tanh approximation) at x."""
+    return kernel("gelu_tanh_backward")(dy, x)
+
+
+def softmax_forward(scores, causal=False, key_padding_mask=None, scale=1.0):
+    """softmax(scale * scores) over the last axis with masks fused.
+
+    scores: (B, ..., T, S); key_padding_mask: (B, S) bool, True = padded key. Causal: query t
+    sits at key position S - T + t. A fully masked row gives zeros.
+    """
+    return kernel("softmax_forward")(scores, causal, key_padding_mask, scale)
+
+
+def softmax_backward(dprobs, probs, scale=1.0):
+    """dscores = scale * probs * (dprobs - sum(dprobs * probs)), same shape as probs."""
+    return kernel("softmax_backward")(dprobs, probs, scale)
+
+
+def cross_entropy_forward_backward(logits, targets, ignore_index=-100):
+    """Mean cross-entropy over rows whose target is not ignore_index, and its gradient.
+
+    logits: (N, V), targets: (N,) -> (loss (scalar of logits' dtype), dlogits (N, V)),
+    dlogits already divided by the number of kept rows.
+    """
+    return kernel("cross_entropy_forward_backward")(logits, targets, ignore_index)
+
+
+def embedding_backward(dweight, idx, dy):
+    """dweight[idx[n]] += dy[n] in place. dweight: (V, C), idx: (N,) or (B, T), dy: idx.shape + (C,)."""
+    return kernel("embedding_backward")(dweight, idx, dy)
+
+
+def adamw_step(param, grad, m, v, lr, beta1, beta2, eps, weight_decay, step):
+    """One AdamW update of param, m and v in place (torch.optim.AdamW's formula), step >= 1."""
+    return kernel("adamw_step")(param, grad, m, v, lr, beta1, beta2, eps, weight_decay, step)
+
+
+def rope_forward(x, cos, sin, interleaved=False):
+    """Rotary embedding. x: (..., T, hs), cos/sin: (T, hs/2); half or interleaved pairs."""
+    return kernel("rope_forward")(x, cos, sin, interleaved)
+
+
+def rope_backward(dy, cos, sin, interleaved=False):
+    """dx of rope_forward: the inverse rotation."""
+    return kernel("rope_backward")(dy, cos, sin, interleaved)
+
+
+__all__ = ["BACKENDS", "KERNELS", "VARIANTS", "get_backend", "set_backend", "use", "kernel",
+           "layernorm_forward", "layernorm_backward", "rmsnorm_forward", "rmsnorm_backward",
+           "gelu_tanh_forward", "gelu_tanh_backward", "softmax_forward", "softmax_backward",
+           "cross_entropy_forward_backward", "embedding_backward", "adamw_step",
+           "rope_forward", "rope_backward"]

@@ -1,0 +1,117 @@
+"""Attention softmax with the causal and key-padding masks fused: NumPy reference and numba kernel.
+
+    scores, probs, dprobs, dscores: (B, ..., T, S)     key_padding_mask: (B, S) bool, True = pad
+
+forward:   a = scale * scores, with a = -inf where key s is masked:
+               causal: s > S - T + t (query t sits at position S - T + t, so T < S is a query
+                       block at the end of a longer key sequence, as in KV-cache decoding)
+               key_padding_mask[b, s] is True
+           probs = exp(a - max a) / sum exp(a - max a) over s; a fully masked row gives zeros
+backward:  dscores = scale * probs * (dprobs - sum_s(dprobs * probs))
+"""
+import numpy as np
+from numba import prange
+
+from ..errors import InputError
+from ._jit import jit
+
+
+def _check_mask(scores, key_padding_mask):
+    if scores.ndim < 2:
+        raise InputError(f"softmax expects scores of shape (..., T, S), got shape {scores.shape}")
+    if key_padding_mask is None:
+        return None
+    mask = np.asarray(key_padding_mask, dtype=bool)
+    B = scores.shape[0] if scores.ndim > 2 else 1
+    S = scores.shape[-1]
+    if mask.shape == (S,) and scores.ndim == 2:
+        mask = mask[None]
+    if mask.shape != (B, S):
+        raise InputError(f"key_padding_mask must have shape (B, S) = {(B, S)} for scores of shape "
+                         f"{scores.shape}, got {mask.shape}")
+    return mask
+
+
+def softmax_forward_ref(scores, causal=False, key_padding_mask=None, scale=1.0):
+    mask = _check_mask(scores, key_padding_mask)
+    T, S = scores.shape[-2:]
+    allowed = np.ones((T, S), bool)
+    if causal:
+        allowed = np.tril(allowed, k=S - T)
+    if mask is not None:
+        allowed = allowed & ~mask.reshape((-1,) + (1,) * (scores.ndim - 2) + (S,))
+    a = np.where(allowed, scores * scores.dtype.type(scale), -np.inf).astype(scores.dtype)
+    top = a.max(-1, keepdims=True)
+    e = np.exp(a - np.where(np.isfinite(top), top, 0))
+    z = e.sum(-1, keepdims=True)
+    return e / np.where(z > 0, z, 1)          # fully masked row: 0 / 1 = zeros
+
+
+def softmax_backward_ref(dprobs, probs, scale=1.0):
+    return scale * probs * (dprobs - (dprobs * probs).sum(-1, keepdims=True))
+
+
+@jit(parallel=True)
+def _forward(scores, mask, has_mask, causal, scale, neg_inf, probs):
+    B, M, T, S = scores.shape
+    for row in prange(B * M * T):
+        b, t = row // (M * T), row % T
+        h = (row // T) % M
+        end = S - T + t + 1 if causal else S     # keys [0, end) are causally visible
+        end = max(0, min(S, end))
+        top = neg_inf                        # typed like scores: float32 math stays float32
+        for s in range(end):
+            if not (has_mask and mask[b, s]):
+                v = scores[b, h, t, s] * scale
+                if v > top:
+                    top = v
+        if top == neg_inf:                   # no visible key: zeros, by definition
+            for s in range(S):
+                probs[b, h, t, s] = 0.0
+            continue
+        z = 0.0
+        for s in range(end):
+            if has_mask and mask[b, s]:
+                probs[b, h, t, s] = 0.0
+            else:
+                e = np.exp(scores[b, h, t, s] * scale - top)
+                probs[b, h, t, s] = e
+                z += e
+        inv = 1.0 / z
+        for s in range(end):
+            probs[b, h, t, s] *= inv
+        for s in range(end, S):
+            probs[b, h, t, s] = 0.0
+
+
+@jit(parallel=True)
+def _backward(dprobs, probs, scale, dscores):
+    N, S = probs.shape
+    for i in prange(N):
+        dot = 0.0
+        for s in range(S):
+            dot += dprobs[i, s] * probs[i, s]
+        for s in range(S):
+            dscores[i, s] = scale * probs[i, s] * (dprobs[i, s] - dot)
+
+
+def softmax_forward_numba(scores, causal=False, key_padding_mask=None, scale=1.0):
+    mask = _check_mask(scores, key_padding_mask)
+    T, S = scores.shape[-2:]
+    B = scores.shape[0] if scores.ndim > 2 else 1
+    s4 = np.ascontiguousarray(scores).reshape(B, -1, T, S)
+    probs = np.empty_like(s4)
+    has_mask = mask is not None
+    if not has_mask:
+        mask = np.zeros((1, 1), np.bool_)
+    _forward(s4, np.ascontiguousarray(mask), has_mask, bool(causal), scores.dtype.type(scale),
+             scores.dtype.type(-np.inf), probs)
+    return probs.reshape(scores.shape)
+
+
+def softmax_backward_numba(dprobs, probs, scale=1.0):
+    S = probs.shape[-1]
+    p2 = np.ascontiguousarray(probs).reshape(-1, S)
+    dscores = np.empty_like(p2)
+    _backward(np.ascontiguousarray(dprobs).reshape(-1, S), p2, probs.dtype.type(scale), dscores)
+    return dscores.reshape(probs.shape)

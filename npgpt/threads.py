@@ -1,0 +1,62 @@
+"""One thread count for everything: numba's parallel kernels and the BLAS behind ``np.matmul``.
+
+``NPGPT_NUM_THREADS`` is read the first time a numba kernel runs (or by :func:`init_threads`);
+:func:`set_num_threads` changes both pools at any time. Nothing here imports numba until it is
+needed, so ``import npgpt`` stays fast.
+"""
+from __future__ import annotations
+
+import os
+
+from .errors import ConfigError
+
+_initialized = False
+_blas_limiter = None   # threadpoolctl keeps BLAS limits only while this object lives
+
+
+def _parse(value) -> int:
+    try:
+        n = int(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"thread count must be a positive integer, got {value!r}") from None
+    if n < 1:
+        raise ConfigError(f"thread count must be a positive integer, got {value!r}")
+    return n
+
+
+def set_num_threads(n: int) -> int:
+    """Use ``n`` threads in numba kernels and in BLAS; returns the numba count actually set.
+
+    numba cannot go above the count its pool was started with (``NUMBA_NUM_THREADS``, by
+    default the number of cores), so ``n`` is clipped to it; BLAS gets ``n`` as asked.
+    """
+    global _initialized, _blas_limiter
+    n = _parse(n)
+    import numba
+    from threadpoolctl import threadpool_limits
+
+    n_numba = min(n, numba.config.NUMBA_NUM_THREADS)
+    numba.set_num_threads(n_numba)
+    _blas_limiter = threadpool_limits(limits=n, user_api="blas")
+    _initialized = True
+    return n_numba
+
+
+def get_num_threads() -> dict:
+    """The current thread counts: ``{"numba": n, "blas": n or None}``."""
+    import numba
+    from threadpoolctl import threadpool_info
+
+    blas = [info["num_threads"] for info in threadpool_info() if info["user_api"] == "blas"]
+    return {"numba": numba.get_num_threads(), "blas": max(blas) if blas else None}
+
+
+def init_threads() -> None:
+    """Apply ``NPGPT_NUM_THREADS`` once, if set (called on the first numba kernel call)."""
+    global _initialized
+    if _initialized:
+        return
+    _initialized = True
+    value = os.environ.get("NPGPT_NUM_THREADS")
+    if value not in (None, ""):
+        set_num_threads(_parse(value))
