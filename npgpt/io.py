@@ -1,0 +1,286 @@
+"""Checkpoints: a directory of safetensors and JSON, written atomically, read without pickle.
+
+A checkpoint directory holds::
+
+    config.json            the model's config (a dict of plain values)
+    model.safetensors      parameter name -> array
+    optimizer.safetensors  optimizer state name -> array (flat, as ``opt.state_dict()`` gives)
+    trainer.json           step, RNG states, tokenizer identity, data position, ...
+    tokenizer.<ext>        the tokenizer file, copied in (optional)
+
+:func:`save_checkpoint` writes everything into a temporary sibling directory and only then
+renames it into place, so an interrupted save (crash, kill, full disk) leaves the previous
+checkpoint as it was. :func:`load_checkpoint` parses safetensors headers itself before reading
+any data, and every problem (a missing file, a truncated or corrupted tensor file, bad JSON,
+tensors whose names or shapes do not match what is expected) is a :class:`CheckpointError`
+that says which file and what is wrong.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import struct
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .errors import CheckpointError
+
+CONFIG, MODEL, OPTIMIZER, TRAINER = ("config.json", "model.safetensors",
+                                     "optimizer.safetensors", "trainer.json")
+
+# safetensors dtype tag -> bytes per element
+_ITEMSIZE = {"BOOL": 1, "U8": 1, "I8": 1, "F8_E4M3": 1, "F8_E5M2": 1, "U16": 2, "I16": 2,
+             "F16": 2, "BF16": 2, "U32": 4, "I32": 4, "F32": 4, "U64": 8, "I64": 8, "F64": 8}
+_MAX_HEADER = 100 * 1024 * 1024
+
+
+# --- safetensors files ----------------------------------------------------------------------
+
+def read_safetensors_header(path) -> dict:
+    """Parse and check a safetensors header: name -> {dtype, shape, data_offsets}.
+
+    Checks, without reading the tensor data: the 8-byte header length, that the header is a
+    JSON object, each tensor's dtype, shape and byte range (inside the file, and as long as
+    its shape says), and that the ranges cover the data exactly (a truncated file fails here).
+    """
+    path = Path(path)
+    try:
+        size = path.stat().st_size
+        with open(path, "rb") as f:
+            head = f.read(8)
+            if len(head) < 8:
+                raise CheckpointError(f"{path}: {size} bytes, too short to be a safetensors "
+                                      "file (no 8-byte header length)")
+            (n,) = struct.unpack("<Q", head)
+            if n > min(size - 8, _MAX_HEADER):
+                raise CheckpointError(f"{path}: header length {n} is larger than the file "
+                                      f"({size} bytes): truncated or not a safetensors file")
+            raw = f.read(n)
+    except OSError as e:
+        raise CheckpointError(f"cannot read {path}: {e.strerror or e}") from None
+    try:
+        header = json.loads(raw.decode("utf-8"))
+        if not isinstance(header, dict):
+            raise ValueError("not a JSON object")
+    except (UnicodeDecodeError, ValueError) as e:
+        raise CheckpointError(f"{path}: corrupted safetensors header ({e})") from None
+    header.pop("__metadata__", None)
+    data_size = size - 8 - n
+    end_max = 0
+    for name, info in header.items():
+        try:
+            dtype, shape, (begin, end) = info["dtype"], info["shape"], info["data_offsets"]
+            nbytes = _ITEMSIZE[dtype] * math.prod(shape)
+            if any(not isinstance(d, int) or d < 0 for d in shape) or not 0 <= begin <= end:
+                raise ValueError
+        except (KeyError, TypeError, ValueError):
+            raise CheckpointError(f"{path}: corrupted safetensors header entry for "
+                                  f"{name!r}: {info!r}") from None
+        if end - begin != nbytes:
+            raise CheckpointError(f"{path}: tensor {name!r} of shape {shape} {dtype} needs "
+                                  f"{nbytes} bytes but its offsets span {end - begin}")
+        if end > data_size:
+            raise CheckpointError(f"{path}: tensor {name!r} ends at byte {end} of the data, but "
+                                  f"the file holds only {data_size}: the file is truncated")
+        end_max = max(end_max, end)
+    if end_max != data_size:
+        raise CheckpointError(f"{path}: {data_size - end_max} bytes after the last tensor: "
+                              "corrupted safetensors file")
+    return header
+
+
+def save_safetensors(path, tensors: dict, metadata: dict | None = None) -> None:
+    """Write ``tensors`` (name -> NumPy array) to ``path`` atomically (temp file + rename)."""
+    from safetensors.numpy import save
+
+    path = Path(path)
+    arrays = {}
+    for name, value in tensors.items():
+        if not isinstance(name, str):
+            raise CheckpointError(f"tensor name {name!r} is not a string")
+        if not isinstance(value, np.ndarray):
+            raise CheckpointError(f"tensor {name!r} is a {type(value).__name__}, expected a "
+                                  "NumPy array")
+        # (np.ascontiguousarray would turn a 0-d array into shape (1,))
+        arrays[name] = value if value.flags.c_contiguous else value.copy(order="C")
+    payload = save(arrays, metadata={k: str(v) for k, v in (metadata or {}).items()} or None)
+    _atomic_write(path, payload)
+
+
+def load_safetensors(path, expected: dict | None = None) -> dict[str, np.ndarray]:
+    """Read a safetensors file (no pickle), checking its header first.
+
+    ``expected``: name -> array or shape; when given, the file must hold exactly those names
+    with those shapes, or a :class:`CheckpointError` names every missing, unexpected and
+    mis-shaped tensor.
+    """
+    from safetensors.numpy import load_file
+
+    header = read_safetensors_header(path)
+    if expected is not None:
+        check_tensors({k: tuple(v["shape"]) for k, v in header.items()}, expected, str(path))
+    try:
+        return load_file(str(path))
+    except Exception as e:  # the header checked out, yet the library refuses the file
+        raise CheckpointError(f"{path}: cannot read safetensors data ({e})") from None
+
+
+def check_tensors(found: dict, expected: dict, where: str) -> None:
+    """Raise :class:`CheckpointError` unless ``found`` and ``expected`` (name -> array or
+    shape) have the same names and shapes; every offender is named."""
+    def shape(v):
+        return tuple(v.shape) if hasattr(v, "shape") else tuple(v)
+
+    missing = [k for k in expected if k not in found]
+    unexpected = [k for k in found if k not in expected]
+    misshaped = [f"{k}: file {shape(found[k])} vs expected {shape(expected[k])}"
+                 for k in expected if k in found and shape(found[k]) != shape(expected[k])]
+    problems = ([f"missing tensors: {', '.join(missing)}"] if missing else []) \
+        + ([f"unexpected tensors: {', '.join(unexpected)}"] if unexpected else []) \
+        + ([f"mis-shaped tensors: {'; '.join(misshaped)}"] if misshaped else [])
+    if problems:
+        raise CheckpointError(f"{where} does not match: " + " | ".join(problems))
+
+
+# --- JSON -----------------------------------------------------------------------------------
+
+def _plain(value):
+    """JSON fallback for NumPy scalars and arrays."""
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, Path):
+        return str(value)
+    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
+
+
+def save_json(path, obj) -> None:
+    """Write ``obj`` as JSON atomically (NaN and infinity are refused: JSON has no such values)."""
+    try:
+        text = json.dumps(obj, indent=2, default=_plain, allow_nan=False)
+    except (TypeError, ValueError) as e:
+        raise CheckpointError(f"cannot write {path} as JSON: {e}") from None
+    _atomic_write(Path(path), (text + "\n").encode("utf-8"))
+
+
+def load_json(path) -> dict:
+    path = Path(path)
+    try:
+        obj = json.loads(path.read_text(encoding="utf-8"))
+    except OSError as e:
+        raise CheckpointError(f"cannot read {path}: {e.strerror or e}") from None
+    except (UnicodeDecodeError, ValueError) as e:
+        raise CheckpointError(f"{path} is not valid JSON ({e})") from None
+    if not isinstance(obj, dict):
+        raise CheckpointError(f"{path}: expected a JSON object, found {type(obj).__name__}")
+    return obj
+
+
+def _atomic_write(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+# --- checkpoint directories -----------------------------------------------------------------
+
+@dataclass
+class Checkpoint:
+    """What :func:`load_checkpoint` read. ``tokenizer_path`` is None when none was saved."""
+    config: dict
+    model_state: dict
+    optimizer_state: dict
+    trainer_state: dict
+    tokenizer_path: Path | None = None
+
+
+def _previous(path: Path) -> Path:
+    return path.with_name(f".{path.name}.previous")
+
+
+def save_checkpoint(path, config: dict, model_state: dict, optimizer_state: dict,
+                    trainer_state: dict, tokenizer_file=None) -> Path:
+    """Write a checkpoint directory at ``path``, replacing any checkpoint there only once the
+    new one is complete.
+
+    The files go into ``.<name>.tmp-<pid>`` beside ``path``; then the old checkpoint (if any)
+    is renamed to ``.<name>.previous``, the new one renamed to ``path``, and the old one
+    removed. A crash before the renames leaves the old checkpoint untouched; a crash between
+    them leaves it at ``.<name>.previous``, where :func:`load_checkpoint` finds it.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    for stale in path.parent.glob(f".{path.name}.tmp-*"):      # left by an earlier crash
+        shutil.rmtree(stale, ignore_errors=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp.mkdir()
+    try:
+        save_json(tmp / CONFIG, config)
+        save_safetensors(tmp / MODEL, model_state)
+        save_safetensors(tmp / OPTIMIZER, optimizer_state)
+        if tokenizer_file is not None:
+            source = Path(tokenizer_file)
+            try:
+                shutil.copyfile(source, tmp / ("tokenizer" + source.suffix))
+            except OSError as e:
+                raise CheckpointError(f"cannot copy tokenizer file {source}: "
+                                      f"{e.strerror or e}") from None
+        save_json(tmp / TRAINER, trainer_state)      # last: its presence marks a whole save
+        previous = _previous(path)
+        if path.exists():
+            if previous.exists():
+                shutil.rmtree(previous)
+            os.rename(path, previous)
+        os.rename(tmp, path)
+        shutil.rmtree(previous, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return path
+
+
+def load_checkpoint(path, expect_model: dict | None = None,
+                    expect_optimizer: dict | None = None) -> Checkpoint:
+    """Read a checkpoint directory written by :func:`save_checkpoint` (never unpickles).
+
+    ``expect_model`` / ``expect_optimizer``: name -> array or shape (e.g. ``model.state_dict()``);
+    when given, the stored tensors must match them exactly (:class:`CheckpointError` otherwise).
+    """
+    path = Path(path)
+    if not path.is_dir():
+        previous = _previous(path)
+        if previous.is_dir() and (previous / TRAINER).exists():
+            path = previous          # a save was interrupted between its two renames
+        elif path.exists():
+            raise CheckpointError(f"checkpoint {path} is not a directory")
+        else:
+            raise CheckpointError(f"no checkpoint at {path}")
+    missing = [name for name in (CONFIG, MODEL, OPTIMIZER, TRAINER) if not (path / name).is_file()]
+    if missing:
+        raise CheckpointError(f"checkpoint {path} is incomplete: missing {', '.join(missing)}")
+    tokenizers = sorted(path.glob("tokenizer*"))
+    if len(tokenizers) > 1:
+        raise CheckpointError(f"checkpoint {path} holds several tokenizer files: "
+                              f"{[t.name for t in tokenizers]}")
+    return Checkpoint(
+        config=load_json(path / CONFIG),
+        model_state=load_safetensors(path / MODEL, expect_model),
+        optimizer_state=load_safetensors(path / OPTIMIZER, expect_optimizer),
+        trainer_state=load_json(path / TRAINER),
+        tokenizer_path=tokenizers[0] if tokenizers else None,
+    )
