@@ -1,0 +1,315 @@
+"""The GPT: GPT-2, the original post-LN Transformer decoder and LLaMA-style models, by config.
+
+    idx (B, T) -> wte(idx) [+ wpe(pos)] -> dropout -> n_layer x Block -> ln_f -> logits (B, T, V)
+
+Parameter names follow GPT-2's checkpoints (``wte.weight``, ``h.0.attn.c_attn.weight``, ...)
+so a GPT-2 state dict loads as it is; LLaMA-style MLPs use LLaMA's names (``gate_proj``,
+``up_proj``, ``down_proj``). With tied embeddings the LM head is ``wte.weight`` (listed once).
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..errors import BackwardError, ConfigError, InputError
+from ..layers.attention import KVCache, MultiHeadAttention
+from ..layers.dropout import Dropout
+from ..layers.embedding import Embedding, LearnedPositionalEmbedding
+from ..layers.ffn import MLP, SwiGLU
+from ..layers.linear import Linear
+from ..layers.loss import CrossEntropyLoss
+from ..layers.norm import LayerNorm, RMSNorm
+from ..layers.positional import SinusoidalPositionalEncoding
+from ..layers.rope import RotaryEmbedding
+from ..module import Module, ModuleList
+
+POSITIONS = ("learned", "sinusoidal", "rope", "none")
+NORMS = ("layernorm", "rmsnorm")
+MLPS = ("gelu_tanh", "gelu", "relu", "swiglu")
+
+
+@dataclass
+class GPTConfig:
+    """Every architectural choice of a GPT. Defaults are GPT-2 (124M)."""
+
+    vocab_size: int = 50257          # V: number of token ids
+    block_size: int = 1024           # longest sequence (learned positions cannot go beyond)
+    n_layer: int = 12                # L: transformer blocks
+    n_head: int = 12                 # H: query heads
+    n_embd: int = 768                # C: channels of the residual stream
+    n_kv_head: int | None = None     # key/value heads (grouped-query attention); None = n_head
+    pos: str = "learned"             # learned | sinusoidal | rope | none
+    norm: str = "layernorm"          # layernorm | rmsnorm
+    prenorm: bool = True             # True: GPT-2's pre-LN; False: the original post-LN
+    mlp: str = "gelu_tanh"           # gelu_tanh (GPT-2) | gelu (exact erf) | relu | swiglu
+    mlp_hidden: int | None = None    # hidden width of the MLP; None = 4 * n_embd
+    bias: bool = True                # biases in the linear layers and LayerNorms
+    tie_embeddings: bool = True      # LM head shares wte's weight
+    dropout: float = 0.0             # dropout on embeddings, attention weights and residuals
+    rope_theta: float = 10000.0      # RoPE base
+    rope_layout: str = "half"        # half (LLaMA / HF checkpoints) | interleaved (RoFormer)
+    norm_eps: float = 1e-5           # epsilon of LayerNorm / RMSNorm
+    init_std: float = 0.02           # std of the normal weight init
+    dtype: str = "float32"           # float32, or float64 for gradient checks
+
+    def __post_init__(self):
+        for name in ("vocab_size", "block_size", "n_layer", "n_head", "n_embd"):
+            value = getattr(self, name)
+            if not isinstance(value, (int, np.integer)) or value < 1:
+                raise ConfigError(f"{name}={value!r} must be a positive integer")
+        if self.n_kv_head is None:
+            self.n_kv_head = self.n_head
+        if self.n_embd % self.n_head:
+            raise ConfigError(f"n_embd={self.n_embd} is not divisible by n_head={self.n_head}")
+        if self.n_kv_head < 1 or self.n_head % self.n_kv_head:
+            raise ConfigError(f"n_head={self.n_head} is not divisible by n_kv_head={self.n_kv_head}")
+        if self.mlp_hidden is None:
+            self.mlp_hidden = 4 * self.n_embd
+        for name, allowed in (("pos", POSITIONS), ("norm", NORMS), ("mlp", MLPS),
+                              ("rope_layout", ("half", "interleaved"))):
+            if getattr(self, name) not in allowed:
+                raise ConfigError(f"{name}={getattr(self, name)!r} must be one of {', '.join(allowed)}")
+        if self.pos == "rope" and (self.n_embd // self.n_head) % 2:
+            raise ConfigError(f"RoPE needs an even head size; n_embd/n_head = {self.n_embd // self.n_head}")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ConfigError(f"dropout={self.dropout} must be in [0, 1)")
+        if self.dtype not in ("float32", "float64"):
+            raise ConfigError(f"dtype={self.dtype!r} must be float32 or float64")
+
+    @property
+    def head_size(self) -> int:
+        return self.n_embd // self.n_head
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "GPTConfig":
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise ConfigError(f"unknown GPTConfig fields: {', '.join(unknown)}")
+        return cls(**d)
+
+    @classmethod
+    def preset(cls, name: str, **overrides) -> "GPTConfig":
+        if name not in PRESETS:
+            raise ConfigError(f"unknown preset {name!r}; presets: {', '.join(PRESETS)}")
+        return cls(**{**PRESETS[name], **overrides})
+
+
+PRESETS: dict[str, dict] = {
+    # GPT-2's four sizes (Radford et al. 2019; the released checkpoints)
+    "gpt2": dict(n_layer=12, n_head=12, n_embd=768),
+    "gpt2-medium": dict(n_layer=24, n_head=16, n_embd=1024),
+    "gpt2-large": dict(n_layer=36, n_head=20, n_embd=1280),
+    "gpt2-xl": dict(n_layer=48, n_head=25, n_embd=1600),
+    # the original Transformer's decoder layout: sinusoidal positions, post-LN, ReLU
+    "transformer": dict(vocab_size=512, block_size=128, n_layer=4, n_head=4, n_embd=128,
+                        pos="sinusoidal", prenorm=False, mlp="relu"),
+    # LLaMA-style: RMSNorm, RoPE, SwiGLU, grouped-query attention, no biases, untied head
+    "llama-tiny": dict(vocab_size=512, block_size=256, n_layer=4, n_head=4, n_kv_head=2,
+                       n_embd=128, mlp_hidden=344, pos="rope", norm="rmsnorm", mlp="swiglu",
+                       bias=False, tie_embeddings=False, norm_eps=1e-6),
+    # the baby char-level Shakespeare model (vocab_size is set from the tokenizer)
+    "baby": dict(vocab_size=96, block_size=64, n_layer=4, n_head=4, n_embd=128),
+}
+
+
+def _norm(config: GPTConfig, dtype):
+    if config.norm == "rmsnorm":
+        return RMSNorm(config.n_embd, eps=config.norm_eps, dtype=dtype)
+    return LayerNorm(config.n_embd, eps=config.norm_eps, bias=config.bias, dtype=dtype)
+
+
+class Block(Module):
+    """One transformer block.   x: (B, T, C) -> (B, T, C)
+
+    pre-LN (GPT-2):   x = x + attn(ln_1(x));   x = x + mlp(ln_2(x))
+    post-LN (2017):   x = ln_1(x + attn(x));   x = ln_2(x + mlp(x))
+    """
+
+    def __init__(self, config: GPTConfig, rng: np.random.Generator, rope=None):
+        dtype = np.dtype(config.dtype)
+        super().__init__(dtype)
+        # GPT-2 scales the init of the projections into the residual stream by 1/sqrt(2L)
+        proj_std = config.init_std / np.sqrt(2 * config.n_layer)
+        self.prenorm = config.prenorm
+        self.ln_1 = _norm(config, dtype)
+        self.attn = MultiHeadAttention(config.n_embd, config.n_head, n_kv_head=config.n_kv_head,
+                                       bias=config.bias, causal=True, rope=rope,
+                                       dropout=config.dropout, dtype=dtype, rng=rng,
+                                       proj_std=proj_std)
+        self.ln_2 = _norm(config, dtype)
+        if config.mlp == "swiglu":
+            self.mlp = SwiGLU(config.n_embd, config.mlp_hidden, bias=config.bias, dtype=dtype,
+                              rng=rng, proj_std=proj_std)
+        else:
+            self.mlp = MLP(config.n_embd, config.mlp_hidden, activation=config.mlp,
+                           bias=config.bias, dtype=dtype, rng=rng, proj_std=proj_std)
+        self.drop_attn = Dropout(config.dropout, rng=rng)
+        self.drop_mlp = Dropout(config.dropout, rng=rng)
+
+    def forward(self, x, key_padding_mask=None, kv_cache=None):
+        attn = lambda h: self.drop_attn(self.attn(h, key_padding_mask=key_padding_mask,  # noqa: E731
+                                                  kv_cache=kv_cache))
+        if self.prenorm:
+            x = x + attn(self.ln_1(x))
+            return x + self.drop_mlp(self.mlp(self.ln_2(x)))
+        x = self.ln_1(x + attn(x))
+        return self.ln_2(x + self.drop_mlp(self.mlp(x)))
+
+    def backward(self, dy):
+        if self.prenorm:   # the forward read bottom-up; each residual adds its branch
+            dx = dy + self.ln_2.backward(self.mlp.backward(self.drop_mlp.backward(dy)))
+            return dx + self.ln_1.backward(self.attn.backward(self.drop_attn.backward(dx)))
+        da = self.ln_2.backward(dy)
+        dx = da + self.mlp.backward(self.drop_mlp.backward(da))
+        db = self.ln_1.backward(dx)
+        return db + self.attn.backward(self.drop_attn.backward(db))
+
+
+class GPT(Module):
+    """A decoder-only transformer language model.
+
+    forward(idx (B, T) int, targets (B, T) int or None) -> (logits (B, T, V), loss or None)
+    backward(dlogits=None): from the mean cross-entropy of the last forward, or from any
+    upstream dlogits (B, T, V); returns None (the input is integer ids).
+    """
+
+    def __init__(self, config: GPTConfig, seed: int | None = 0):
+        dtype = np.dtype(config.dtype)
+        super().__init__(dtype)
+        self.config = config
+        rng = np.random.default_rng(seed)
+        C, std = config.n_embd, config.init_std
+        self.wte = Embedding(config.vocab_size, C, dtype=dtype, rng=rng, std=std)
+        if config.pos == "learned":
+            self.wpe = LearnedPositionalEmbedding(config.block_size, C, dtype=dtype, rng=rng,
+                                                  std=std / 2)
+        self._sinusoidal = SinusoidalPositionalEncoding(C, dtype=dtype) if config.pos == "sinusoidal" else None
+        rope = (RotaryEmbedding(config.head_size, base=config.rope_theta,
+                                layout=config.rope_layout, dtype=dtype)
+                if config.pos == "rope" else None)
+        self.drop = Dropout(config.dropout, rng=rng)
+        self.h = ModuleList(Block(config, rng, rope=rope) for _ in range(config.n_layer))
+        if config.prenorm:   # pre-LN needs a final norm; the post-LN stack ends normalised
+            self.ln_f = _norm(config, dtype)
+        if not config.tie_embeddings:
+            self.lm_head = Linear(C, config.vocab_size, bias=False, dtype=dtype, rng=rng, std=std)
+        self.loss_fn = CrossEntropyLoss()
+
+    # --- the head: tied (x @ wte^T) or its own Linear ------------------------------------
+    def _head_forward(self, x):
+        if self.config.tie_embeddings:
+            return x @ self.wte.weight.data.T
+        return self.lm_head(x)
+
+    def _head_backward(self, dlogits, x):
+        if not self.config.tie_embeddings:
+            return self.lm_head.backward(dlogits)
+        C = x.shape[-1]
+        V = dlogits.shape[-1]
+        self.wte.weight.grad += dlogits.reshape(-1, V).T @ x.reshape(-1, C)
+        return dlogits @ self.wte.weight.data
+
+    def _check_idx(self, idx, name="idx"):
+        idx = np.asarray(idx)
+        if idx.ndim != 2 or not np.issubdtype(idx.dtype, np.integer):
+            raise InputError(f"{name} must be a 2-D integer array (B, T); got shape {idx.shape} "
+                             f"dtype {idx.dtype}")
+        return idx
+
+    def forward(self, idx, targets=None, key_padding_mask=None, kv_cache=None):
+        idx = self._check_idx(idx)
+        B, T = idx.shape
+        offset = kv_cache[0].length if kv_cache is not None else 0
+        positions = np.arange(offset, offset + T)
+        x = self.wte(idx)
+        if self.config.pos == "learned":
+            x = x + self.wpe(positions)
+        elif self.config.pos == "sinusoidal":
+            x = x + self._sinusoidal(positions)
+        x = self.drop(x)
+        for i, block in enumerate(self.h):
+            x = block(x, key_padding_mask=key_padding_mask,
+                      kv_cache=kv_cache[i] if kv_cache is not None else None)
+        if self.config.prenorm:
+            x = self.ln_f(x)
+        logits = self._head_forward(x)
+        self.save(x)
+        loss = None
+        if targets is not None:
+            targets = self._check_idx(targets, "targets")
+            if targets.shape != idx.shape:
+                raise InputError(f"targets shape {targets.shape} != idx shape {idx.shape}")
+            loss = self.loss_fn(logits, targets)
+        self._has_loss = targets is not None
+        return logits, loss
+
+    def backward(self, dlogits=None):
+        if dlogits is None:
+            if self._cache is None or not getattr(self, "_has_loss", False):
+                raise BackwardError("GPT.backward() needs a forward with targets (or pass dlogits)")
+            dlogits, _ = self.loss_fn.backward(1.0)
+        (x,) = self.saved()
+        dx = self._head_backward(dlogits, x)
+        if self.config.prenorm:
+            dx = self.ln_f.backward(dx)
+        for block in reversed(self.h._items):
+            dx = block.backward(dx)
+        dx = self.drop.backward(dx)
+        if self.config.pos == "learned":
+            self.wpe.backward(dx)
+        self.wte.backward(dx)
+        return None
+
+    # --- inference ---------------------------------------------------------------------
+    def new_kv_cache(self, batch_size: int, max_len: int | None = None) -> list[KVCache]:
+        """One KVCache per layer, for ``max_len`` positions (default ``block_size``)."""
+        c = self.config
+        max_len = max_len or c.block_size
+        return [KVCache(batch_size, c.n_kv_head, max_len, c.head_size, dtype=self.dtype)
+                for _ in range(c.n_layer)]
+
+    def generate(self, idx, max_new_tokens: int, **kwargs):
+        """Autoregressive sampling with a KV cache; see :func:`npgpt.generate.generate`."""
+        from ..generate import generate
+        return generate(self, idx, max_new_tokens, **kwargs)
+
+
+def count_params(config: GPTConfig) -> dict[str, int]:
+    """Parameters per component of the model ``config`` describes, and the ``total``.
+
+    For the seed's layout (biases, LayerNorm, 4C MLP, tied head, no learned positions, no
+    final norm) the total is the closed form ``12·C²·L + 13·C·L + V·C``
+    (:func:`params_formula`); GPT-2 adds ``wpe`` (block_size·C) and ``ln_f`` (2C).
+    """
+    c = config
+    C, L, V, hs = c.n_embd, c.n_layer, c.vocab_size, c.head_size
+    b = 1 if c.bias else 0
+    norm = (2 if c.bias else 1) * C if c.norm == "layernorm" else C
+    qkv_out = (c.n_head + 2 * c.n_kv_head) * hs
+    attn = C * qkv_out + b * qkv_out + C * C + b * C
+    if c.mlp == "swiglu":
+        mlp = 3 * C * c.mlp_hidden + b * (2 * c.mlp_hidden + C)
+    else:
+        mlp = 2 * C * c.mlp_hidden + b * (c.mlp_hidden + C)
+    parts = {
+        "wte": V * C,
+        "wpe": c.block_size * C if c.pos == "learned" else 0,
+        "attention": L * attn,
+        "mlp": L * mlp,
+        "norms": L * 2 * norm + (norm if c.prenorm else 0),
+        "lm_head": 0 if c.tie_embeddings else C * V,
+    }
+    parts["total"] = sum(parts.values())
+    return parts
+
+
+def params_formula(config: GPTConfig) -> int:
+    """The closed form 12·C²·L + 13·C·L + V·C."""
+    C, L, V = config.n_embd, config.n_layer, config.vocab_size
+    return 12 * C * C * L + 13 * C * L + V * C
