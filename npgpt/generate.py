@@ -1,0 +1,131 @@
+"""Autoregressive generation: softmax with temperature, top-k, top-p, and KV-cache decoding.
+
+Positions past ``block_size``: a model with learned (or sinusoidal) positions only knows
+``block_size`` positions, so once the text is longer the window slides: each new token is
+computed from the last ``block_size`` tokens (a full forward per token, as nanoGPT crops).
+RoPE and position-free models have no such limit: the KV cache keeps growing.
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+import numpy as np
+
+from .errors import ConfigError, InputError
+from .module import no_grad
+
+
+def softmax_with_temperature(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
+    """probs = softmax(logits / temperature) over the last axis (stable: the max is subtracted).
+
+    Temperature < 1 sharpens the distribution, > 1 flattens it.
+    """
+    if temperature <= 0:
+        raise ConfigError(f"temperature={temperature} must be > 0 (use greedy decoding for 0)")
+    z = logits / logits.dtype.type(temperature)
+    z = z - z.max(axis=-1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=-1, keepdims=True)
+
+
+def filter_logits(logits: np.ndarray, top_k: int | None = None, top_p: float | None = None) -> np.ndarray:
+    """Set to -inf every logit outside the top ``top_k`` and outside the smallest set of most
+    likely tokens whose probability adds up to ``top_p`` (nucleus). logits: (B, V)."""
+    logits = logits.copy()
+    V = logits.shape[-1]
+    if top_k is not None:
+        if top_k < 1:
+            raise ConfigError(f"top_k={top_k} must be >= 1")
+        if top_k < V:
+            kth = np.partition(logits, V - top_k, axis=-1)[:, V - top_k][:, None]
+            logits[logits < kth] = -np.inf
+    if top_p is not None:
+        if not 0.0 < top_p <= 1.0:
+            raise ConfigError(f"top_p={top_p} must be in (0, 1]")
+        order = np.argsort(-logits, axis=-1, kind="stable")
+        sorted_logits = np.take_along_axis(logits, order, axis=-1)
+        probs = softmax_with_temperature(sorted_logits)
+        # drop a token when the tokens before it already reach top_p (the first always stays)
+        before = np.cumsum(probs, axis=-1) - probs
+        drop_sorted = before >= top_p
+        drop = np.zeros_like(drop_sorted)
+        np.put_along_axis(drop, order, drop_sorted, axis=-1)
+        logits[drop] = -np.inf
+    return logits
+
+
+def sample_next(logits: np.ndarray, rng: np.random.Generator, temperature: float = 1.0,
+                top_k: int | None = None, top_p: float | None = None) -> np.ndarray:
+    """One token id per row of ``logits`` (B, V). temperature 0 is greedy (argmax)."""
+    if temperature == 0:
+        return logits.argmax(axis=-1)
+    probs = softmax_with_temperature(filter_logits(logits, top_k, top_p), temperature)
+    cdf = np.cumsum(probs.astype(np.float64), axis=-1)
+    u = rng.random(len(cdf))[:, None] * cdf[:, -1:]
+    return np.minimum((cdf <= u).sum(axis=-1), logits.shape[-1] - 1)
+
+
+def generate(model, idx, max_new_tokens: int, temperature: float = 1.0, top_k: int | None = None,
+             top_p: float | None = None, seed: int | None = None, stop_token: int | None = None,
+             use_cache: bool = True, on_token: Callable[[np.ndarray], None] | None = None) -> np.ndarray:
+    """Continue ``idx`` (B, T) by up to ``max_new_tokens`` tokens; returns (B, T + n).
+
+    on_token    called with each new column of ids (B,) as soon as it is sampled (streaming).
+    stop_token  a row that produced it is finished (and padded with it); generation stops
+                when every row is finished.
+    use_cache   False recomputes the whole window every step (the reference the cache is
+                tested against).
+    """
+    idx = np.asarray(idx)
+    if idx.ndim == 1:
+        idx = idx[None, :]
+    if idx.ndim != 2 or idx.shape[1] == 0 or not np.issubdtype(idx.dtype, np.integer):
+        raise InputError(f"prompt must be a non-empty (B, T) array of token ids; got shape {idx.shape}")
+    if max_new_tokens < 0:
+        raise ConfigError(f"max_new_tokens={max_new_tokens} must be >= 0")
+    config = model.config
+    sliding = config.pos in ("learned", "sinusoidal")
+    window = config.block_size if sliding else None
+    rng = np.random.default_rng(seed)
+    B = idx.shape[0]
+    tokens = np.empty((B, idx.shape[1] + max_new_tokens), dtype=np.int64)
+    tokens[:, :idx.shape[1]] = idx
+    n = idx.shape[1]
+    finished = np.zeros(B, dtype=bool)
+
+    was_training = model.training
+    model.eval()
+    try:
+        with no_grad():
+            cache = None
+            if use_cache:
+                max_len = window if sliding else n + max_new_tokens
+                cache = model.new_kv_cache(B, max_len)
+            logits = _step(model, tokens, n, 0, window, cache)
+            for _ in range(max_new_tokens):
+                nxt = sample_next(logits[:, -1, :], rng, temperature, top_k, top_p)
+                if stop_token is not None:
+                    nxt = np.where(finished, stop_token, nxt)
+                    finished |= nxt == stop_token
+                tokens[:, n] = nxt
+                n += 1
+                if on_token is not None:
+                    on_token(nxt)
+                if stop_token is not None and finished.all():
+                    break
+                if n < tokens.shape[1]:
+                    logits = _step(model, tokens, n, n - 1, window, cache)
+    finally:
+        model.train(was_training)
+    return tokens[:, :n]
+
+
+def _step(model, tokens, n, start, window, cache):
+    """Logits for the tokens up to ``n``, feeding only ``tokens[start:n]`` to a cache that holds
+    the rest. Past a sliding window the cache cannot be reused: the last ``window`` tokens are
+    recomputed."""
+    if window is not None and n > window:
+        return model.forward(tokens[:, n - window:n])[0]
+    if cache is None:
+        return model.forward(tokens[:, :n])[0]
+    return model.forward(tokens[:, start:n], kv_cache=cache)[0]
