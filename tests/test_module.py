@@ -3,7 +3,7 @@ import pytest
 
 from npgpt import Module, ModuleList, Parameter, no_grad
 from npgpt.errors import BackwardError, StateDictError
-from npgpt.layers import Dropout, Embedding, LayerNorm, MLP
+from npgpt.layers import MLP, Dropout, Embedding, LayerNorm
 
 
 class Block(Module):

@@ -15,7 +15,12 @@ __all__ = [
 
 # attention.py and rope.py are written alongside; export them once they exist
 try:
-    from .attention import CrossAttention, KVCache, MultiHeadAttention, ScaledDotProductAttention
+    from .attention import (
+        CrossAttention,
+        KVCache,
+        MultiHeadAttention,
+        ScaledDotProductAttention,
+    )
     from .rope import RotaryEmbedding
 except ImportError:
     pass

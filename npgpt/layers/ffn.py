@@ -6,7 +6,7 @@ import math
 
 import numpy as np
 
-from ..errors import ConfigError, InputError
+from ..errors import ConfigError
 from ..module import Module
 from .dropout import Dropout
 from .linear import Linear
