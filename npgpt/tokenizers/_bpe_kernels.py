@@ -1,0 +1,242 @@
+"""numba kernels of the BPE trainer (see bpe_train.py for the algorithm).
+
+Imported only when training starts, never at ``import npgpt``; compiled once and cached on
+disk (``cache=True``).
+"""
+import numpy as np
+from numba import njit, types
+from numba.typed import Dict
+
+
+@njit(cache=True)
+def dget(d, k, default):
+    if k in d:
+        return d[k]
+    return default
+
+@njit(cache=True)
+def key_of(a, b):
+    return (np.int64(a) << 32) | np.int64(b)
+
+@njit(cache=True)
+def better(c1, k1, c2, k2):
+    # heap order: higher count first, then smaller key (smaller a, then smaller b)
+    return c1 > c2 or (c1 == c2 and k1 < k2)
+
+@njit(cache=True)
+def heap_push(hc, hk, n, c, k):
+    if n >= hc.size:
+        hc2 = np.empty(hc.size * 2, np.int64)
+        hk2 = np.empty(hk.size * 2, np.int64)
+        hc2[:n] = hc[:n]
+        hk2[:n] = hk[:n]
+        hc, hk = hc2, hk2
+    i = n
+    hc[i] = c
+    hk[i] = k
+    while i > 0:
+        p = (i - 1) // 2
+        if better(hc[i], hk[i], hc[p], hk[p]):
+            hc[i], hc[p] = hc[p], hc[i]
+            hk[i], hk[p] = hk[p], hk[i]
+            i = p
+        else:
+            break
+    return hc, hk, n + 1
+
+@njit(cache=True)
+def heap_pop(hc, hk, n):
+    c, k = hc[0], hk[0]
+    n -= 1
+    hc[0] = hc[n]
+    hk[0] = hk[n]
+    i = 0
+    while True:
+        l_ = 2 * i + 1
+        r = l_ + 1
+        m = i
+        if l_ < n and better(hc[l_], hk[l_], hc[m], hk[m]):
+            m = l_
+        if r < n and better(hc[r], hk[r], hc[m], hk[m]):
+            m = r
+        if m == i:
+            break
+        hc[i], hc[m] = hc[m], hc[i]
+        hk[i], hk[m] = hk[m], hk[i]
+        i = m
+    return c, k, n
+
+@njit(cache=True)
+def pool_add(pos, nxt, size, heads, k, p):
+    # prepend position p to the singly linked list of pair k (pool never outgrows 3N)
+    pos[size] = p
+    nxt[size] = dget(heads, k, -1)
+    heads[k] = size
+    return size + 1
+
+@njit(cache=True)
+def init_state(symbols, word_start, counts):
+    N = symbols.size
+    W = counts.size
+    nxt = np.full(N, -1, np.int64)
+    prv = np.full(N, -1, np.int64)
+    freq = np.zeros(N, np.int64)
+    pair_count = Dict.empty(types.int64, types.int64)
+    heads = Dict.empty(types.int64, types.int64)
+    pool_pos = np.empty(3 * N + 16, np.int64)
+    pool_nxt = np.empty(3 * N + 16, np.int64)
+    size = 0
+    for w in range(W):
+        s, e = word_start[w], word_start[w + 1]
+        for i in range(s, e):
+            freq[i] = counts[w]
+            if i + 1 < e:
+                nxt[i] = i + 1
+            if i > s:
+                prv[i] = i - 1
+        for i in range(s, e - 1):
+            k = key_of(symbols[i], symbols[i + 1])
+            pair_count[k] = dget(pair_count, k, 0) + counts[w]
+            size = pool_add(pool_pos, pool_nxt, size, heads, k, i)
+    hc = np.empty(max(16, 2 * len(pair_count)), np.int64)
+    hk = np.empty(max(16, 2 * len(pair_count)), np.int64)
+    n = 0
+    for k, c in pair_count.items():
+        hc, hk, n = heap_push(hc, hk, n, c, k)
+    return nxt, prv, freq, pair_count, heads, pool_pos, pool_nxt, size, hc, hk, n
+
+@njit(cache=True)
+def merge_steps(symbols, nxt, prv, freq, pair_count, heads, pool_pos, pool_nxt, size,
+                hc, hk, n, next_id, n_steps, out):
+    """Do up to n_steps merges, writing (a, b) rows into out; returns the count done."""
+    done = 0
+    touched = np.empty(64, np.int64)
+    while done < n_steps and n > 0:
+        c, k, n = heap_pop(hc, hk, n)
+        cur = dget(pair_count, k, 0)
+        if cur != c:  # stale entry: put the pair back with its current count
+            if cur > 0:
+                hc, hk, n = heap_push(hc, hk, n, cur, k)
+            continue
+        if c <= 0:
+            break
+        a = k >> 32
+        b = k & 0xFFFFFFFF
+        new = next_id + done
+        # collect this pair's positions, left to right ("a a a" -> "(aa) a")
+        m = 0
+        j = dget(heads, k, -1)
+        while j != -1:
+            m += 1
+            j = pool_nxt[j]
+        ps = np.empty(m, np.int64)
+        j = dget(heads, k, -1)
+        m = 0
+        while j != -1:
+            ps[m] = pool_pos[j]
+            m += 1
+            j = pool_nxt[j]
+        ps.sort()
+        heads.pop(k)
+        nt = 0
+        for p in ps:
+            q = nxt[p]
+            if symbols[p] != a or q == -1 or symbols[q] != b:
+                continue  # consumed by an earlier merge in this step, or stale
+            f = freq[p]
+            pair_count[k] = pair_count[k] - f
+            left = prv[p]
+            right = nxt[q]
+            if left != -1:
+                kl = key_of(symbols[left], a)
+                pair_count[kl] = pair_count[kl] - f
+                kn = key_of(symbols[left], new)
+                pair_count[kn] = dget(pair_count, kn, 0) + f
+                size = pool_add(pool_pos, pool_nxt, size, heads, kn, left)
+                if nt + 2 > touched.size:
+                    t2 = np.empty(touched.size * 2, np.int64)
+                    t2[:nt] = touched[:nt]
+                    touched = t2
+                touched[nt] = kl
+                touched[nt + 1] = kn
+                nt += 2
+            if right != -1:
+                kr = key_of(b, symbols[right])
+                pair_count[kr] = pair_count[kr] - f
+                kn = key_of(new, symbols[right])
+                pair_count[kn] = dget(pair_count, kn, 0) + f
+                size = pool_add(pool_pos, pool_nxt, size, heads, kn, p)
+                if nt + 2 > touched.size:
+                    t2 = np.empty(touched.size * 2, np.int64)
+                    t2[:nt] = touched[:nt]
+                    touched = t2
+                touched[nt] = kr
+                touched[nt + 1] = kn
+                nt += 2
+            symbols[p] = new
+            symbols[q] = -1
+            nxt[p] = right
+            if right != -1:
+                prv[right] = p
+        pair_count.pop(k)
+        # push each touched pair once with its final count (decreases surface lazily,
+        # but pushing them too keeps the heap tight)
+        tk = np.unique(touched[:nt])
+        for t in tk:
+            ct = dget(pair_count, t, 0)
+            if ct > 0:
+                hc, hk, n = heap_push(hc, hk, n, ct, t)
+            elif ct == 0 and t in pair_count:
+                pair_count.pop(t)
+        out[done, 0] = a
+        out[done, 1] = b
+        done += 1
+    return done, size, hc, hk, n
+
+
+@njit(cache=True)
+def build_rank_table(a, b, rank, new):
+    """(a, b) -> rank * 2^32 + new_id, for the merges given as four arrays (first wins)."""
+    table = Dict.empty(types.int64, types.int64)
+    for i in range(a.size):
+        k = key_of(a[i], b[i])
+        if k not in table:
+            table[k] = (np.int64(rank[i]) << 32) | np.int64(new[i])
+    return table
+
+
+@njit(cache=True)
+def encode_pieces(data, starts, byte_ids, table):
+    """BPE of many pieces at once: piece j is data[starts[j]:starts[j+1]] (bytes).  Returns
+    (ids, id_starts).  Same rule as ByteBPE._encode_piece: lowest rank first, leftmost."""
+    n = starts.size - 1
+    out = np.empty(data.size, np.int64)
+    out_starts = np.zeros(n + 1, np.int64)
+    buf = np.empty(max(1, data.size), np.int64)
+    o = 0
+    for j in range(n):
+        s, e = starts[j], starts[j + 1]
+        m = e - s
+        for i in range(m):
+            buf[i] = byte_ids[data[s + i]]
+        while m > 1:
+            best = np.int64(-1)
+            pos = -1
+            for i in range(m - 1):
+                k = key_of(buf[i], buf[i + 1])
+                if k in table:
+                    v = table[k]
+                    if best == -1 or (v >> 32) < (best >> 32):
+                        best = v
+                        pos = i
+            if pos == -1:
+                break
+            buf[pos] = best & 0xFFFFFFFF
+            for i in range(pos + 1, m - 1):
+                buf[i] = buf[i + 1]
+            m -= 1
+        for i in range(m):
+            out[o + i] = buf[i]
+        o += m
+        out_starts[j + 1] = o
+    return out[:o], out_starts

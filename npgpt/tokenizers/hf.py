@@ -1,0 +1,148 @@
+"""HuggingFace byte-level BPE files: ``tokenizer.json`` and GPT-2's ``vocab.json`` + ``merges.txt``.
+
+Byte-level BPE writes each byte as a printable character (GPT-2's ``bytes_to_unicode`` table:
+printable Latin-1 bytes stand for themselves, the other 68 bytes map to U+0100 onwards, so a
+space is ``Ġ``).  Loading inverts that table, turns every merge line ``"Ġ t"`` into the ids
+(a, b) -> vocab["Ġt"] with its line number as rank, and builds a ByteBPE.  Supported
+pre-tokenizers: ByteLevel (with its GPT-2 regex, optional prefix space) and a Sequence of Split
+(a regex, as LLaMA-3 style files have) + ByteLevel without regex.
+"""
+import json
+import os
+
+from ..errors import TokenizerError
+from .base import read_text
+from .bytebpe import ByteBPE
+from .patterns import GPT2_PATTERN
+
+
+def bytes_to_unicode():
+    """byte -> the printable character GPT-2 writes for it: {33: '!', ..., 32: 'Ġ', ...}."""
+    keep = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + \
+        list(range(ord("®"), ord("ÿ") + 1))
+    table, extra = {}, 0
+    for b in range(256):
+        if b in keep:
+            table[b] = chr(b)
+        else:
+            table[b] = chr(256 + extra)
+            extra += 1
+    return table
+
+
+def _to_bytes(token, decoder, where):
+    try:
+        return bytes(decoder[c] for c in token)
+    except KeyError as e:
+        raise TokenizerError(f"{where}: token {token!r} has {e.args[0]!r}, which is not a "
+                             "byte-level character (is this a byte-level BPE?)") from None
+
+
+def from_vocab_merges_dicts(vocab, merges, pattern=GPT2_PATTERN, special_tokens=None,
+                            ignore_merges=False, where="<vocab>", prefix_space=False):
+    """vocab {token string: id}, merges [(a, b) strings] -> ByteBPE."""
+    decoder = {c: b for b, c in bytes_to_unicode().items()}
+    byte_ids = [None] * 256
+    for b, c in bytes_to_unicode().items():
+        if c not in vocab:
+            raise TokenizerError(f"{where}: the vocabulary lacks the byte token {c!r} (byte {b})")
+        byte_ids[b] = vocab[c]
+    table = []
+    for rank, (a, b) in enumerate(merges):
+        ab = a + b
+        if a not in vocab or b not in vocab or ab not in vocab:
+            missing = [t for t in (a, b, ab) if t not in vocab][0]
+            raise TokenizerError(f"{where}: merge #{rank} ({a!r}, {b!r}) uses {missing!r}, "
+                                 "which is not in the vocabulary")
+        table.append((vocab[a], vocab[b], vocab[ab]))
+    specials = dict(special_tokens or {})
+    # BPE tokens must be reachable from the bytes; any other vocab entry is a special token
+    known = set(byte_ids) | {n for _, _, n in table}
+    for tok, i in vocab.items():
+        if i not in known and tok not in specials:
+            _to_bytes(tok, decoder, where)  # a byte-level token nobody can form: ignore it
+    tok = ByteBPE(table, pattern=pattern, special_tokens=specials, byte_ids=byte_ids,
+                  ignore_merges=ignore_merges)
+    tok.prefix_space = prefix_space
+    if prefix_space:
+        plain = tok.encode_ordinary
+        tok.encode_ordinary = lambda text: plain(text if text.startswith(" ") else " " + text)
+    return tok
+
+
+def from_vocab_merges(vocab_path, merges_path, special_tokens=None):
+    """GPT-2's ``vocab.json`` (or ``encoder.json``) + ``merges.txt`` (or ``vocab.bpe``)."""
+    try:
+        vocab = json.loads(read_text(vocab_path, "vocab.json"))
+    except json.JSONDecodeError as e:
+        raise TokenizerError(f"{vocab_path} is not valid JSON: {e}") from None
+    merges = []
+    for n, line in enumerate(read_text(merges_path, "merges.txt").split("\n"), 1):
+        if line.startswith("#version") or not line.strip():
+            continue
+        parts = line.split(" ")
+        if len(parts) != 2:
+            raise TokenizerError(f"{merges_path} line {n}: expected 'a b', got {line[:60]!r}")
+        merges.append((parts[0], parts[1]))
+    if special_tokens is None:
+        special_tokens = {s: vocab[s] for s in ("<|endoftext|>",) if s in vocab}
+    return from_vocab_merges_dicts(vocab, merges, GPT2_PATTERN, special_tokens, where=os.fspath(vocab_path))
+
+
+def _pattern_of(pre, where):
+    """The split regex and the prefix-space flag of a tokenizer.json pre_tokenizer."""
+    if pre is None:
+        return None, False
+    kind = pre.get("type")
+    if kind == "ByteLevel":
+        return (GPT2_PATTERN if pre.get("use_regex", True) else None), pre.get("add_prefix_space", False)
+    if kind == "Split":
+        pat = pre.get("pattern", {})
+        if "Regex" not in pat or pre.get("behavior") != "Isolated" or pre.get("invert"):
+            raise TokenizerError(f"{where}: only Split with a Regex, behavior Isolated is supported, got {pre}")
+        return pat["Regex"], False
+    if kind == "Sequence":
+        patterns, prefix = [], False
+        for p in pre.get("pretokenizers", []):
+            pattern, pfx = _pattern_of(p, where)
+            prefix = prefix or pfx
+            if pattern is not None:
+                patterns.append(pattern)
+        if len(patterns) > 1:
+            raise TokenizerError(f"{where}: more than one splitting regex is not supported")
+        return (patterns[0] if patterns else None), prefix
+    raise TokenizerError(f"{where}: pre_tokenizer {kind!r} is not supported (ByteLevel, Split, Sequence are)")
+
+
+def from_tokenizer_json(path):
+    """A HuggingFace ``tokenizer.json`` whose model is a byte-level BPE."""
+    where = os.fspath(path)
+    try:
+        obj = json.loads(read_text(path, "tokenizer.json"))
+    except json.JSONDecodeError as e:
+        raise TokenizerError(f"{where} is not valid JSON: {e}") from None
+    model = obj.get("model") or {}
+    if model.get("type", "BPE") != "BPE" or "merges" not in model:
+        raise TokenizerError(f"{where}: model type {model.get('type')!r}; only BPE is supported")
+    for option in ("continuing_subword_prefix", "end_of_word_suffix"):
+        if model.get(option):
+            raise TokenizerError(f"{where}: BPE option {option}={model[option]!r} is not byte-level BPE")
+    if obj.get("normalizer"):
+        raise TokenizerError(f"{where}: normalizer {obj['normalizer'].get('type')!r} is not supported")
+    merges = [tuple(m.split(" ")) if isinstance(m, str) else tuple(m) for m in model["merges"]]
+    pattern, prefix = _pattern_of(obj.get("pre_tokenizer"), where)
+    specials = {t["content"]: t["id"] for t in obj.get("added_tokens", [])}
+    vocab = {k: v for k, v in model["vocab"].items() if k not in specials}
+    return from_vocab_merges_dicts(vocab, merges, pattern, specials,
+                                   ignore_merges=model.get("ignore_merges", False), where=where,
+                                   prefix_space=prefix)
+
+
+def from_pretrained_dir(folder):
+    """A folder holding ``tokenizer.json`` or ``vocab.json`` + ``merges.txt``."""
+    if os.path.exists(os.path.join(folder, "tokenizer.json")):
+        return from_tokenizer_json(os.path.join(folder, "tokenizer.json"))
+    vocab, merges = os.path.join(folder, "vocab.json"), os.path.join(folder, "merges.txt")
+    if os.path.exists(vocab) and os.path.exists(merges):
+        return from_vocab_merges(vocab, merges)
+    raise TokenizerError(f"{folder} holds neither tokenizer.json nor vocab.json + merges.txt")
