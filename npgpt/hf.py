@@ -1,0 +1,413 @@
+"""HuggingFace checkpoints: GPT-2 and LLaMA-family directories in and out, no torch needed.
+
+    model = from_pretrained("path/to/gpt2")       # config.json + model.safetensors (or shards)
+    save_pretrained(model, "out/")                # transformers' from_pretrained reads it back
+    tok = load_tokenizer("path/to/gpt2")          # npgpt's byte-level BPE, or None
+
+Both families map one-to-one onto npgpt's :class:`~npgpt.models.GPT`:
+
+    GPT-2 (``transformer.`` prefix)             npgpt
+      wte, wpe, h.i.ln_1, h.i.attn.c_attn, ...    the same names; Conv1D is (in, out) already
+      lm_head.weight (V, C), when untied          lm_head.weight (C, V): transposed
+    LLaMA (``model.`` prefix)
+      embed_tokens.weight                         wte.weight
+      layers.i.input_layernorm                    h.i.ln_1
+      layers.i.self_attn.{q,k,v}_proj (out, in)   h.i.attn.c_attn (C, (H + 2 Hkv) hs): q | k | v
+                                                  columns, each transposed
+      layers.i.self_attn.o_proj                   h.i.attn.c_proj (transposed)
+      layers.i.post_attention_layernorm           h.i.ln_2
+      layers.i.mlp.{gate,up,down}_proj            h.i.mlp.{gate,up,down}_proj (transposed)
+      norm                                        ln_f
+      lm_head.weight, when untied                 lm_head.weight (transposed)
+
+HF's LLaMA checkpoints already use the half-split RoPE layout (``rotate_half``) and group
+consecutive query heads per key/value head (``repeat_kv``), which is npgpt's ``rope_layout
+"half"`` and its GQA, so no head permutation is needed.
+
+Loading builds the model first (its parameters are the only full-size arrays) and then reads
+the checkpoint one tensor at a time into them, so at most one extra tensor is alive at once.
+A config that npgpt would run differently from transformers is refused with a
+:class:`~npgpt.errors.ConfigError` naming the field.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .errors import CheckpointError, ConfigError, TokenizerError
+from .io import load_json, read_safetensors_header, save_json
+from .models.gpt import GPT, GPTConfig
+
+CONFIG, WEIGHTS, INDEX = "config.json", "model.safetensors", "model.safetensors.index.json"
+LLAMA_TYPES = ("llama", "mistral")           # same tensors and math when the config agrees
+_GPT2_ACTIVATIONS = {"gelu_new": "gelu_tanh", "gelu_pytorch_tanh": "gelu_tanh",
+                     "gelu_fast": "gelu_tanh", "gelu": "gelu", "relu": "relu"}
+# checkpoint tensors that are buffers, not weights: GPT-2's causal masks, old RoPE tables
+_IGNORED_SUFFIXES = (".attn.bias", ".attn.masked_bias", ".rotary_emb.inv_freq")
+
+
+# --- config.json <-> GPTConfig -----------------------------------------------------------------
+
+def _require(hf: dict, field: str, ok, expected: str, where: str = ""):
+    value = hf.get(field)
+    if not ok(value):
+        raise ConfigError(f"config.json: {where}{field}={value!r} is not supported by npgpt "
+                          f"(expected {expected})")
+
+
+def config_from_hf(hf: dict, dtype="float32", **overrides) -> GPTConfig:
+    """The :class:`GPTConfig` of a HuggingFace ``config.json`` dict (gpt2, llama, mistral).
+
+    ``overrides`` replace fields afterwards (e.g. ``dropout=0.1`` for fine-tuning).
+    """
+    model_type = hf.get("model_type")
+    if hf.get("quantization_config") is not None:
+        raise ConfigError("config.json: quantization_config is set; npgpt loads only "
+                          "unquantized float weights")
+    if model_type == "gpt2":
+        c = _gpt2_config(hf)
+    elif model_type in LLAMA_TYPES:
+        c = _llama_config(hf)
+    else:
+        raise ConfigError(f"config.json: model_type={model_type!r} is not supported; npgpt "
+                          f"loads gpt2 and the LLaMA family ({', '.join(LLAMA_TYPES)})")
+    c.update(dtype=str(np.dtype(dtype)), **overrides)
+    return GPTConfig(**c)
+
+
+def _gpt2_config(hf: dict) -> dict:
+    _require(hf, "activation_function", lambda v: v in _GPT2_ACTIVATIONS,
+             f"one of {', '.join(_GPT2_ACTIVATIONS)}")
+    _require(hf, "scale_attn_weights", lambda v: v in (None, True), "true")
+    _require(hf, "scale_attn_by_inverse_layer_idx", lambda v: not v, "false")
+    _require(hf, "add_cross_attention", lambda v: not v, "false")
+    block = hf.get("n_positions", hf.get("n_ctx"))
+    return dict(vocab_size=hf["vocab_size"], block_size=block, n_layer=hf["n_layer"],
+                n_head=hf["n_head"], n_embd=hf["n_embd"], pos="learned", norm="layernorm",
+                mlp=_GPT2_ACTIVATIONS[hf["activation_function"]],
+                mlp_hidden=hf.get("n_inner"), bias=True,
+                tie_embeddings=hf.get("tie_word_embeddings", True),
+                norm_eps=hf.get("layer_norm_epsilon", 1e-5),
+                init_std=hf.get("initializer_range", 0.02))
+
+
+def _llama_config(hf: dict) -> dict:
+    C, H = hf["hidden_size"], hf["num_attention_heads"]
+    _require(hf, "hidden_act", lambda v: v in (None, "silu"), "'silu' (SwiGLU)")
+    _require(hf, "rope_scaling", lambda v: v is None, "null (plain RoPE)")
+    rope = hf.get("rope_parameters") or {}
+    _require(rope, "rope_type", lambda v: v in (None, "default"), "'default' (plain RoPE)",
+             where="rope_parameters.")
+    _require(hf, "partial_rotary_factor", lambda v: v in (None, 1, 1.0), "1.0")
+    _require(hf, "sliding_window", lambda v: v is None, "null (full attention)")
+    _require(hf, "use_sliding_window", lambda v: not v, "false")
+    _require(hf, "layer_types", lambda v: v is None or set(v) <= {"full_attention"},
+             "every layer 'full_attention'")
+    _require(hf, "head_dim", lambda v: v in (None, C // H), f"hidden_size / num_attention_heads "
+             f"= {C // H}")
+    attention_bias, mlp_bias = bool(hf.get("attention_bias")), bool(hf.get("mlp_bias"))
+    if attention_bias != mlp_bias:
+        raise ConfigError(f"config.json: attention_bias={attention_bias} and mlp_bias={mlp_bias} "
+                          "differ; npgpt's GPTConfig has one bias flag for both")
+    return dict(vocab_size=hf["vocab_size"], block_size=hf["max_position_embeddings"],
+                n_layer=hf["num_hidden_layers"], n_head=H, n_embd=C,
+                n_kv_head=hf.get("num_key_value_heads") or H, pos="rope", norm="rmsnorm",
+                mlp="swiglu", mlp_hidden=hf["intermediate_size"], bias=attention_bias,
+                tie_embeddings=hf.get("tie_word_embeddings", False),
+                rope_theta=float(rope.get("rope_theta", hf.get("rope_theta", 10000.0))),
+                rope_layout="half", norm_eps=hf.get("rms_norm_eps", 1e-6),
+                init_std=hf.get("initializer_range", 0.02))
+
+
+def family(config: GPTConfig) -> str:
+    """``"gpt2"`` or ``"llama"``: the HuggingFace architecture that computes exactly what
+    ``config`` does, or ConfigError naming the first field that has no counterpart."""
+    c = config
+    if not c.prenorm:
+        raise ConfigError("prenorm=False (post-LN) has no HuggingFace GPT-2/LLaMA counterpart")
+    if c.pos == "learned" and c.norm == "layernorm" and c.mlp != "swiglu":
+        if not c.bias:
+            raise ConfigError("bias=False: HuggingFace GPT-2 always has biases")
+        if c.n_kv_head != c.n_head:
+            raise ConfigError(f"n_kv_head={c.n_kv_head} != n_head={c.n_head}: HuggingFace GPT-2 "
+                              "has no grouped-query attention")
+        return "gpt2"
+    if c.pos == "rope" and c.norm == "rmsnorm" and c.mlp == "swiglu":
+        if c.rope_layout != "half":
+            raise ConfigError(f"rope_layout={c.rope_layout!r}: HuggingFace LLaMA uses 'half'")
+        return "llama"
+    raise ConfigError(f"pos={c.pos!r}, norm={c.norm!r}, mlp={c.mlp!r} match neither GPT-2 "
+                      "(learned, layernorm, gelu/relu) nor LLaMA (rope, rmsnorm, swiglu)")
+
+
+_TOKEN_IDS = ("bos_token_id", "eos_token_id", "pad_token_id")
+
+
+def config_to_hf(config: GPTConfig, token_ids: dict | None = None) -> dict:
+    """A ``config.json`` dict that transformers builds the same model from.
+
+    ``token_ids``: bos/eos/pad ids to record (those of the checkpoint the model was loaded
+    from); absent ones are written null, so transformers assumes no family default.
+    """
+    c = config
+    common = dict(vocab_size=c.vocab_size, tie_word_embeddings=c.tie_embeddings,
+                  initializer_range=c.init_std, torch_dtype=c.dtype, use_cache=True,
+                  **{k: (token_ids or {}).get(k) for k in _TOKEN_IDS})
+    if family(c) == "gpt2":
+        act = {"gelu_tanh": "gelu_new", "gelu": "gelu", "relu": "relu"}[c.mlp]
+        return dict(model_type="gpt2", architectures=["GPT2LMHeadModel"], n_positions=c.block_size,
+                    n_embd=c.n_embd, n_layer=c.n_layer, n_head=c.n_head,
+                    n_inner=None if c.mlp_hidden == 4 * c.n_embd else c.mlp_hidden,
+                    activation_function=act, layer_norm_epsilon=c.norm_eps,
+                    resid_pdrop=c.dropout, embd_pdrop=c.dropout, attn_pdrop=c.dropout,
+                    scale_attn_weights=True, **common)
+    return dict(model_type="llama", architectures=["LlamaForCausalLM"], hidden_size=c.n_embd,
+                intermediate_size=c.mlp_hidden, num_hidden_layers=c.n_layer,
+                num_attention_heads=c.n_head, num_key_value_heads=c.n_kv_head,
+                head_dim=c.head_size, hidden_act="silu", max_position_embeddings=c.block_size,
+                rms_norm_eps=c.norm_eps, rope_theta=c.rope_theta, rope_scaling=None,
+                attention_bias=c.bias, mlp_bias=c.bias, attention_dropout=c.dropout, **common)
+
+
+# --- tensor layout -----------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Entry:
+    """Checkpoint tensor ``hf`` is ``ours[..., cols]`` of npgpt's parameter ``ours``,
+    transposed when ``transpose`` (the (out, in) vs (in, out) Linear layouts)."""
+    hf: str
+    ours: str
+    transpose: bool = False
+    cols: slice | None = None
+
+
+def layout(config: GPTConfig) -> list[Entry]:
+    """Every checkpoint tensor of ``config``'s HuggingFace counterpart and where it lives."""
+    c, L = config, range(config.n_layer)
+    entries = []
+    if family(c) == "gpt2":
+        p = "transformer."
+        names = ["wte.weight", "wpe.weight"]
+        for i in L:
+            for m in ("ln_1", "attn.c_attn", "attn.c_proj", "ln_2", "mlp.c_fc", "mlp.c_proj"):
+                names += [f"h.{i}.{m}.weight", f"h.{i}.{m}.bias"]
+        names += ["ln_f.weight", "ln_f.bias"]
+        entries = [Entry(p + n, n) for n in names]
+    else:
+        p, H, Hkv, hs = "model.", c.n_head, c.n_kv_head, c.head_size
+        kinds = ("weight", "bias") if c.bias else ("weight",)
+        qkv = {"q": slice(0, H * hs), "k": slice(H * hs, (H + Hkv) * hs),
+               "v": slice((H + Hkv) * hs, (H + 2 * Hkv) * hs)}
+        entries.append(Entry(p + "embed_tokens.weight", "wte.weight"))
+        for i in L:
+            hf, ours = f"{p}layers.{i}.", f"h.{i}."
+            entries.append(Entry(hf + "input_layernorm.weight", ours + "ln_1.weight"))
+            for kind in kinds:
+                t = kind == "weight"
+                entries += [Entry(f"{hf}self_attn.{x}_proj.{kind}", f"{ours}attn.c_attn.{kind}", t, s)
+                            for x, s in qkv.items()]
+                entries.append(Entry(f"{hf}self_attn.o_proj.{kind}", f"{ours}attn.c_proj.{kind}", t))
+                entries += [Entry(f"{hf}mlp.{m}.{kind}", f"{ours}mlp.{m}.{kind}", t)
+                            for m in ("gate_proj", "up_proj", "down_proj")]
+            entries.append(Entry(hf + "post_attention_layernorm.weight", ours + "ln_2.weight"))
+        entries.append(Entry(p + "norm.weight", "ln_f.weight"))
+    if not c.tie_embeddings:
+        entries.append(Entry("lm_head.weight", "lm_head.weight", True))
+    return entries
+
+
+def _hf_view(param: np.ndarray, e: Entry) -> np.ndarray:
+    """npgpt's array seen in the checkpoint's layout (a view, no copy)."""
+    view = param if e.cols is None else param[..., e.cols]
+    return view.T if e.transpose else view
+
+
+# --- loading ------------------------------------------------------------------------------------
+
+def _weight_files(path: Path) -> dict[str, Path]:
+    """Checkpoint tensor name -> the safetensors file holding it (one file or the shards)."""
+    if (path / WEIGHTS).is_file():
+        return {name: path / WEIGHTS for name in read_safetensors_header(path / WEIGHTS)}
+    if (path / INDEX).is_file():
+        weight_map = load_json(path / INDEX).get("weight_map")
+        if not isinstance(weight_map, dict):
+            raise CheckpointError(f"{path / INDEX}: no 'weight_map' object")
+        files = {}
+        for shard in sorted(set(weight_map.values())):
+            names = set(read_safetensors_header(path / shard)) if (path / shard).is_file() else None
+            if names is None:
+                raise CheckpointError(f"{path / INDEX} names shard {shard!r}, which is missing")
+            for name, where in weight_map.items():
+                if where == shard and name not in names:
+                    raise CheckpointError(f"{path / INDEX} puts {name!r} in {shard}, which does "
+                                          "not hold it")
+        for name, shard in weight_map.items():
+            files[name] = path / shard
+        return files
+    found = sorted(p.name for p in path.iterdir()) if path.is_dir() else None
+    if found is None:
+        raise CheckpointError(f"{path} is not a directory")
+    raise CheckpointError(f"{path} holds neither {WEIGHTS} nor {INDEX} (found: "
+                          f"{', '.join(found) or 'nothing'}); pytorch_model.bin is not read "
+                          "(npgpt never unpickles)")
+
+
+def _read_tensor(handle, path: Path, name: str, header: dict) -> np.ndarray:
+    """One tensor from an open ``safe_open`` file. bfloat16 (which NumPy lacks) is widened to
+    float32 by hand: its 16 bits are the top half of a float32."""
+    info = header[name]
+    if info["dtype"] != "BF16":
+        return handle.get_tensor(name)
+    begin, end = info["data_offsets"]
+    with open(path, "rb") as f:
+        (n,) = np.frombuffer(f.read(8), "<u8")
+        f.seek(8 + int(n) + begin)
+        raw = np.frombuffer(f.read(end - begin), "<u2")
+    return (raw.astype(np.uint32) << 16).view(np.float32).reshape(info["shape"])
+
+
+def load_weights(model: GPT, path) -> GPT:
+    """Read a HuggingFace checkpoint (``model.safetensors`` or shards + index) into ``model``'s
+    parameters, in place, one tensor at a time. Every missing, unexpected or mis-shaped
+    tensor is named in one :class:`CheckpointError`, raised before any parameter changes."""
+    from safetensors import safe_open
+
+    path = Path(path)
+    files = _weight_files(path)
+    entries = layout(model.config)
+    params = dict(model.named_parameters())
+    expected = {e.hf: e for e in entries}
+
+    def canonical(name):   # openai's GPT-2 files have no "transformer." prefix
+        if name not in expected and "transformer." + name in expected:
+            return "transformer." + name
+        return name
+
+    stored = {canonical(n): n for n in files}
+    headers = {f: read_safetensors_header(f) for f in set(files.values())}
+    ignored = lambda n: n.endswith(_IGNORED_SUFFIXES) or (   # noqa: E731
+        n == "lm_head.weight" and model.config.tie_embeddings)   # tied: a copy of wte
+    missing = [n for n in expected if n not in stored]
+    unexpected = [stored[n] for n in stored if n not in expected and not ignored(n)]
+    misshaped = []
+    for n, e in expected.items():
+        if n in stored:
+            shape = tuple(headers[files[stored[n]]][stored[n]]["shape"])
+            want = _hf_view(params[e.ours].data, e).shape
+            if shape != want:
+                misshaped.append(f"{stored[n]}: checkpoint {shape} vs expected {want}")
+    problems = ([f"missing tensors: {', '.join(missing)}"] if missing else []) \
+        + ([f"unexpected tensors: {', '.join(unexpected)}"] if unexpected else []) \
+        + ([f"mis-shaped tensors: {'; '.join(misshaped)}"] if misshaped else [])
+    if problems:
+        raise CheckpointError(f"{path} does not match the {family(model.config)} model its "
+                              "config.json describes: " + " | ".join(problems))
+    by_file: dict[Path, list[Entry]] = {}
+    for n, e in expected.items():
+        by_file.setdefault(files[stored[n]], []).append(e)
+    for file, file_entries in by_file.items():
+        with safe_open(str(file), framework="np") as handle:
+            for e in file_entries:
+                tensor = _read_tensor(handle, file, stored[e.hf], headers[file])
+                np.copyto(_hf_view(params[e.ours].data, e), tensor, casting="unsafe")
+                del tensor
+    return model
+
+
+def from_pretrained(path, dtype="float32", **overrides) -> GPT:
+    """A :class:`GPT` from a local HuggingFace directory (``config.json`` + safetensors).
+
+    dtype      float32 (default) or float64; the checkpoint's float16 / bfloat16 / float32
+               tensors are converted on the way in.
+    overrides  GPTConfig fields to change, e.g. ``dropout=0.1`` before fine-tuning.
+    """
+    path = Path(path)
+    if not (path / CONFIG).is_file():
+        raise CheckpointError(f"{path} has no {CONFIG}: not a HuggingFace model directory")
+    hf = load_json(path / CONFIG)
+    config = config_from_hf(hf, dtype=dtype, **overrides)
+    model = GPT(config)
+    load_weights(model, path)
+    model._hf_token_ids = {k: hf.get(k) for k in _TOKEN_IDS}   # written back by save_pretrained
+    return model
+
+
+# --- saving -------------------------------------------------------------------------------------
+
+def _write_safetensors(file: Path, model: GPT, entries: list[Entry]) -> None:
+    """Stream the checkpoint tensors to ``file``: header, then one tensor at a time (a
+    transposed one is copied alone), so saving never holds a second copy of the model."""
+    params = dict(model.named_parameters())
+    tag = {np.dtype(np.float32): "F32", np.dtype(np.float64): "F64"}[model.dtype]
+    header, offset = {}, 0
+    for e in entries:
+        view = _hf_view(params[e.ours].data, e)
+        header[e.hf] = {"dtype": tag, "shape": list(view.shape),
+                        "data_offsets": [offset, offset + view.nbytes]}
+        offset += view.nbytes
+    header["__metadata__"] = {"format": "pt"}   # transformers refuses files without it
+    raw = json.dumps(header, separators=(",", ":")).encode("utf-8")
+    raw += b" " * (-len(raw) % 8)               # the data starts 8-byte aligned
+    with open(file, "wb") as f:
+        f.write(np.uint64(len(raw)).astype("<u8").tobytes())
+        f.write(raw)
+        for e in entries:
+            view = _hf_view(params[e.ours].data, e)
+            f.write(np.ascontiguousarray(view, dtype=view.dtype.newbyteorder("<")).data)
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def save_pretrained(model: GPT, path) -> Path:
+    """Write ``model`` as a HuggingFace directory: ``config.json`` + ``model.safetensors``.
+
+    The directory is built beside ``path`` and renamed into place, so an interrupted save
+    leaves any earlier one whole. Files of an earlier save that are not weights (a tokenizer,
+    generation_config.json) are kept; its old weight files are replaced.
+    """
+    path = Path(path)
+    entries = layout(model.config)          # refuses configs with no HF counterpart first
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    previous = path.with_name(f".{path.name}.previous")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir()
+    try:
+        if path.is_dir():
+            for old in path.iterdir():
+                if old.is_file() and not (old.name == CONFIG or old.name.endswith(".safetensors")
+                                          or old.name == INDEX):
+                    shutil.copy2(old, tmp / old.name)
+        save_json(tmp / CONFIG, config_to_hf(model.config, getattr(model, "_hf_token_ids", None)))
+        _write_safetensors(tmp / WEIGHTS, model, entries)
+        if path.exists():
+            shutil.rmtree(previous, ignore_errors=True)
+            os.rename(path, previous)
+        os.rename(tmp, path)
+        shutil.rmtree(previous, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return path
+
+
+# --- tokenizer ----------------------------------------------------------------------------------
+
+def load_tokenizer(path):
+    """The tokenizer of a HuggingFace directory (``tokenizer.json``, or ``vocab.json`` +
+    ``merges.txt``) as npgpt's byte-level BPE, or None when the directory has none."""
+    path = Path(path)
+    if not ((path / "tokenizer.json").is_file()
+            or ((path / "vocab.json").is_file() and (path / "merges.txt").is_file())):
+        return None
+    try:
+        from .tokenizers.hf import from_pretrained_dir
+    except ImportError as e:
+        raise TokenizerError(f"{path} has a HuggingFace tokenizer, but npgpt.tokenizers cannot "
+                             f"load it here ({e})") from None
+    return from_pretrained_dir(str(path))
