@@ -16,7 +16,7 @@ from ._jit import jit, n_chunks
 
 def layernorm_forward_ref(x, weight, bias, eps):
     mean = x.mean(-1, keepdims=True)
-    rstd = 1.0 / np.sqrt(((x - mean) ** 2).mean(-1, keepdims=True) + eps)
+    rstd = 1 / np.sqrt(((x - mean) ** 2).mean(-1, keepdims=True) + x.dtype.type(eps))
     y = (x - mean) * rstd * weight
     if bias is not None:
         y += bias

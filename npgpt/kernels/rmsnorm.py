@@ -14,7 +14,7 @@ from ._jit import jit, n_chunks
 
 
 def rmsnorm_forward_ref(x, weight, eps):
-    rstd = 1.0 / np.sqrt((x * x).mean(-1, keepdims=True) + eps)
+    rstd = 1 / np.sqrt((x * x).mean(-1, keepdims=True) + x.dtype.type(eps))
     return x * rstd * weight, rstd[..., 0]
 
 

@@ -48,7 +48,7 @@ def softmax_forward_ref(scores, causal=False, key_padding_mask=None, scale=1.0):
 
 
 def softmax_backward_ref(dprobs, probs, scale=1.0):
-    return scale * probs * (dprobs - (dprobs * probs).sum(-1, keepdims=True))
+    return probs.dtype.type(scale) * probs * (dprobs - (dprobs * probs).sum(-1, keepdims=True))
 
 
 @jit(parallel=True)
