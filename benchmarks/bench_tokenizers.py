@@ -1,0 +1,105 @@
+"""Tokenizer benchmark: BPE training vs HuggingFace `tokenizers` and a pure-Python trainer,
+encoding vs tiktoken.  Prints both sides and the ratio.  Peers are skipped when not installed.
+
+    python benchmarks/bench_tokenizers.py [--vocab-size 4096] [--baseline-kb 256] [--repeat 3]
+"""
+import argparse
+import collections
+import time
+
+import regex
+
+from npgpt.data import shakespeare_text
+from npgpt.tokenizers import ByteBPE
+from npgpt.tokenizers.patterns import GPT4_PATTERN
+from npgpt.tokenizers.tiktoken_adapter import tiktoken_encoding
+
+
+def best_of(fn, repeat):
+    times = []
+    for _ in range(repeat):
+        t = time.perf_counter()
+        result = fn()
+        times.append(time.perf_counter() - t)
+    return min(times), result
+
+
+def naive_train(text, vocab_size):
+    """The straightforward trainer: recount every pair of every chunk after each merge."""
+    chunks = [list(c.encode("utf-8")) for c in regex.findall(GPT4_PATTERN, text)]
+    for new in range(256, vocab_size):
+        stats = collections.Counter()
+        for ids in chunks:
+            stats.update(zip(ids, ids[1:]))
+        if not stats:
+            break
+        pair = max(stats, key=stats.get)
+        for ids in chunks:
+            i = 0
+            while i < len(ids) - 1:
+                if ids[i] == pair[0] and ids[i + 1] == pair[1]:
+                    ids[i:i + 2] = [new]
+                i += 1
+
+
+def hf_train(text, vocab_size):
+    from tokenizers import Regex, Tokenizer, models, pre_tokenizers, trainers
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.Sequence([
+        pre_tokenizers.Split(Regex(GPT4_PATTERN), behavior="isolated"),
+        pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)])
+    trainer = trainers.BpeTrainer(vocab_size=vocab_size, show_progress=False,
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    tok.train_from_iterator([text], trainer)
+    return tok
+
+
+def row(what, ours, peer, peer_name, unit="s"):
+    if unit == "s":
+        print(f"{what:38s} npgpt {ours:8.3f} s   {peer_name} {peer:8.3f} s   ratio {ours / peer:6.2f}x")
+    else:
+        print(f"{what:38s} npgpt {ours:8.2f} MB/s {peer_name} {peer:8.2f} MB/s ratio {peer / ours:6.2f}x slower")
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--vocab-size", type=int, default=4096)
+    ap.add_argument("--baseline-kb", type=int, default=256, help="corpus slice for the naive trainer")
+    ap.add_argument("--baseline-vocab", type=int, default=512)
+    ap.add_argument("--repeat", type=int, default=3)
+    args = ap.parse_args()
+
+    text = shakespeare_text("all")
+    mb = len(text.encode("utf-8")) / 1e6
+    print(f"corpus: Shakespeare, {mb:.2f} MB, pattern gpt4, vocab {args.vocab_size}")
+
+    t = time.perf_counter()
+    ByteBPE.train(text[:20000], 300)  # load (or compile, first time ever) the numba kernels
+    print(f"numba kernels load/compile: {time.perf_counter() - t:.2f} s (once per process)")
+    ours_train, tok = best_of(lambda: ByteBPE.train(text, args.vocab_size), args.repeat)
+    try:
+        hf_time, _ = best_of(lambda: hf_train(text, args.vocab_size), args.repeat)
+        row(f"train {args.vocab_size} vocab, full corpus", ours_train, hf_time, "HF tokenizers")
+    except ImportError:
+        print(f"train {args.vocab_size} vocab, full corpus: npgpt {ours_train:.3f} s (HF tokenizers not installed)")
+
+    small = text[:args.baseline_kb * 1000]
+    ours_small, _ = best_of(lambda: ByteBPE.train(small, args.baseline_vocab), args.repeat)
+    naive, _ = best_of(lambda: naive_train(small, args.baseline_vocab), 1)
+    row(f"train {args.baseline_vocab} vocab, {args.baseline_kb} kB", ours_small, naive, "pure Python")
+
+    enc = tiktoken_encoding()
+    cl = ByteBPE.from_tiktoken("cl100k_base")
+    for name, ours in (("cl100k_base", cl), (f"trained {args.vocab_size}", tok)):
+        ours._cache.clear()
+        cold, _ = best_of(lambda: ours.encode_ordinary(text), 1)
+        warm, _ = best_of(lambda: ours.encode_ordinary(text), args.repeat)
+        print(f"encode {name}: cold (empty piece cache) {mb / cold:.2f} MB/s, warm {mb / warm:.2f} MB/s")
+    tk, _ = best_of(lambda: enc.encode_ordinary(text), args.repeat)
+    cl._cache.clear()
+    ours_cl, _ = best_of(lambda: (cl._cache.clear(), cl.encode_ordinary(text)), args.repeat)
+    row("encode cl100k_base, 1 thread, cold", mb / ours_cl, mb / tk, "tiktoken", unit="MB/s")
+
+
+if __name__ == "__main__":
+    main()
