@@ -260,8 +260,11 @@ def load_checkpoint(path, expect_model: dict | None = None,
 
     ``expect_model`` / ``expect_optimizer``: name -> array or shape (e.g. ``model.state_dict()``);
     when given, the stored tensors must match them exactly (:class:`CheckpointError` otherwise).
+    A training output directory holding the checkpoint in ``checkpoint/`` may be given too.
     """
     path = Path(path)
+    if not (path / TRAINER).exists() and (path / "checkpoint" / TRAINER).exists():
+        path = path / "checkpoint"
     if not path.is_dir():
         previous = _previous(path)
         if previous.is_dir() and (previous / TRAINER).exists():

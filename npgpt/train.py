@@ -1,0 +1,403 @@
+"""The Trainer: AdamW, warmup + cosine learning rate, clipping, accumulation, eval, checkpoints.
+
+One optimizer step::
+
+    lr = cosine_schedule(step, lr, min_lr, warmup_steps, max_steps)
+    for each of grad_accum micro-batches (x, y) ~ get_batch(train, B, T, rng):
+        loss = model.forward(x, y); model.backward()          # grads add up with +=
+    grads /= grad_accum;  clip to global norm grad_clip;  AdamW step
+
+Every ``eval_interval`` steps (and at the end) the mean loss over ``eval_steps`` batches of
+each split is measured and a checkpoint written to ``<out_dir>/checkpoint`` (see
+:mod:`npgpt.io`); ``<out_dir>/metrics.jsonl`` gets one JSON line per log and eval, and
+``<out_dir>/loss.png`` the loss curves when matplotlib is installed.
+
+A checkpoint holds everything the run depends on: weights, AdamW moments and step count, the
+batch sampler's RNG state (which is the position in the data) and every dropout RNG, so a
+run resumed from step N continues bit for bit as if it had never stopped.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from . import __version__
+from .data import TokenData, check_length, get_batch, tokenizer_identity
+from .errors import CheckpointError, ConfigError, TrainingError
+from .io import load_checkpoint, save_checkpoint
+from .module import no_grad
+from .optim import AdamW, clip_grad_norm, cosine_schedule
+
+
+@dataclass
+class TrainConfig:
+    """Every setting of a training run; the ``npgpt train`` flags are built from these fields.
+
+    Defaults are the baby char-level Shakespeare run (nanoGPT's CPU recipe).
+    """
+
+    batch_size: int = 12          # B: sequences per micro-batch
+    block_size: int = 64          # T: tokens per training window (<= the model's block_size)
+    max_steps: int = 2000         # optimizer steps of the whole run
+    lr: float = 1e-3              # peak learning rate, reached after warmup
+    min_lr: float = 1e-4          # learning rate at the end of the cosine decay
+    warmup_steps: int = 100       # steps of linear warmup from lr / warmup_steps to lr
+    weight_decay: float = 0.1     # AdamW decoupled decay on weight matrices only
+    beta1: float = 0.9            # AdamW first-moment decay
+    beta2: float = 0.99           # AdamW second-moment decay (0.99 suits small batches)
+    eps: float = 1e-8             # AdamW denominator epsilon
+    grad_clip: float = 1.0        # largest global gradient norm; 0 turns clipping off
+    grad_accum: int = 1           # micro-batches per optimizer step (effective batch B * this)
+    eval_interval: int = 250      # evaluate and checkpoint every this many steps, and at the end
+    eval_steps: int = 20          # batches per split averaged by an evaluation
+    log_interval: int = 10        # write a metrics line (and refresh the progress bar) this often
+    seed: int = 1337              # seeds the batch sampler
+    out_dir: str = "out"          # where checkpoint/, metrics.jsonl and loss.png go
+    save_checkpoints: bool = True  # write out_dir/checkpoint at each evaluation
+    progress: bool = True         # show a tqdm progress bar
+    plot: bool = True             # write out_dir/loss.png (needs matplotlib)
+
+    def __post_init__(self):
+        for name in ("batch_size", "block_size", "max_steps", "grad_accum", "eval_interval",
+                     "eval_steps", "log_interval"):
+            value = getattr(self, name)
+            if not isinstance(value, (int, np.integer)) or value < 1:
+                raise ConfigError(f"{name}={value!r} must be a positive integer")
+        if not isinstance(self.warmup_steps, (int, np.integer)) or self.warmup_steps < 0:
+            raise ConfigError(f"warmup_steps={self.warmup_steps!r} must be an integer >= 0")
+        for name in ("lr", "min_lr", "weight_decay", "grad_clip", "eps"):
+            value = getattr(self, name)
+            if not (isinstance(value, (int, float)) and math.isfinite(value) and value >= 0):
+                raise ConfigError(f"{name}={value!r} must be a finite number >= 0")
+        if self.min_lr > self.lr:
+            raise ConfigError(f"min_lr={self.min_lr} is larger than lr={self.lr}")
+        for name in ("beta1", "beta2"):
+            if not 0 <= getattr(self, name) < 1:
+                raise ConfigError(f"{name}={getattr(self, name)!r} must be in [0, 1)")
+
+
+def param_groups(model, weight_decay: float) -> list[dict]:
+    """AdamW groups: decay on weight matrices; none on biases, norms (every parameter with
+    ndim < 2) and embeddings (parameters of a module whose class name holds "Embedding")."""
+    embedding_params = {id(p) for _, m in model.named_modules()
+                        if "Embedding" in type(m).__name__ for _, p in m._own_parameters()}
+    decay, no_decay = [], []
+    for name, p in model.named_parameters():
+        if p.data.ndim < 2 or id(p) in embedding_params or name.endswith("bias"):
+            no_decay.append(p)
+        else:
+            decay.append(p)
+    groups = [{"params": decay, "weight_decay": weight_decay},
+              {"params": no_decay, "weight_decay": 0.0}]
+    return [g for g in groups if g["params"]]
+
+
+def _generators(model) -> list[np.random.Generator]:
+    """Every distinct RNG the model's modules draw from (dropout), in module order."""
+    seen, out = set(), []
+    for m in model.modules():
+        g = getattr(m, "_rng", None)
+        if isinstance(g, np.random.Generator) and id(g) not in seen:
+            seen.add(id(g))
+            out.append(g)
+    return out
+
+
+def _model_config(model) -> dict:
+    config = getattr(model, "config", None)
+    if config is None:
+        return {}
+    if hasattr(config, "to_dict"):
+        return config.to_dict()
+    if dataclasses.is_dataclass(config):
+        return dataclasses.asdict(config)
+    return dict(config)
+
+
+class Trainer:
+    """Trains ``model`` on token data.
+
+    model: forward(idx (B, T), targets (B, T)) -> (logits, loss), backward(), the Module API.
+    train_data, val_data: flat token ids (:class:`~npgpt.data.TokenData` or 1-D arrays);
+    val_data may be None (then only the training split is evaluated).
+    tokenizer: recorded in checkpoints (its identity) and, if it has a ``save(path)`` method or
+    ``tokenizer_file`` is given, copied in as a file.
+    """
+
+    def __init__(self, model, train_data, val_data, config: TrainConfig | None = None,
+                 tokenizer=None, tokenizer_file=None):
+        self.config = config = config or TrainConfig()
+        self.model = model
+        model_block = getattr(getattr(model, "config", None), "block_size", None)
+        if model_block is not None and config.block_size > model_block:
+            raise ConfigError(f"block_size={config.block_size} is longer than the model's "
+                              f"block_size={model_block}")
+        check_length(train_data, config.block_size, "training data")
+        if val_data is not None:
+            check_length(val_data, config.block_size, "validation data")
+        vocab = getattr(getattr(model, "config", None), "vocab_size", None)
+        data_vocab = train_data.vocab_size if isinstance(train_data, TokenData) else None
+        if vocab is not None and data_vocab is not None and data_vocab > vocab:
+            raise ConfigError(f"the data's tokenizer has {data_vocab} ids but the model's "
+                              f"vocab_size is {vocab}")
+        self.train_data, self.val_data = train_data, val_data
+        self.tokenizer, self.tokenizer_file = tokenizer, tokenizer_file
+        self.tokenizer_info = tokenizer_identity(tokenizer) if tokenizer is not None else None
+        self.params = model.parameters()
+        self.optimizer = AdamW(param_groups(model, config.weight_decay), lr=config.lr,
+                               betas=(config.beta1, config.beta2), eps=config.eps,
+                               weight_decay=config.weight_decay)
+        self.rng = np.random.default_rng(config.seed)      # the batch sampler
+        self.step = 0
+        self.best_val_loss = math.inf
+        self.out_dir = Path(config.out_dir)
+        self.history: list[dict] = []       # the metrics lines of this run, as dicts
+
+    @property
+    def checkpoint_dir(self) -> Path:
+        return self.out_dir / "checkpoint"
+
+    # --- one step -----------------------------------------------------------------------
+    def train_step(self) -> tuple[float, float, float]:
+        """One optimizer step; returns (mean loss, grad norm before clipping, lr)."""
+        c = self.config
+        lr = cosine_schedule(self.step, c.lr, c.min_lr, c.warmup_steps, c.max_steps)
+        self.optimizer.set_lr(lr)
+        self.optimizer.zero_grad()
+        total = 0.0
+        for _ in range(c.grad_accum):
+            x, y = get_batch(self.train_data, c.batch_size, c.block_size, self.rng)
+            _, loss = self.model.forward(x, y)
+            loss = float(loss)
+            if not math.isfinite(loss):
+                self._non_finite("loss", loss)
+            self.model.backward()
+            total += loss
+        if c.grad_accum > 1:
+            scale = 1.0 / c.grad_accum
+            for p in self.params:
+                p.grad *= p.grad.dtype.type(scale)
+        norm = clip_grad_norm(self.params, c.grad_clip)
+        if not math.isfinite(norm):
+            self._non_finite("gradient norm", norm)
+        self.optimizer.step()
+        self.step += 1
+        return total / c.grad_accum, norm, lr
+
+    def _non_finite(self, what: str, value: float):
+        saved = (f"the last good checkpoint is {self.checkpoint_dir}"
+                 if (self.checkpoint_dir / "trainer.json").exists() else "no checkpoint was saved")
+        self._plot()
+        raise TrainingError(f"{what} became {value} at step {self.step + 1} "
+                            f"(lr={self.optimizer.lr:.3g}); training stopped and {saved}. "
+                            "Try a lower lr, more warmup_steps or grad_clip.")
+
+    # --- evaluation ---------------------------------------------------------------------
+    def evaluate(self) -> dict[str, float]:
+        """Mean loss over ``eval_steps`` batches of each split, in inference mode.
+
+        The batches come from a generator seeded from ``seed`` alone, so every evaluation of
+        a run sees the same batches (comparable numbers) and the training stream is untouched.
+        """
+        c = self.config
+        splits = {"train": self.train_data}
+        if self.val_data is not None:
+            splits["val"] = self.val_data
+        out = {}
+        self.model.eval()
+        try:
+            with no_grad():
+                for k, (name, data) in enumerate(splits.items()):
+                    rng = np.random.default_rng([c.seed, 1 + k])
+                    losses = [float(self.model.forward(*get_batch(data, c.batch_size,
+                                                                  c.block_size, rng))[1])
+                              for _ in range(c.eval_steps)]
+                    out[name] = float(np.mean(losses))
+        finally:
+            self.model.train()
+        return out
+
+    # --- the loop -----------------------------------------------------------------------
+    def train(self, until: int | None = None) -> dict:
+        """Train up to step ``until`` (default ``max_steps``), evaluating and checkpointing
+        every ``eval_interval`` steps and at the end. Returns the last evaluation."""
+        c = self.config
+        until = c.max_steps if until is None else min(until, c.max_steps)
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        self._trim_metrics()
+        self.model.train()
+        bar = self._progress_bar(until)
+        tokens_per_step = c.batch_size * c.block_size * c.grad_accum
+        last = {}
+        try:
+            t0, s0 = time.perf_counter(), self.step
+            while self.step < until:
+                loss, norm, lr = self.train_step()
+                if self.step % c.log_interval == 0 or self.step == until:
+                    dt = time.perf_counter() - t0
+                    tok_s = tokens_per_step * (self.step - s0) / max(dt, 1e-9)
+                    self._log({"step": self.step, "loss": loss, "lr": lr, "grad_norm": norm,
+                               "tokens_per_s": round(tok_s, 1)})
+                    if bar is not None:
+                        bar.set_postfix(loss=f"{loss:.4f}", lr=f"{lr:.2e}",
+                                        tok_s=f"{tok_s:,.0f}", refresh=False)
+                    t0, s0 = time.perf_counter(), self.step
+                if bar is not None:
+                    bar.update(1)
+                if self.step % c.eval_interval == 0 or self.step == until:
+                    last = self._eval_and_save(bar)
+                    t0, s0 = time.perf_counter(), self.step     # eval time is not training
+        finally:
+            if bar is not None:
+                bar.close()
+        self._plot()
+        return last
+
+    def _eval_and_save(self, bar) -> dict:
+        losses = self.evaluate()
+        record = {"step": self.step, **{f"{k}_loss": v for k, v in losses.items()}}
+        self._log(record)
+        if "val" in losses:
+            self.best_val_loss = min(self.best_val_loss, losses["val"])
+        message = f"step {self.step}: " + ", ".join(f"{k} loss {v:.4f}" for k, v in losses.items())
+        if bar is not None:
+            bar.write(message)
+        if self.config.save_checkpoints:
+            self.save(self.checkpoint_dir)
+        return record
+
+    # --- checkpoints --------------------------------------------------------------------
+    def save(self, path) -> Path:
+        """Write a checkpoint of the whole run state to the directory ``path``."""
+        tokenizer_file = self.tokenizer_file
+        if tokenizer_file is None and callable(getattr(self.tokenizer, "save", None)):
+            tokenizer_file = self.out_dir / "tokenizer.json"
+            self.tokenizer.save(tokenizer_file)
+        trainer_state = {
+            "step": self.step,
+            "sampler_rng": self.rng.bit_generator.state,   # = the position in the data
+            "model_rngs": [g.bit_generator.state for g in _generators(self.model)],
+            "best_val_loss": self.best_val_loss if math.isfinite(self.best_val_loss) else None,
+            "tokenizer": self.tokenizer_info,
+            "data": {"train": self._data_info(self.train_data),
+                     "val": self._data_info(self.val_data)},
+            "train_config": dataclasses.asdict(self.config),
+            "npgpt_version": __version__,
+        }
+        return save_checkpoint(path, _model_config(self.model), self.model.state_dict(),
+                               self.optimizer.state_dict(), trainer_state, tokenizer_file)
+
+    @staticmethod
+    def _data_info(data):
+        if data is None:
+            return None
+        info = {"n_tokens": len(data)}
+        if isinstance(data, TokenData):
+            info["source_sha256"] = data.meta.get("source_sha256")
+        return info
+
+    def resume(self, path) -> "Trainer":
+        """Restore the run state saved in checkpoint directory ``path`` (or ``<path>/checkpoint``).
+
+        The model must have the same parameters (names and shapes), and the tokenizer, when
+        both sides know it, must be the same; the step, optimizer moments, sampler and dropout
+        RNGs are restored so that training continues exactly where it stopped.
+        """
+        path = Path(path)
+        ckpt = load_checkpoint(path, expect_model=self.model.state_dict(),
+                               expect_optimizer=self.optimizer.state_dict())
+        state = ckpt.trainer_state
+        saved_tok = state.get("tokenizer")
+        if saved_tok and self.tokenizer_info and saved_tok != self.tokenizer_info:
+            raise CheckpointError(f"{path} was trained with tokenizer {saved_tok['name']} "
+                                  f"(vocab {saved_tok['vocab_size']}), not "
+                                  f"{self.tokenizer_info['name']} "
+                                  f"(vocab {self.tokenizer_info['vocab_size']})")
+        generators = _generators(self.model)
+        try:
+            step = int(state["step"])
+            sampler = state["sampler_rng"]
+            model_rngs = state.get("model_rngs", [])
+        except (KeyError, TypeError, ValueError) as e:
+            raise CheckpointError(f"{path}/trainer.json lacks {e}") from None
+        if len(model_rngs) != len(generators):
+            raise CheckpointError(f"{path} saved {len(model_rngs)} model RNGs, the model has "
+                                  f"{len(generators)}")
+        self.model.load_state_dict(ckpt.model_state)
+        self.optimizer.load_state_dict(ckpt.optimizer_state)
+        try:
+            self.rng.bit_generator.state = sampler
+            for g, s in zip(generators, model_rngs):
+                g.bit_generator.state = s
+        except (TypeError, ValueError, KeyError) as e:
+            raise CheckpointError(f"{path}/trainer.json: bad RNG state ({e})") from None
+        self.step = step
+        best = state.get("best_val_loss")
+        self.best_val_loss = math.inf if best is None else float(best)
+        return self
+
+    # --- logging ------------------------------------------------------------------------
+    @property
+    def metrics_path(self) -> Path:
+        return self.out_dir / "metrics.jsonl"
+
+    def _log(self, record: dict):
+        record = {k: (float(v) if isinstance(v, (float, np.floating)) else v)
+                  for k, v in record.items()}
+        self.history.append(record)
+        with open(self.metrics_path, "a", encoding="utf-8") as f:
+            f.write(json.dumps(record) + "\n")
+
+    def _trim_metrics(self):
+        """Keep the metrics lines up to the current step (a resumed run rewrites the rest)."""
+        if not self.metrics_path.exists():
+            return
+        kept = []
+        for line in self.metrics_path.read_text(encoding="utf-8").splitlines():
+            try:
+                record = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(record, dict) and record.get("step", 0) <= self.step:
+                kept.append(record)
+        if self.step == 0:
+            kept = []
+        self.metrics_path.write_text("".join(json.dumps(r) + "\n" for r in kept), encoding="utf-8")
+        self.history = kept
+
+    def _progress_bar(self, until: int):
+        if not self.config.progress:
+            return None
+        from tqdm.auto import tqdm
+        return tqdm(total=until, initial=self.step, desc="train", unit="step", dynamic_ncols=True)
+
+    def _plot(self):
+        """Loss curves to ``out_dir/loss.png`` (skipped without matplotlib or data)."""
+        if not self.config.plot or not self.history:
+            return None
+        try:
+            from matplotlib.backends.backend_agg import FigureCanvasAgg
+            from matplotlib.figure import Figure
+        except ImportError:
+            return None
+        fig = Figure(figsize=(7, 4.5))
+        FigureCanvasAgg(fig)
+        ax = fig.add_subplot()
+        for key, style in (("loss", dict(alpha=0.5, lw=1)), ("train_loss", dict(marker="o")),
+                           ("val_loss", dict(marker="o"))):
+            points = [(r["step"], r[key]) for r in self.history if key in r]
+            if points:
+                ax.plot(*zip(*points), label=key.replace("_", " "), **style)
+        ax.set_xlabel("step")
+        ax.set_ylabel("cross-entropy (nats per token)")
+        ax.grid(alpha=0.3)
+        ax.legend()
+        path = self.out_dir / "loss.png"
+        fig.savefig(path, dpi=100)
+        return path
