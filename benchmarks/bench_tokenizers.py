@@ -56,7 +56,8 @@ def hf_train(text, vocab_size):
 
 def row(what, ours, peer, peer_name, unit="s"):
     if unit == "s":
-        print(f"{what:38s} npgpt {ours:8.3f} s   {peer_name} {peer:8.3f} s   ratio {ours / peer:6.2f}x")
+        print(f"{what:38s} npgpt {ours:8.3f} s   {peer_name} {peer:8.3f} s   "
+              f"npgpt/peer {ours / peer:6.3f} (peer/npgpt {peer / ours:7.1f}x)")
     else:
         print(f"{what:38s} npgpt {ours:8.2f} MB/s {peer_name} {peer:8.2f} MB/s ratio {peer / ours:6.2f}x slower")
 
