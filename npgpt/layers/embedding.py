@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .. import kernels
 from ..errors import InputError
 from ..module import Module, Parameter
 
@@ -47,9 +48,10 @@ class Embedding(Module):
 
     def backward(self, dy: np.ndarray) -> None:
         (idx,) = self.saved()
-        C = self.embedding_dim
-        # np.add.at accumulates repeated ids (plain fancy-index assignment would keep only one)
-        np.add.at(self.weight.grad, idx.reshape(-1), dy.reshape(-1, C))
+        # a scatter-add that accumulates repeated ids (fancy-index assignment would keep one);
+        # the kernel's reference is np.add.at
+        kernels.embedding_backward(self.weight.grad, idx.reshape(-1),
+                                   dy.reshape(-1, self.embedding_dim))
         return None
 
 
@@ -86,5 +88,5 @@ class LearnedPositionalEmbedding(Embedding):
         (positions,) = self.saved()
         C = self.embedding_dim
         dy = dy.reshape(-1, positions.shape[0], C).sum(axis=0)
-        np.add.at(self.weight.grad, positions, dy)
+        kernels.embedding_backward(self.weight.grad, positions, dy)
         return None

@@ -6,16 +6,15 @@ import math
 
 import numpy as np
 
+from .. import kernels
 from ..errors import ConfigError
 from ..module import Module
 from .dropout import Dropout
 from .linear import Linear
 
 # Python floats, not NumPy float64 scalars, so float32 arrays stay float32
-_SQRT_2_OVER_PI = math.sqrt(2.0 / math.pi)
 _INV_SQRT_2 = 1.0 / math.sqrt(2.0)
 _INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
-_GELU_CUBIC = 0.044715
 
 
 @functools.cache
@@ -76,21 +75,18 @@ class GELU(Module):
 
     def forward(self, x: np.ndarray) -> np.ndarray:
         if self.approximate == "tanh":
-            t = np.tanh(_SQRT_2_OVER_PI * (x + _GELU_CUBIC * x * x * x))
-            self.save(x, t)
-            return 0.5 * x * (1.0 + t)
+            self.save(x, None)
+            return kernels.gelu_tanh_forward(x)      # npgpt.kernels.gelu: the formula above
         cdf = 0.5 * (1.0 + erf(x * _INV_SQRT_2))
         self.save(x, cdf)
         return x * cdf
 
     def backward(self, dy: np.ndarray) -> np.ndarray:
-        x, s = self.saved()
+        x, cdf = self.saved()
         if self.approximate == "tanh":
-            t = s
-            du = _SQRT_2_OVER_PI * (1.0 + 3.0 * _GELU_CUBIC * x * x)
-            return dy * (0.5 * (1.0 + t) + 0.5 * x * (1.0 - t * t) * du)
+            return kernels.gelu_tanh_backward(dy, x)
         pdf = _INV_SQRT_2PI * np.exp(-0.5 * x * x)
-        return dy * (s + x * pdf)
+        return dy * (cdf + x * pdf)
 
 
 def sigmoid(x: np.ndarray) -> np.ndarray:

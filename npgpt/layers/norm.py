@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .. import kernels
 from ..errors import InputError
 from ..module import Module, Parameter
 
@@ -24,7 +25,8 @@ class LayerNorm(Module):
         dweight += sum(dy * xhat)      dbias += sum(dy)     (over all leading axes)
         dx = rstd * (g - mean(g) - xhat * mean(g * xhat))   (means over the last axis)
     The three terms: the direct path through xhat, the path through the mean, the path
-    through the variance. Saving xhat and rstd is all it takes.
+    through the variance. Forward keeps x, mean and rstd (xhat is recomputed from them); both
+    directions run in ``npgpt.kernels.layernorm`` (numba, or the NumPy reference).
     """
 
     def __init__(self, C: int, eps: float = 1e-5, bias: bool = True, dtype=np.float32):
@@ -35,24 +37,19 @@ class LayerNorm(Module):
 
     def forward(self, x: np.ndarray) -> np.ndarray:
         _check_channels(self, x, self.C)
-        mean = x.mean(-1, keepdims=True)
-        xc = x - mean
-        rstd = 1.0 / np.sqrt((xc * xc).mean(-1, keepdims=True) + self.eps)
-        xhat = xc * rstd
-        self.save(xhat, rstd)
-        y = xhat * self.weight.data
-        if self.bias is not None:
-            y += self.bias.data
+        bias = self.bias.data if self.bias is not None else None
+        # the kernel (or its NumPy reference, npgpt.kernels.layernorm) computes the formula
+        y, mean, rstd = kernels.layernorm_forward(x, self.weight.data, bias, self.eps)
+        self.save(x, mean, rstd)
         return y
 
     def backward(self, dy: np.ndarray) -> np.ndarray:
-        xhat, rstd = self.saved()
-        C = self.C
-        self.weight.grad += (dy * xhat).reshape(-1, C).sum(0)
+        x, mean, rstd = self.saved()
+        dx, dweight, dbias = kernels.layernorm_backward(dy, x, self.weight.data, mean, rstd)
+        self.weight.grad += dweight
         if self.bias is not None:
-            self.bias.grad += dy.reshape(-1, C).sum(0)
-        g = dy * self.weight.data
-        return rstd * (g - g.mean(-1, keepdims=True) - xhat * (g * xhat).mean(-1, keepdims=True))
+            self.bias.grad += dbias
+        return dx
 
 
 class RMSNorm(Module):
@@ -62,7 +59,8 @@ class RMSNorm(Module):
     backward, with xhat = x * rstd and g = dy * weight:
         dweight += sum(dy * xhat)
         dx = rstd * (g - xhat * mean(g * xhat))
-    (LayerNorm's formula without the mean term, since no mean was subtracted.)
+    (LayerNorm's formula without the mean term, since no mean was subtracted.) Both directions
+    run in ``npgpt.kernels.rmsnorm``.
     """
 
     def __init__(self, C: int, eps: float = 1e-6, dtype=np.float32):
@@ -72,16 +70,15 @@ class RMSNorm(Module):
 
     def forward(self, x: np.ndarray) -> np.ndarray:
         _check_channels(self, x, self.C)
-        rstd = 1.0 / np.sqrt((x * x).mean(-1, keepdims=True) + self.eps)
-        xhat = x * rstd
-        self.save(xhat, rstd)
-        return xhat * self.weight.data
+        y, rstd = kernels.rmsnorm_forward(x, self.weight.data, self.eps)
+        self.save(x, rstd)
+        return y
 
     def backward(self, dy: np.ndarray) -> np.ndarray:
-        xhat, rstd = self.saved()
-        self.weight.grad += (dy * xhat).reshape(-1, self.C).sum(0)
-        g = dy * self.weight.data
-        return rstd * (g - xhat * (g * xhat).mean(-1, keepdims=True))
+        x, rstd = self.saved()
+        dx, dweight = kernels.rmsnorm_backward(dy, x, self.weight.data, rstd)
+        self.weight.grad += dweight
+        return dx
 
 
 class BatchNorm(Module):

@@ -2,7 +2,6 @@ import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from hypothesis.extra import numpy as hnp
 
 from npgpt import gradcheck, no_grad
 from npgpt.errors import BackwardError, InputError
@@ -13,9 +12,13 @@ seeds = st.integers(0, 2**32 - 1)
 
 @st.composite
 def activations(draw, max_C=8):
+    """(B, T, C) activations: shape, seed, scale and offset drawn. Normal values rather than
+    arbitrary floats: near-constant rows (hypothesis's favourite) have gradients below what
+    central differences resolve, which would test the checker, not the layer."""
     B, T, C = draw(st.integers(1, 5)), draw(st.integers(1, 5)), draw(st.integers(1, max_C))
-    return draw(hnp.arrays(np.float64, (B, T, C),
-                           elements=st.floats(-3, 3, allow_nan=False, width=64)))
+    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
+    scale, offset = draw(st.floats(0.1, 10.0)), draw(st.floats(-5.0, 5.0))
+    return rng.standard_normal((B, T, C)) * scale + offset
 
 
 def _randomize(layer, rng):
@@ -24,22 +27,32 @@ def _randomize(layer, rng):
     return layer
 
 
+def _eps(group_size):
+    """eps for a gradient check. Normalising 1 or 2 values saturates (xhat = +-1 whatever x is):
+    the gradient is then ~eps / var, below what finite differences resolve with eps = 1e-5, so
+    those shapes are checked with a large eps that makes it visible."""
+    return 1e-5 if group_size >= 3 else 0.5
+
+
 @given(x=activations(), bias=st.booleans(), seed=seeds)
 def test_layernorm_gradients_match_finite_differences(x, bias, seed):
-    layer = _randomize(LayerNorm(x.shape[-1], bias=bias, dtype=np.float64),
+    C = x.shape[-1]
+    layer = _randomize(LayerNorm(C, eps=_eps(C), bias=bias, dtype=np.float64),
                        np.random.default_rng(seed))
     gradcheck(layer, x)
 
 
 @given(x=activations(), seed=seeds)
 def test_rmsnorm_gradients_match_finite_differences(x, seed):
-    layer = _randomize(RMSNorm(x.shape[-1], dtype=np.float64), np.random.default_rng(seed))
+    C = x.shape[-1]
+    layer = _randomize(RMSNorm(C, eps=_eps(C + 1), dtype=np.float64), np.random.default_rng(seed))
     gradcheck(layer, x)
 
 
 @given(x=activations(), seed=seeds)
 def test_batchnorm_gradients_match_finite_differences_in_training(x, seed):
-    layer = _randomize(BatchNorm(x.shape[-1], dtype=np.float64), np.random.default_rng(seed))
+    C, N = x.shape[-1], x.shape[0] * x.shape[1]
+    layer = _randomize(BatchNorm(C, eps=_eps(N), dtype=np.float64), np.random.default_rng(seed))
     gradcheck(layer, x)
 
 
