@@ -3,15 +3,44 @@
 ``fastmath=True`` would let LLVM assume there are no infinities or NaNs, and masks live on
 ``-inf``; this flag set keeps IEEE infinities/NaNs and only allows reassociation (vectorised
 reductions), fused multiply-add, reciprocal and approximate-function tricks.
+
+A parallel region costs a thread wake-up and a barrier: microseconds on a quiet machine, but a
+whole scheduler slice (~10-20 ms measured here) when another process holds the other core.
+So every parallel kernel also exists serial, and small calls run serial.
 """
+import types
+
 import numba
 
 FASTMATH = {"nsz", "arcp", "contract", "afn", "reassoc"}
+PARALLEL_MIN_ELEMENTS = 1 << 18      # below this many elements touched, threads cost more than they save
 
 
 def jit(parallel: bool = False):
     """``numba.njit`` with the project's flags; compiled lazily on first call, cached on disk."""
     return numba.njit(cache=True, fastmath=FASTMATH, parallel=parallel, nogil=True)
+
+
+class RowKernel:
+    """A kernel compiled twice (``prange`` loops parallel, and plain), picked by problem size."""
+
+    def __init__(self, fn):
+        self.parallel = jit(parallel=True)(fn)
+        # A distinct function object and name, so the two versions get distinct cache files.
+        serial = types.FunctionType(fn.__code__, fn.__globals__, fn.__name__ + "_serial",
+                                    fn.__defaults__, fn.__closure__)
+        serial.__qualname__ = fn.__qualname__ + "_serial"
+        self.serial = jit(parallel=False)(serial)
+        self.__doc__ = fn.__doc__
+
+    def pick(self, n_elements: int):
+        if n_elements >= PARALLEL_MIN_ELEMENTS and numba.get_num_threads() > 1:
+            return self.parallel
+        return self.serial
+
+
+def row_kernel(fn) -> RowKernel:
+    return RowKernel(fn)
 
 
 def n_chunks(n_rows: int) -> int:

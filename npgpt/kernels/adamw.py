@@ -12,7 +12,7 @@ import numpy as np
 from numba import prange
 
 from ..errors import InputError
-from ._jit import jit
+from ._jit import row_kernel
 
 _BLOCK = 1 << 15        # elements per parallel block
 
@@ -36,7 +36,7 @@ def adamw_step_ref(param, grad, m, v, lr, beta1, beta2, eps, weight_decay, step)
     param -= (lr / (1 - beta1 ** step)) * m / denom
 
 
-@jit(parallel=True)
+@row_kernel
 def _step(param, grad, m, v, decay, beta1, one_minus_beta1, beta2, one_minus_beta2,
           step_size, inv_sqrt_bc2, eps):
     n = param.size
@@ -56,6 +56,6 @@ def adamw_step_numba(param, grad, m, v, lr, beta1, beta2, eps, weight_decay, ste
         if not a.flags.c_contiguous:
             raise InputError(f"adamw_step updates {name} in place and needs it C-contiguous")
     t = param.dtype.type                         # float32 state is updated in float32
-    _step(param.reshape(-1), np.ascontiguousarray(grad, dtype=param.dtype).reshape(-1),
+    _step.pick(param.size)(param.reshape(-1), np.ascontiguousarray(grad, dtype=param.dtype).reshape(-1),
           m.reshape(-1), v.reshape(-1), t(1 - lr * weight_decay), t(beta1), t(1 - beta1), t(beta2),
           t(1 - beta2), t(lr / (1 - beta1 ** step)), t(1 / math.sqrt(1 - beta2 ** step)), t(eps))

@@ -13,7 +13,8 @@ import numpy as np
 from numba import prange
 
 from ..errors import InputError
-from ._jit import jit
+from ._exp import exp_inplace
+from ._jit import n_chunks, row_kernel
 
 
 def _check(logits, targets, ignore_index):
@@ -45,30 +46,32 @@ def cross_entropy_forward_backward_ref(logits, targets, ignore_index=-100):
     return logits.dtype.type(loss), dlogits
 
 
-@jit(parallel=True)
-def _forward_backward(logits, targets, ignore_index, inv_n, dlogits, row_loss):
+@row_kernel
+def _forward_backward(logits, targets, ignore_index, inv_n, n_blocks, dlogits, row_loss):
     N, V = logits.shape
-    for i in prange(N):
-        target = targets[i]
-        if target == ignore_index:
-            row_loss[i] = 0.0
+    for k in prange(n_blocks):                   # block k owns rows [k N / K, (k+1) N / K)
+        bits = np.empty(V, np.int32)             # exp's scratch, one per block
+        for i in range(k * N // n_blocks, (k + 1) * N // n_blocks):
+            row = dlogits[i]
+            target = targets[i]
+            if target == ignore_index:
+                row_loss[i] = 0.0
+                row[:] = 0.0
+                continue
+            top = logits[i, 0]
+            for v in range(1, V):
+                top = max(top, logits[i, v])
+            for v in range(V):                   # exp(logits - max) computed once, in dlogits
+                row[v] = logits[i, v] - top
+            exp_inplace(row, bits)
+            z = 0.0                              # float64 sum over up to 50k terms
             for v in range(V):
-                dlogits[i, v] = 0.0
-            continue
-        top = logits[i, 0]
-        for v in range(1, V):
-            if logits[i, v] > top:
-                top = logits[i, v]
-        z = 0.0                                  # float64 sum over up to 50k terms
-        for v in range(V):
-            e = np.exp(logits[i, v] - top)       # cached in dlogits: exp once per logit
-            dlogits[i, v] = e
-            z += e
-        row_loss[i] = np.log(z) - (logits[i, target] - top)
-        scale = inv_n / z
-        for v in range(V):
-            dlogits[i, v] *= scale
-        dlogits[i, target] -= inv_n
+                z += row[v]
+            row_loss[i] = np.log(z) - (logits[i, target] - top)
+            scale = inv_n / z
+            for v in range(V):
+                row[v] *= scale
+            row[target] -= inv_n
 
 
 def cross_entropy_forward_backward_numba(logits, targets, ignore_index=-100):
@@ -77,6 +80,7 @@ def cross_entropy_forward_backward_numba(logits, targets, ignore_index=-100):
     logits = np.ascontiguousarray(logits)
     dlogits = np.empty_like(logits)
     row_loss = np.empty(logits.shape[0], np.float64)
-    _forward_backward(logits, np.ascontiguousarray(targets, dtype=np.int64), int(ignore_index),
-                      1.0 / n, dlogits, row_loss)
+    _forward_backward.pick(logits.size)(logits, np.ascontiguousarray(targets, dtype=np.int64),
+                                        int(ignore_index), 1.0 / n, n_chunks(logits.shape[0]),
+                                        dlogits, row_loss)
     return logits.dtype.type(row_loss.sum() / n), dlogits

@@ -11,7 +11,7 @@ import numpy as np
 from numba import prange
 
 from ..errors import InputError
-from ._jit import jit
+from ._jit import row_kernel
 
 
 def _check(dweight, idx, dy):
@@ -30,7 +30,7 @@ def embedding_backward_ref(dweight, idx, dy):
     np.add.at(dweight, idx, dy)
 
 
-@jit(parallel=True)
+@row_kernel
 def _backward(dweight, idx, dy, n_blocks):
     N, C = dy.shape
     for k in prange(n_blocks):                   # block k owns channels [c0, c1): race-free
@@ -48,5 +48,5 @@ def embedding_backward_numba(dweight, idx, dy):
     C = dweight.shape[1]
     import numba
     n_blocks = max(1, min(C // 16, numba.get_num_threads()))   # >= 16 channels (one cache line) each
-    _backward(dweight, np.ascontiguousarray(idx, dtype=np.int64).reshape(-1),
+    _backward.pick(dy.size)(dweight, np.ascontiguousarray(idx, dtype=np.int64).reshape(-1),
               np.ascontiguousarray(dy, dtype=dweight.dtype).reshape(-1, C), n_blocks)

@@ -11,57 +11,75 @@ import math
 import numpy as np
 from numba import prange
 
-from ._jit import jit
+from ._exp import exp_inplace
+from ._jit import row_kernel
 
 _K = math.sqrt(2.0 / math.pi)
 _A = 0.044715
-_BLOCK = 1 << 14        # elements per parallel block
+_BLOCK = 1 << 12        # elements per block: its exp scratch stays in L1/L2
 
 
 def gelu_tanh_forward_ref(x):
-    return 0.5 * x * (1.0 + np.tanh(_K * (x + _A * x ** 3)))
+    return 0.5 * x * (1.0 + np.tanh(_K * (x + _A * x * x * x)))
 
 
 def gelu_tanh_backward_ref(dy, x):
-    t = np.tanh(_K * (x + _A * x ** 3))
+    t = np.tanh(_K * (x + _A * x * x * x))
     return dy * (0.5 * (1.0 + t) + 0.5 * x * (1.0 - t * t) * _K * (1.0 + 3.0 * _A * x * x))
 
 
-@jit(parallel=True)
-def _forward(x, y, k, a, half, one):
+# The kernels use 0.5 (1 + tanh u) = sigmoid(2u) = 1 / (1 + exp(-2u)), so one vectorised exp
+# is all they evaluate; then 0.5 (1 - tanh^2 u) = 2 s (1 - s) with s = sigmoid(2u).
+
+@row_kernel
+def _forward(x, y, k2, a, one):
     n = x.size
     for b in prange((n + _BLOCK - 1) // _BLOCK):
-        for i in range(b * _BLOCK, min(n, (b + 1) * _BLOCK)):
+        lo, hi = b * _BLOCK, min(n, (b + 1) * _BLOCK)
+        e = np.empty(hi - lo, x.dtype)
+        bits = np.empty(hi - lo, np.int32)
+        for i in range(lo, hi):
             v = x[i]
-            y[i] = half * v * (one + np.tanh(k * (v + a * v * v * v)))
+            e[i - lo] = -k2 * (v + a * v * v * v)
+        exp_inplace(e, bits)
+        for i in range(lo, hi):
+            y[i] = x[i] / (one + e[i - lo])
 
 
-@jit(parallel=True)
-def _backward(dy, x, dx, k, a, half, one, three):
+@row_kernel
+def _backward(dy, x, dx, k2, a, one, three):
     n = x.size
     for b in prange((n + _BLOCK - 1) // _BLOCK):
-        for i in range(b * _BLOCK, min(n, (b + 1) * _BLOCK)):
+        lo, hi = b * _BLOCK, min(n, (b + 1) * _BLOCK)
+        e = np.empty(hi - lo, x.dtype)
+        bits = np.empty(hi - lo, np.int32)
+        for i in range(lo, hi):
             v = x[i]
-            t = np.tanh(k * (v + a * v * v * v))
-            dx[i] = dy[i] * (half * (one + t) + half * v * (one - t * t) * k * (one + three * a * v * v))
+            e[i - lo] = -k2 * (v + a * v * v * v)
+        exp_inplace(e, bits)
+        for i in range(lo, hi):
+            v = x[i]
+            s = one / (one + e[i - lo])
+            # term 1: d(x) * s; term 2: x * ds/du * du/dx, with ds/d(2u) = s (1 - s)
+            dx[i] = dy[i] * (s + v * s * (one - s) * k2 * (one + three * a * v * v))
 
 
 def _constants(dtype):
     """The formula's constants in the input dtype, so float32 math stays float32 (and SIMD-wide)."""
     t = np.dtype(dtype).type
-    return t(_K), t(_A), t(0.5), t(1.0)
+    return t(2 * _K), t(_A), t(1.0)
 
 
 def gelu_tanh_forward_numba(x):
     flat = np.ascontiguousarray(x).reshape(-1)
     y = np.empty_like(flat)
-    _forward(flat, y, *_constants(x.dtype))
+    _forward.pick(flat.size)(flat, y, *_constants(x.dtype))
     return y.reshape(x.shape)
 
 
 def gelu_tanh_backward_numba(dy, x):
     flat = np.ascontiguousarray(x).reshape(-1)
     dx = np.empty_like(flat)
-    _backward(np.ascontiguousarray(dy, dtype=x.dtype).reshape(-1), flat, dx,
-              *_constants(x.dtype), np.dtype(x.dtype).type(3.0))
+    _backward.pick(flat.size)(np.ascontiguousarray(dy, dtype=x.dtype).reshape(-1), flat, dx,
+                              *_constants(x.dtype), np.dtype(x.dtype).type(3.0))
     return dx.reshape(x.shape)

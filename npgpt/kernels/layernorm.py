@@ -11,7 +11,7 @@ backward:  g = dy * weight
 import numpy as np
 from numba import prange
 
-from ._jit import jit, n_chunks
+from ._jit import n_chunks, row_kernel
 
 
 def layernorm_forward_ref(x, weight, bias, eps):
@@ -34,7 +34,7 @@ def layernorm_backward_ref(dy, x, weight, mean, rstd):
     return dx, dweight, dbias
 
 
-@jit(parallel=True)
+@row_kernel
 def _forward(x, weight, bias, eps, y, mean, rstd):
     N, C = x.shape
     for i in prange(N):
@@ -53,7 +53,7 @@ def _forward(x, weight, bias, eps, y, mean, rstd):
             y[i, c] = (x[i, c] - m) * r * weight[c] + bias[c]
 
 
-@jit(parallel=True)
+@row_kernel
 def _backward(dy, x, weight, mean, rstd, dx, dweight_part, dbias_part):
     N, C = x.shape
     K = dweight_part.shape[0]
@@ -86,7 +86,7 @@ def layernorm_forward_numba(x, weight, bias, eps):
     y = np.empty_like(x2)
     mean = np.empty(N, x.dtype)
     rstd = np.empty(N, x.dtype)
-    _forward(x2, np.ascontiguousarray(weight), np.ascontiguousarray(bias), float(eps), y, mean, rstd)
+    _forward.pick(x2.size)(x2, np.ascontiguousarray(weight), np.ascontiguousarray(bias), float(eps), y, mean, rstd)
     lead = x.shape[:-1]
     return y.reshape(x.shape), mean.reshape(lead), rstd.reshape(lead)
 
@@ -100,7 +100,7 @@ def layernorm_backward_numba(dy, x, weight, mean, rstd):
     dx = np.empty_like(x2)
     dweight_part = np.zeros((K, C), np.float64)
     dbias_part = np.zeros((K, C), np.float64)
-    _backward(dy2, x2, np.ascontiguousarray(weight), np.ascontiguousarray(mean).reshape(-1),
+    _backward.pick(x2.size)(dy2, x2, np.ascontiguousarray(weight), np.ascontiguousarray(mean).reshape(-1),
               np.ascontiguousarray(rstd).reshape(-1), dx, dweight_part, dbias_part)
     return (dx.reshape(x.shape), dweight_part.sum(0).astype(x.dtype),
             dbias_part.sum(0).astype(x.dtype))

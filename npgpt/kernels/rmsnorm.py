@@ -10,7 +10,7 @@ backward:  g = dy * weight
 import numpy as np
 from numba import prange
 
-from ._jit import jit, n_chunks
+from ._jit import n_chunks, row_kernel
 
 
 def rmsnorm_forward_ref(x, weight, eps):
@@ -26,7 +26,7 @@ def rmsnorm_backward_ref(dy, x, weight, rstd):
     return dx, (dy * xhat).reshape(-1, C).sum(0)
 
 
-@jit(parallel=True)
+@row_kernel
 def _forward(x, weight, eps, y, rstd):
     N, C = x.shape
     for i in prange(N):
@@ -39,7 +39,7 @@ def _forward(x, weight, eps, y, rstd):
             y[i, c] = x[i, c] * r * weight[c]
 
 
-@jit(parallel=True)
+@row_kernel
 def _backward(dy, x, weight, rstd, dx, dweight_part):
     N, C = x.shape
     K = dweight_part.shape[0]
@@ -61,7 +61,7 @@ def rmsnorm_forward_numba(x, weight, eps):
     x2 = np.ascontiguousarray(x).reshape(-1, C)
     y = np.empty_like(x2)
     rstd = np.empty(x2.shape[0], x.dtype)
-    _forward(x2, np.ascontiguousarray(weight), float(eps), y, rstd)
+    _forward.pick(x2.size)(x2, np.ascontiguousarray(weight), float(eps), y, rstd)
     return y.reshape(x.shape), rstd.reshape(x.shape[:-1])
 
 
@@ -71,6 +71,6 @@ def rmsnorm_backward_numba(dy, x, weight, rstd):
     dy2 = np.ascontiguousarray(dy).reshape(-1, C)
     dx = np.empty_like(x2)
     dweight_part = np.zeros((n_chunks(x2.shape[0]), C), np.float64)
-    _backward(dy2, x2, np.ascontiguousarray(weight), np.ascontiguousarray(rstd).reshape(-1),
+    _backward.pick(x2.size)(dy2, x2, np.ascontiguousarray(weight), np.ascontiguousarray(rstd).reshape(-1),
               dx, dweight_part)
     return dx.reshape(x.shape), dweight_part.sum(0).astype(x.dtype)

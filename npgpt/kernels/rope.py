@@ -12,7 +12,7 @@ import numpy as np
 from numba import prange
 
 from ..errors import InputError
-from ._jit import jit
+from ._jit import row_kernel
 
 
 def _check(x, cos, sin):
@@ -42,7 +42,7 @@ def rope_backward_ref(dy, cos, sin, interleaved=False):
     return rope_forward_ref(dy, cos, -sin, interleaved)
 
 
-@jit(parallel=True)
+@row_kernel
 def _rotate(x, cos, sin, sign, interleaved, y):
     N, T, hs = x.shape
     half = hs // 2
@@ -61,7 +61,7 @@ def _rope_numba(x, cos, sin, interleaved, sign):
     T, hs = x.shape[-2:]
     x3 = np.ascontiguousarray(x).reshape(-1, T, hs)
     y = np.empty_like(x3)
-    _rotate(x3, np.ascontiguousarray(cos, dtype=x.dtype), np.ascontiguousarray(sin, dtype=x.dtype),
+    _rotate.pick(x3.size)(x3, np.ascontiguousarray(cos, dtype=x.dtype), np.ascontiguousarray(sin, dtype=x.dtype),
             x.dtype.type(sign), bool(interleaved), y)
     return y.reshape(x.shape)
 

@@ -13,7 +13,8 @@ import numpy as np
 from numba import prange
 
 from ..errors import InputError
-from ._jit import jit
+from ._exp import exp_inplace
+from ._jit import n_chunks, row_kernel
 
 
 def _check_mask(scores, key_padding_mask):
@@ -51,40 +52,38 @@ def softmax_backward_ref(dprobs, probs, scale=1.0):
     return probs.dtype.type(scale) * probs * (dprobs - (dprobs * probs).sum(-1, keepdims=True))
 
 
-@jit(parallel=True)
-def _forward(scores, mask, has_mask, causal, scale, neg_inf, probs):
+@row_kernel
+def _forward(scores, mask, has_mask, causal, scale, neg_inf, n_blocks, probs):
     B, M, T, S = scores.shape
-    for row in prange(B * M * T):
-        b, t = row // (M * T), row % T
-        h = (row // T) % M
-        end = S - T + t + 1 if causal else S     # keys [0, end) are causally visible
-        end = max(0, min(S, end))
-        top = neg_inf                        # typed like scores: float32 math stays float32
-        for s in range(end):
-            if not (has_mask and mask[b, s]):
-                v = scores[b, h, t, s] * scale
-                if v > top:
-                    top = v
-        if top == neg_inf:                   # no visible key: zeros, by definition
-            for s in range(S):
-                probs[b, h, t, s] = 0.0
-            continue
-        z = 0.0
-        for s in range(end):
-            if has_mask and mask[b, s]:
-                probs[b, h, t, s] = 0.0
-            else:
-                e = np.exp(scores[b, h, t, s] * scale - top)
-                probs[b, h, t, s] = e
-                z += e
-        inv = 1.0 / z
-        for s in range(end):
-            probs[b, h, t, s] *= inv
-        for s in range(end, S):
-            probs[b, h, t, s] = 0.0
+    R = B * M * T
+    for k in prange(n_blocks):                   # block k owns rows [k R / K, (k+1) R / K)
+        bits = np.empty(S, np.int32)             # exp's scratch, one per block
+        for r in range(k * R // n_blocks, (k + 1) * R // n_blocks):
+            b, h, t = r // (M * T), (r // T) % M, r % T
+            row = probs[b, h, t]
+            end = max(0, min(S, S - T + t + 1)) if causal else S   # keys [0, end) are visible
+            top = neg_inf                        # typed like scores: float32 math stays float32
+            for s in range(end):
+                v = neg_inf if has_mask and mask[b, s] else scores[b, h, t, s] * scale
+                row[s] = v
+                top = max(top, v)
+            if top == neg_inf:                   # no visible key: zeros, by definition
+                row[:] = 0.0
+                continue
+            for s in range(end):
+                row[s] -= top                    # masked: -inf - top = -inf, and exp gives 0
+            for s in range(end, S):
+                row[s] = neg_inf
+            exp_inplace(row, bits)
+            z = 0.0
+            for s in range(end):
+                z += row[s]
+            inv = 1.0 / z
+            for s in range(end):
+                row[s] *= inv
 
 
-@jit(parallel=True)
+@row_kernel
 def _backward(dprobs, probs, scale, dscores):
     N, S = probs.shape
     for i in prange(N):
@@ -104,8 +103,8 @@ def softmax_forward_numba(scores, causal=False, key_padding_mask=None, scale=1.0
     has_mask = mask is not None
     if not has_mask:
         mask = np.zeros((1, 1), np.bool_)
-    _forward(s4, np.ascontiguousarray(mask), has_mask, bool(causal), scores.dtype.type(scale),
-             scores.dtype.type(-np.inf), probs)
+    _forward.pick(s4.size)(s4, np.ascontiguousarray(mask), has_mask, bool(causal), scores.dtype.type(scale),
+             scores.dtype.type(-np.inf), n_chunks(s4.size // S), probs)
     return probs.reshape(scores.shape)
 
 
@@ -113,5 +112,5 @@ def softmax_backward_numba(dprobs, probs, scale=1.0):
     S = probs.shape[-1]
     p2 = np.ascontiguousarray(probs).reshape(-1, S)
     dscores = np.empty_like(p2)
-    _backward(np.ascontiguousarray(dprobs).reshape(-1, S), p2, probs.dtype.type(scale), dscores)
+    _backward.pick(p2.size)(np.ascontiguousarray(dprobs).reshape(-1, S), p2, probs.dtype.type(scale), dscores)
     return dscores.reshape(probs.shape)
