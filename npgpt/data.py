@@ -265,7 +265,7 @@ def write_tokens(path, tokens: np.ndarray, meta: dict) -> TokenData:
     The JSON is written last: a ``.bin`` without its JSON is never read.
     """
     path = Path(path)
-    meta = dict(meta, n_tokens=int(len(tokens)), dtype=np.dtype(tokens.dtype).name)
+    meta = dict(meta, n_tokens=len(tokens), dtype=np.dtype(tokens.dtype).name)
     atomic_write_bytes(path, np.ascontiguousarray(tokens).tobytes())
     atomic_write_bytes(path.with_suffix(".json"), json.dumps(meta, indent=2).encode("utf-8"))
     return load_tokens(path)

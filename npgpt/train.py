@@ -302,7 +302,7 @@ class Trainer:
             info["source_sha256"] = data.meta.get("source_sha256")
         return info
 
-    def resume(self, path) -> "Trainer":
+    def resume(self, path) -> Trainer:
         """Restore the run state saved in checkpoint directory ``path`` (or ``<path>/checkpoint``).
 
         The model must have the same parameters (names and shapes), and the tokenizer, when
@@ -389,8 +389,8 @@ class Trainer:
         fig = Figure(figsize=(7, 4.5))
         FigureCanvasAgg(fig)
         ax = fig.add_subplot()
-        for key, style in (("loss", dict(alpha=0.5, lw=1)), ("train_loss", dict(marker="o")),
-                           ("val_loss", dict(marker="o"))):
+        for key, style in (("loss", {"alpha": 0.5, "lw": 1}), ("train_loss", {"marker": "o"}),
+                           ("val_loss", {"marker": "o"})):
             points = [(r["step"], r[key]) for r in self.history if key in r]
             if points:
                 ax.plot(*zip(*points), label=key.replace("_", " "), **style)

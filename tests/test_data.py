@@ -2,11 +2,22 @@ import json
 
 import numpy as np
 import pytest
-from hypothesis import given, strategies as st
+from hypothesis import given
+from hypothesis import strategies as st
 
-from npgpt.data import (VAL_PLAYS, TokenData, get_batch, load_tokens, markdown_play_to_text,
-                        read_text, shakespeare_plays, shakespeare_text, tokenize, tokenize_file,
-                        tokenizer_identity)
+from npgpt.data import (
+    VAL_PLAYS,
+    TokenData,
+    get_batch,
+    load_tokens,
+    markdown_play_to_text,
+    read_text,
+    shakespeare_plays,
+    shakespeare_text,
+    tokenize,
+    tokenize_file,
+    tokenizer_identity,
+)
 from npgpt.errors import DataError
 
 

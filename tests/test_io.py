@@ -4,10 +4,15 @@ import struct
 import numpy as np
 import pytest
 
-import npgpt.io as io
+from npgpt import io
 from npgpt.errors import CheckpointError
-from npgpt.io import (load_checkpoint, load_safetensors, read_safetensors_header,
-                      save_checkpoint, save_safetensors)
+from npgpt.io import (
+    load_checkpoint,
+    load_safetensors,
+    read_safetensors_header,
+    save_checkpoint,
+    save_safetensors,
+)
 
 
 def _state(rng, scale=1.0):
@@ -28,7 +33,7 @@ def _save(path, rng, scale=1.0, tokenizer_file=None):
 def test_checkpoint_round_trip_is_exact(tmp_path, rng):
     tok = tmp_path / "vocab.json"
     tok.write_text('{"chars": "abc"}')
-    model, optim, trainer = _save(tmp_path / "ckpt", rng, tokenizer_file=tok)
+    model, optim, _ = _save(tmp_path / "ckpt", rng, tokenizer_file=tok)
     assert sorted(p.name for p in (tmp_path / "ckpt").iterdir()) == [
         "config.json", "model.safetensors", "optimizer.safetensors", "tokenizer.json",
         "trainer.json"]

@@ -1,3 +1,4 @@
+import itertools
 import json
 
 import numpy as np
@@ -8,7 +9,7 @@ from npgpt.errors import CheckpointError, ConfigError, DataError, TrainingError
 from npgpt.io import load_checkpoint
 from npgpt.layers.linear import Linear
 from npgpt.module import Module, Parameter
-from npgpt.train import Trainer, TrainConfig, param_groups
+from npgpt.train import TrainConfig, Trainer, param_groups
 
 
 class TokenEmbedding(Module):
@@ -81,9 +82,9 @@ def _data(n=400, V=8, seed=0):
 
 
 def _config(tmp_path, **kw):
-    base = dict(batch_size=4, block_size=8, max_steps=20, lr=0.05, min_lr=0.005, warmup_steps=3,
-                eval_interval=5, eval_steps=3, log_interval=2, out_dir=str(tmp_path / "out"),
-                progress=False, plot=False)
+    base = {"batch_size": 4, "block_size": 8, "max_steps": 20, "lr": 0.05, "min_lr": 0.005,
+            "warmup_steps": 3, "eval_interval": 5, "eval_steps": 3, "log_interval": 2,
+            "out_dir": str(tmp_path / "out"), "progress": False, "plot": False}
     base.update(kw)
     return TrainConfig(**base)
 
@@ -113,7 +114,7 @@ def test_learning_rate_follows_warmup_then_cosine(tmp_path):
     trainer.train()
     lrs = [r["lr"] for r in trainer.history if "lr" in r]
     assert lrs[:3] == pytest.approx([0.05 / 3, 0.1 / 3, 0.05])
-    assert all(a > b for a, b in zip(lrs[2:], lrs[3:])) and lrs[-1] > 0.005
+    assert all(a > b for a, b in itertools.pairwise(lrs[2:])) and lrs[-1] > 0.005
 
 
 def test_no_weight_decay_on_biases_norms_and_embeddings():
