@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .. import kernels
 from ..errors import InputError
 from ..module import Module
 
@@ -56,20 +57,13 @@ class CrossEntropyLoss(Module):
         if bad.any():
             raise InputError(f"CrossEntropyLoss: target {int(targets1[bad][0])} is outside "
                              f"[0, {V}) (V={V}) and is not ignore_index={self.ignore_index}")
-        n = int(counted.sum())
-        rows = np.flatnonzero(counted)
-        logp = log_softmax(logits2[rows])                              # (n, V)
-        nll = -logp[np.arange(n), targets1[rows]]
-        loss = np.asarray(nll.sum() / n if n else 0.0, dtype=logits.dtype)
-        self.save(logp, rows, targets1[rows], n, logits.shape)
-        return loss
+        # one pass over the (N, V) logits gives the loss and dlogits (dloss = 1), as llm.c does;
+        # npgpt.kernels.cross_entropy holds the NumPy reference
+        loss, dlogits = kernels.cross_entropy_forward_backward(logits2, targets1,
+                                                               self.ignore_index)
+        self.save(dlogits, logits.shape)
+        return np.asarray(loss, dtype=logits.dtype)
 
     def backward(self, dloss=1.0):
-        logp, rows, targets, n, shape = self.saved()
-        dlogits = np.zeros((int(np.prod(shape[:-1])), shape[-1]), dtype=logp.dtype)
-        if n:
-            d = np.exp(logp)                                           # softmax
-            d[np.arange(n), targets] -= 1.0
-            d *= np.asarray(dloss, dtype=logp.dtype) / n
-            dlogits[rows] = d
-        return dlogits.reshape(shape), None
+        dlogits, shape = self.saved()
+        return (dlogits * np.asarray(dloss, dtype=dlogits.dtype)).reshape(shape), None
