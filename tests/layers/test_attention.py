@@ -466,3 +466,36 @@ def test_cross_attention_errors(rng):
         cross(np.zeros((2, 3, 8), np.float32), np.zeros((2, 4, 6), np.float32))
     with pytest.raises(ConfigError, match="n_embd=10 is not divisible by n_head=4"):
         CrossAttention(10, 4)
+
+
+def test_mha_with_rope_and_gqa_matches_transformers_llama_attention(rng):
+    torch = pytest.importorskip("torch")
+    llama = pytest.importorskip("transformers.models.llama.modeling_llama")
+    from transformers import LlamaConfig
+    B, T, H, Hkv, hs = 2, 6, 4, 2, 4
+    C = H * hs
+    config = LlamaConfig(hidden_size=C, num_attention_heads=H, num_key_value_heads=Hkv,
+                         max_position_embeddings=16, rope_theta=500.0, attention_bias=False)
+    config._attn_implementation = "sdpa"     # eager does its softmax in float32
+    ref = llama.LlamaAttention(config, layer_idx=0).double().eval()
+    mha = MultiHeadAttention(C, H, Hkv, bias=False, rope=RotaryEmbedding(hs, base=500.0),
+                             dtype=np.float64, rng=rng)
+    randomize(mha, rng)
+    W = mha.c_attn.weight.data       # (C, (H + 2 Hkv) hs) = [q | k | v], torch stores (out, in)
+    with torch.no_grad():
+        ref.q_proj.weight.copy_(torch.tensor(W[:, :C].T))
+        ref.k_proj.weight.copy_(torch.tensor(W[:, C:C + Hkv * hs].T))
+        ref.v_proj.weight.copy_(torch.tensor(W[:, C + Hkv * hs:].T))
+        ref.o_proj.weight.copy_(torch.tensor(mha.c_proj.weight.data.T))
+    x = rng.standard_normal((B, T, C))
+    positions = np.arange(5, 5 + T)
+    tx = torch.tensor(x)
+    # LlamaRotaryEmbedding computes its angles in float32 (1e-7 off in float64): build the
+    # cos/sin it would give in float64, in its own concatenated [theta, theta] layout
+    theta = 500.0 ** (-torch.arange(0, hs, 2, dtype=torch.float64) / hs)
+    angles = torch.outer(torch.tensor(positions, dtype=torch.float64), theta)
+    emb = torch.cat([angles, angles], dim=-1)[None].expand(B, T, hs)
+    cos_sin = (emb.cos(), emb.sin())
+    causal = torch.full((T, T), -torch.inf, dtype=torch.float64).triu(1)[None, None]
+    y_ref = ref(tx, position_embeddings=cos_sin, attention_mask=causal)[0]
+    np.testing.assert_allclose(mha(x, positions=positions), y_ref.detach().numpy(), atol=1e-12)
