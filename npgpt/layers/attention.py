@@ -346,7 +346,7 @@ class MultiHeadAttention(Module):
         if used_cache:
             raise BackwardError("MultiHeadAttention.backward() after a forward with a KV cache: "
                                 "decoding with a cache is inference only; train without one")
-        B, T, C = dy.shape
+        B, T, _ = dy.shape
         H, Hkv, hs = self.n_head, self.n_kv_head, self.head_dim
         dy_heads = self.c_proj.backward(dy).reshape(B, T, H, hs).transpose(0, 2, 1, 3)
         dq, dk, dv = self._sdpa.attend_backward(dy_heads, *attended)

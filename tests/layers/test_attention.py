@@ -7,9 +7,15 @@ from hypothesis import strategies as st
 
 from npgpt import gradcheck, no_grad
 from npgpt.errors import BackwardError, ConfigError, InputError
-from npgpt.layers.attention import (CrossAttention, KVCache, MultiHeadAttention,
-                                    ScaledDotProductAttention, causal_mask, masked_softmax,
-                                    masked_softmax_backward)
+from npgpt.layers.attention import (
+    CrossAttention,
+    KVCache,
+    MultiHeadAttention,
+    ScaledDotProductAttention,
+    causal_mask,
+    masked_softmax,
+    masked_softmax_backward,
+)
 from npgpt.layers.rope import RotaryEmbedding
 
 
@@ -192,7 +198,7 @@ def test_sdpa_dropout_backward_uses_the_forward_mask(rng):
 
     sdpa._rng = np.random.default_rng(7)
     y = sdpa(q, k, v)
-    dq, dk, dv = sdpa.backward(g)
+    dq = sdpa.backward(g)[0]
     assert not np.allclose(y, ScaledDotProductAttention(causal=True, dtype=np.float64)(q, k, v))
     numeric = np.zeros_like(q)
     for i in np.ndindex(q.shape):
@@ -287,7 +293,7 @@ def test_mha_gqa_equals_mha_with_repeated_kv_heads(rng):
     dy = rng.standard_normal((B, T, C))
     np.testing.assert_allclose(gqa.backward(dy), mha.backward(dy), atol=1e-12)
     dW = mha.c_attn.weight.grad
-    summed = lambda s: dW[:, s * hs:(s + H) * hs].reshape(C, Hkv, G, hs).sum(2).reshape(C, -1)  # noqa
+    summed = lambda s: dW[:, s * hs:(s + H) * hs].reshape(C, Hkv, G, hs).sum(2).reshape(C, -1)
     np.testing.assert_allclose(gqa.c_attn.weight.grad[:, C:C + Hkv * hs], summed(H), atol=1e-12)
     np.testing.assert_allclose(gqa.c_attn.weight.grad[:, C + Hkv * hs:], summed(2 * H), atol=1e-12)
 
@@ -446,7 +452,7 @@ def test_cross_attention_matches_torch(rng):
     randomize(cross, rng)
     x, memory = rng.standard_normal((B, T, C)), rng.standard_normal((B, S, C))
     mask = np.array([[1, 1, 1, 0, 0], [1, 1, 1, 1, 1]], bool)
-    heads = lambda a: a.reshape(B, -1, H, hs).transpose(1, 2)   # noqa: E731
+    heads = lambda a: a.reshape(B, -1, H, hs).transpose(1, 2)
     q = heads(torch.tensor(x @ cross.q_proj.weight.data + cross.q_proj.bias.data))
     kv = torch.tensor(memory @ cross.kv_proj.weight.data + cross.kv_proj.bias.data)
     y = torch.nn.functional.scaled_dot_product_attention(

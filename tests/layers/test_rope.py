@@ -73,7 +73,7 @@ def test_inverse_frequencies():
 def test_rope_dot_product_depends_only_on_relative_position(layout, m, n, shift, seed):
     rng = np.random.default_rng(seed)
     q, k = rng.standard_normal((2, 1, 1, 1, 8))
-    rot = lambda x, p: apply_rope(x, np.array([p]), layout=layout)[0, 0, 0]  # noqa: E731
+    rot = lambda x, p: apply_rope(x, np.array([p]), layout=layout)[0, 0, 0]
     dot = rot(q, m) @ rot(k, n)
     np.testing.assert_allclose(rot(q, m + shift) @ rot(k, n + shift), dot, atol=1e-10)
     # and it is q . R(n - m) k
