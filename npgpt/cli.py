@@ -117,9 +117,6 @@ def cmd_train(args) -> int:
         model = GPT(model_config, seed=config.seed)
     if tokenizer is None:
         raise CheckpointError("the checkpoint has no tokenizer file to encode the data with")
-    if config.block_size > model.config.block_size and model.config.pos == "learned":
-        raise ConfigError(f"--block-size {config.block_size} exceeds the model's block_size "
-                          f"{model.config.block_size}")
     train_data = tokenize(train_text, tokenizer, cache_dir=cache_dir, name="train")
     val_data = tokenize(val_text, tokenizer, cache_dir=cache_dir, name="val") if val_text else None
 
@@ -174,8 +171,8 @@ def _load_model(path: Path):
 class _Streamer:
     """Prints text as tokens arrive, holding back an incomplete UTF-8 sequence."""
 
-    def __init__(self, tokenizer, prompt_ids, out=sys.stdout):
-        self.tokenizer, self.ids, self.out = tokenizer, list(prompt_ids), out
+    def __init__(self, tokenizer, prompt_ids, out=None):
+        self.tokenizer, self.ids, self.out = tokenizer, list(prompt_ids), out or sys.stdout
         self.printed = len(tokenizer.decode(self.ids))
 
     def __call__(self, column):

@@ -1,0 +1,72 @@
+"""The npgpt command end to end, in process: train, resume, sample, params, errors."""
+import json
+
+import pytest
+
+from npgpt.cli import main
+
+TEXT = ("ROMEO:\nBut soft, what light through yonder window breaks?\n"
+        "JULIET:\nO Romeo, Romeo, wherefore art thou Romeo?\n") * 40
+
+TINY = ["--preset", "baby", "--n-layer", "1", "--n-head", "2", "--n-embd", "16",
+        "--block-size", "16", "--batch-size", "4", "--eval-steps", "2", "--no-progress",
+        "--no-plot", "--warmup-steps", "2"]
+
+
+@pytest.fixture
+def corpus(tmp_path):
+    path = tmp_path / "tiny.txt"
+    path.write_text(TEXT, encoding="utf-8")
+    return path
+
+
+def test_params_prints_the_count_and_the_formula(capsys):
+    assert main(["params", "--preset", "gpt2"]) == 0
+    out = capsys.readouterr().out
+    assert "124,439,808" in out and "123,651,840" in out and "12·C²·L" in out
+
+
+def test_train_resume_and_sample(corpus, tmp_path, capsys):
+    out = tmp_path / "run"
+    args = ["train", "--data", str(corpus), "--out", str(out), "--eval-interval", "3", *TINY]
+    assert main(args + ["--max-steps", "6"]) == 0
+    trainer = json.loads((out / "checkpoint" / "trainer.json").read_text())
+    assert trainer["step"] == 6
+    lines = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert any("val_loss" in r for r in lines)
+
+    assert main(["train", "--data", str(corpus), "--out", str(out), "--resume",
+                 "--max-steps", "9", "--no-progress", "--no-plot"]) == 0
+    assert "resumed from" in capsys.readouterr().out
+    assert json.loads((out / "checkpoint" / "trainer.json").read_text())["step"] == 9
+
+    assert main(["sample", "--ckpt", str(out), "--prompt", "ROMEO:", "--max-new-tokens", "30",
+                 "--seed", "1"]) == 0
+    text = capsys.readouterr().out
+    assert text.startswith("ROMEO:") and len(text) >= len("ROMEO:") + 30
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["sample", "--ckpt", "/nonexistent/run"], "no checkpoint"),
+    (["train", "--data", "/nonexistent.txt", "--max-steps", "1"], "nonexistent"),
+    (["train", "--n-embd", "30", "--n-head", "4", "--max-steps", "1"], "not divisible"),
+    (["train", "--lr", "-1", "--max-steps", "1"], "lr=-1"),
+])
+def test_user_errors_are_one_line_and_exit_2(argv, message, capsys, tmp_path, corpus):
+    argv = [a if a != "/nonexistent.txt" else str(tmp_path / "missing.txt") for a in argv]
+    if argv[0] == "train" and "--data" not in argv:
+        argv += ["--data", str(corpus), "--out", str(tmp_path / "o")]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "Traceback" not in err
+    assert message in err or (message == "nonexistent" and "missing.txt" in err)
+
+
+def test_prompt_with_an_unseen_character_is_a_clear_error(corpus, tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(["train", "--data", str(corpus), "--out", str(out), "--max-steps", "1",
+                 "--eval-interval", "1", *TINY]) == 0
+    capsys.readouterr()
+    assert main(["sample", "--ckpt", str(out), "--prompt", "Zebra€"]) == 2
+    err = capsys.readouterr().err
+    assert "Z" in err and len(err.strip().splitlines()) == 1
