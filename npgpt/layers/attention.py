@@ -398,23 +398,44 @@ class CrossAttention(Module):
         """Attention weights (B, H, T, S) of the last forward, when ``keep_weights`` is set."""
         return self._sdpa.weights
 
-    def forward(self, x: np.ndarray, memory: np.ndarray, memory_padding_mask=None) -> np.ndarray:
-        _check_x(x, self.n_embd)
+    def _split_kv(self, kv: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(B, S, 2C) -> k, v: (B, H, S, hs) views (k is the first C channels, v the last C)."""
+        B, S, _ = kv.shape
+        kv = kv.reshape(B, S, 2, self.n_head, self.head_dim)
+        return kv[:, :, 0].transpose(0, 2, 1, 3), kv[:, :, 1].transpose(0, 2, 1, 3)
+
+    def project_memory(self, memory: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """k, v (B, H, S, hs) of the memory, for decoding: the encoder output does not change
+        from one generated token to the next, so project it once and pass ``memory_kv``."""
         _check_x(memory, self.n_embd, "memory")
-        if memory.shape[0] != x.shape[0]:
-            raise InputError(f"x has batch size {x.shape[0]} but memory has {memory.shape[0]}")
-        (B, T, C), S = x.shape, memory.shape[1]
-        H, hs = self.n_head, self.head_dim
-        q = self.q_proj.forward(x).reshape(B, T, H, hs).transpose(0, 2, 1, 3)
-        kv = self.kv_proj.forward(memory).reshape(B, S, 2, H, hs)
-        k, v = kv[:, :, 0].transpose(0, 2, 1, 3), kv[:, :, 1].transpose(0, 2, 1, 3)
+        kv = memory @ self.kv_proj.weight.data     # not kv_proj.forward: keep its saved input
+        if self.kv_proj.bias is not None:
+            kv += self.kv_proj.bias.data
+        return self._split_kv(kv)
+
+    def forward(self, x: np.ndarray, memory: np.ndarray | None, memory_padding_mask=None,
+                memory_kv: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
+        """``memory_kv`` (from :meth:`project_memory`) replaces ``memory``: inference only."""
+        _check_x(x, self.n_embd)
+        if memory_kv is None:
+            _check_x(memory, self.n_embd, "memory")
+            k, v = self._split_kv(self.kv_proj.forward(memory))
+        else:
+            k, v = memory_kv
+        if k.shape[0] != x.shape[0]:
+            raise InputError(f"x has batch size {x.shape[0]} but memory has {k.shape[0]}")
+        B, T, C = x.shape
+        q = self.q_proj.forward(x).reshape(B, T, self.n_head, self.head_dim).transpose(0, 2, 1, 3)
         y, attended = self._sdpa.attend(q, k, v, memory_padding_mask,
                                         training=self.keeps_activations)
-        self.save(attended)
+        self.save(attended, memory_kv is not None)
         return self.c_proj.forward(y.transpose(0, 2, 1, 3).reshape(B, T, C))
 
     def backward(self, dy: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        (attended,) = self.saved()
+        attended, projected_before = self.saved()
+        if projected_before:
+            raise BackwardError("CrossAttention.backward() after a forward with memory_kv: "
+                                "precomputed memory keys/values are for inference only")
         B, T, C = dy.shape
         H, hs = self.n_head, self.head_dim
         dy_heads = self.c_proj.backward(dy).reshape(B, T, H, hs).transpose(0, 2, 1, 3)

@@ -505,3 +505,16 @@ def test_mha_with_rope_and_gqa_matches_transformers_llama_attention(rng):
     causal = torch.full((T, T), -torch.inf, dtype=torch.float64).triu(1)[None, None]
     y_ref = ref(tx, position_embeddings=cos_sin, attention_mask=causal)[0]
     np.testing.assert_allclose(mha(x, positions=positions), y_ref.detach().numpy(), atol=1e-12)
+
+
+def test_cross_attention_with_projected_memory_matches(rng):
+    B, T, S, C = 2, 4, 3, 8
+    cross = CrossAttention(C, 2, dtype=np.float64, rng=rng)
+    x, memory = rng.standard_normal((B, T, C)), rng.standard_normal((B, S, C))
+    mask = np.array([[1, 1, 0], [1, 1, 1]], bool)
+    full = cross(x, memory, mask)
+    memory_kv = cross.project_memory(memory)
+    steps = [cross(x[:, t:t + 1], None, mask, memory_kv=memory_kv) for t in range(T)]
+    np.testing.assert_allclose(np.concatenate(steps, axis=1), full, atol=1e-12)
+    with pytest.raises(BackwardError, match="memory_kv"):
+        cross.backward(full[:, -1:])
