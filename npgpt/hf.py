@@ -25,7 +25,12 @@ consecutive query heads per key/value head (``repeat_kv``), which is npgpt's ``r
 "half"`` and its GQA, so no head permutation is needed.
 
 Loading builds the model first (its parameters are the only full-size arrays) and then reads
-the checkpoint one tensor at a time into them, so at most one extra tensor is alive at once.
+the checkpoint one tensor at a time into them: the safetensors header is parsed and checked
+(``npgpt.io.read_safetensors_header``), then each tensor's bytes are read straight into its
+parameter (``readinto``), or through one temporary when it must be transposed or converted
+(float16, bfloat16, float64 -> float32). So at most one extra tensor is alive at once; going
+through ``safetensors.safe_open`` instead costs two extra copies of the largest tensor, and it
+cannot read bfloat16 into NumPy at all. No torch is imported.
 A config that npgpt would run differently from transformers is refused with a
 :class:`~npgpt.errors.ConfigError` naming the field.
 """
@@ -257,26 +262,34 @@ def _weight_files(path: Path) -> dict[str, Path]:
                           "(npgpt never unpickles)")
 
 
-def _read_tensor(handle, path: Path, name: str, header: dict) -> np.ndarray:
-    """One tensor from an open ``safe_open`` file. bfloat16 (which NumPy lacks) is widened to
-    float32 by hand: its 16 bits are the top half of a float32."""
-    info = header[name]
-    if info["dtype"] != "BF16":
-        return handle.get_tensor(name)
+# safetensors dtype tags npgpt reads; bfloat16 (which NumPy lacks) arrives as its raw 16 bits
+_FLOAT_TAGS = {"F16": "<f2", "F32": "<f4", "F64": "<f8", "BF16": "<u2"}
+
+
+def _read_into(f, data_start: int, info: dict, dst: np.ndarray, where: str) -> None:
+    """Read one tensor of the open safetensors file ``f`` into ``dst`` (a view of a parameter
+    in the checkpoint's layout). Same dtype and contiguous: the bytes go straight into the
+    parameter; otherwise one temporary of this tensor is converted (bfloat16 is the top half
+    of a float32) or transposed on the way."""
     begin, end = info["data_offsets"]
-    with open(path, "rb") as f:
-        (n,) = np.frombuffer(f.read(8), "<u8")
-        f.seek(8 + int(n) + begin)
-        raw = np.frombuffer(f.read(end - begin), "<u2")
-    return (raw.astype(np.uint32) << 16).view(np.float32).reshape(info["shape"])
+    f.seek(data_start + begin)
+    source = np.dtype(_FLOAT_TAGS[info["dtype"]])
+    if info["dtype"] != "BF16" and source == dst.dtype and dst.flags.c_contiguous:
+        if f.readinto(memoryview(dst).cast("B")) != end - begin:
+            raise CheckpointError(f"{where}: file ended inside the tensor")
+        return
+    raw = np.fromfile(f, dtype=source, count=(end - begin) // source.itemsize)
+    if raw.nbytes != end - begin:
+        raise CheckpointError(f"{where}: file ended inside the tensor")
+    if info["dtype"] == "BF16":
+        raw = (raw.astype(np.uint32) << 16).view(np.float32)
+    np.copyto(dst, raw.reshape(info["shape"]), casting="unsafe")
 
 
 def load_weights(model: GPT, path) -> GPT:
     """Read a HuggingFace checkpoint (``model.safetensors`` or shards + index) into ``model``'s
     parameters, in place, one tensor at a time. Every missing, unexpected or mis-shaped
     tensor is named in one :class:`CheckpointError`, raised before any parameter changes."""
-    from safetensors import safe_open
-
     path = Path(path)
     files = _weight_files(path)
     entries = layout(model.config)
@@ -297,10 +310,13 @@ def load_weights(model: GPT, path) -> GPT:
     misshaped = []
     for n, e in expected.items():
         if n in stored:
-            shape = tuple(headers[files[stored[n]]][stored[n]]["shape"])
+            info = headers[files[stored[n]]][stored[n]]
             want = _hf_view(params[e.ours].data, e).shape
-            if shape != want:
-                misshaped.append(f"{stored[n]}: checkpoint {shape} vs expected {want}")
+            if tuple(info["shape"]) != want:
+                misshaped.append(f"{stored[n]}: checkpoint {tuple(info['shape'])} vs expected {want}")
+            if info["dtype"] not in _FLOAT_TAGS:
+                misshaped.append(f"{stored[n]}: dtype {info['dtype']} is not one of "
+                                 f"{', '.join(_FLOAT_TAGS)}")
     problems = ([f"missing tensors: {', '.join(missing)}"] if missing else []) \
         + ([f"unexpected tensors: {', '.join(unexpected)}"] if unexpected else []) \
         + ([f"mis-shaped tensors: {'; '.join(misshaped)}"] if misshaped else [])
@@ -311,11 +327,11 @@ def load_weights(model: GPT, path) -> GPT:
     for n, e in expected.items():
         by_file.setdefault(files[stored[n]], []).append(e)
     for file, file_entries in by_file.items():
-        with safe_open(str(file), framework="np") as handle:
+        with open(file, "rb") as f:
+            data_start = 8 + int(np.frombuffer(f.read(8), "<u8")[0])
             for e in file_entries:
-                tensor = _read_tensor(handle, file, stored[e.hf], headers[file])
-                np.copyto(_hf_view(params[e.ours].data, e), tensor, casting="unsafe")
-                del tensor
+                _read_into(f, data_start, headers[file][stored[e.hf]],
+                           _hf_view(params[e.ours].data, e), f"{file} tensor {stored[e.hf]!r}")
     return model
 
 
@@ -332,6 +348,10 @@ def from_pretrained(path, dtype="float32", **overrides) -> GPT:
     hf = load_json(path / CONFIG)
     config = config_from_hf(hf, dtype=dtype, **overrides)
     model = GPT(config)
+    for p in model.parameters():
+        # fresh np.zeros pages stay unmapped until a backward writes them: an inference-only
+        # model pays no gradient memory (Parameter's zeros_like grads are written at once)
+        p.grad = np.zeros(p.shape, p.dtype)
     load_weights(model, path)
     model._hf_token_ids = {k: hf.get(k) for k in _TOKEN_IDS}   # written back by save_pretrained
     return model
@@ -385,6 +405,8 @@ def save_pretrained(model: GPT, path) -> Path:
                     shutil.copy2(old, tmp / old.name)
         save_json(tmp / CONFIG, config_to_hf(model.config, getattr(model, "_hf_token_ids", None)))
         _write_safetensors(tmp / WEIGHTS, model, entries)
+        for name in (CONFIG, WEIGHTS):
+            os.chmod(tmp / name, 0o644)        # as any saved model: readable, not private
         if path.exists():
             shutil.rmtree(previous, ignore_errors=True)
             os.rename(path, previous)
