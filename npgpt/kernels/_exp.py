@@ -52,7 +52,7 @@ def _exp_generic(a, bits):
         a[i] = np.exp(a[i])
 
 
-@overload(exp_inplace, jit_options={"fastmath": FASTMATH})
+@overload(exp_inplace, jit_options={"fastmath": FASTMATH, "error_model": "numpy"})
 def _exp_inplace_overload(a, bits):
     if isinstance(a, types.Array) and a.dtype == types.float32:
         return _exp_float32

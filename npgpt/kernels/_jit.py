@@ -18,7 +18,10 @@ PARALLEL_MIN_ELEMENTS = 1 << 18      # below this many elements touched, threads
 
 def jit(parallel: bool = False):
     """``numba.njit`` with the project's flags; compiled lazily on first call, cached on disk."""
-    return numba.njit(cache=True, fastmath=FASTMATH, parallel=parallel, nogil=True)
+    # error_model="numpy": x / 0 gives inf or nan as in NumPy, instead of a per-division check
+    # that raises ZeroDivisionError and keeps LLVM from vectorising every loop with a division.
+    return numba.njit(cache=True, fastmath=FASTMATH, parallel=parallel, nogil=True,
+                      error_model="numpy")
 
 
 class RowKernel:

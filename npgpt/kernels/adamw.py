@@ -41,7 +41,9 @@ def _step(param, grad, m, v, decay, beta1, one_minus_beta1, beta2, one_minus_bet
           step_size, inv_sqrt_bc2, eps):
     n = param.size
     for b in prange((n + _BLOCK - 1) // _BLOCK):
-        for i in range(b * _BLOCK, min(n, (b + 1) * _BLOCK)):
+        lo = b * _BLOCK
+        for j in range(min(n - lo, _BLOCK)):    # a loop from 0: LLVM vectorises this form
+            i = lo + j
             g = grad[i]
             mi = beta1 * m[i] + one_minus_beta1 * g
             vi = beta2 * v[i] + one_minus_beta2 * g * g
