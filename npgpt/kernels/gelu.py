@@ -35,33 +35,35 @@ def gelu_tanh_backward_ref(dy, x):
 def _forward(x, y, k2, a, one):
     n = x.size
     for b in prange((n + _BLOCK - 1) // _BLOCK):
-        lo, hi = b * _BLOCK, min(n, (b + 1) * _BLOCK)
-        e = np.empty(hi - lo, x.dtype)
-        bits = np.empty(hi - lo, np.int32)
-        for i in range(lo, hi):
-            v = x[i]
-            e[i - lo] = -k2 * (v + a * v * v * v)
+        lo = b * _BLOCK
+        m = min(n - lo, _BLOCK)
+        e = np.empty(m, x.dtype)
+        bits = np.empty(m, np.int32)
+        for j in range(m):                       # loops from 0: LLVM vectorises this form
+            v = x[lo + j]
+            e[j] = -k2 * (v + a * v * v * v)
         exp_inplace(e, bits)
-        for i in range(lo, hi):
-            y[i] = x[i] / (one + e[i - lo])
+        for j in range(m):
+            y[lo + j] = x[lo + j] / (one + e[j])
 
 
 @row_kernel
 def _backward(dy, x, dx, k2, a, one, three):
     n = x.size
     for b in prange((n + _BLOCK - 1) // _BLOCK):
-        lo, hi = b * _BLOCK, min(n, (b + 1) * _BLOCK)
-        e = np.empty(hi - lo, x.dtype)
-        bits = np.empty(hi - lo, np.int32)
-        for i in range(lo, hi):
-            v = x[i]
-            e[i - lo] = -k2 * (v + a * v * v * v)
+        lo = b * _BLOCK
+        m = min(n - lo, _BLOCK)
+        e = np.empty(m, x.dtype)
+        bits = np.empty(m, np.int32)
+        for j in range(m):
+            v = x[lo + j]
+            e[j] = -k2 * (v + a * v * v * v)
         exp_inplace(e, bits)
-        for i in range(lo, hi):
-            v = x[i]
-            s = one / (one + e[i - lo])
+        for j in range(m):
+            v = x[lo + j]
+            s = one / (one + e[j])
             # term 1: d(x) * s; term 2: x * ds/du * du/dx, with ds/d(2u) = s (1 - s)
-            dx[i] = dy[i] * (s + v * s * (one - s) * k2 * (one + three * a * v * v))
+            dx[lo + j] = dy[lo + j] * (s + v * s * (one - s) * k2 * (one + three * a * v * v))
 
 
 def _constants(dtype):
