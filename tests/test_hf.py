@@ -71,10 +71,12 @@ def hf_llama(tt, tmp_path, n_kv_head=2, tie=False, bias=False, block=48, std=0.3
 
 
 def _reload(tt, path, dtype=None):
-    """transformers' own reading of the directory: eager attention, the given dtype."""
+    """transformers' own reading of the directory, in ``dtype``. Eager attention, except in
+    float64: LLaMA's eager softmax runs in float32 whatever the dtype; torch's sdpa does not."""
     torch, transformers = tt
     kwargs = {"dtype": dtype} if dtype is not None else {}
-    hf = transformers.AutoModelForCausalLM.from_pretrained(path, attn_implementation="eager",
+    attention = "sdpa" if dtype == torch.float64 else "eager"
+    hf = transformers.AutoModelForCausalLM.from_pretrained(path, attn_implementation=attention,
                                                            **kwargs)
     return hf.eval()
 
@@ -120,15 +122,38 @@ def test_float64_logits_match_transformers_to_1e9_for_gpt2(tt, tmp_path):
     assert rel(logits, _hf_logits(tt, hf, idx)) < 1e-9
 
 
-def test_float64_llama_is_limited_by_transformers_float32_rmsnorm_and_rope(tt, tmp_path):
-    # transformers' LlamaRMSNorm upcasts to float32 and its rotary tables are computed in
-    # float32 whatever the model dtype, so float64 agreement stops near float32's precision
+def _llama_in_float64(torch, monkeypatch):
+    """transformers' LlamaRMSNorm upcasts to float32 and its RoPE tables are float32 whatever
+    the model dtype (as is the eager softmax, avoided with sdpa in :func:`_reload`); these
+    stand-ins compute the same formulas in the input's dtype."""
+    from transformers.models.llama import modeling_llama as m
+
+    def rmsnorm(self, x):
+        return self.weight * (x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + self.variance_epsilon))
+
+    def rope(self, x, position_ids):
+        dim = self.inv_freq.shape[0] * 2
+        theta = self.config.rope_parameters["rope_theta"]
+        inv_freq = 1.0 / theta ** (torch.arange(0, dim, 2, dtype=x.dtype) / dim)
+        freqs = position_ids[..., None].to(x.dtype) * inv_freq
+        emb = torch.cat((freqs, freqs), dim=-1)
+        return emb.cos(), emb.sin()
+    monkeypatch.setattr(m.LlamaRMSNorm, "forward", rmsnorm)
+    monkeypatch.setattr(m.LlamaRotaryEmbedding, "forward", rope)
+
+
+@pytest.mark.parametrize("case", ["llama-gqa-untied", "llama-mqa-bias"])
+def test_float64_llama_logits_match_to_1e9_once_transformers_computes_in_float64(
+        tt, tmp_path, monkeypatch, case):
     torch, _ = tt
-    hf_llama(tt, tmp_path)
+    CASES[case](tt, tmp_path)
     hf = _reload(tt, tmp_path, dtype=torch.float64)
     ours = from_pretrained(tmp_path, dtype="float64").eval()
     idx = np.random.default_rng(1).integers(0, V, size=(2, 48))
-    assert rel(ours.forward(idx)[0], _hf_logits(tt, hf, idx)) < 1e-5
+    stock = rel(ours.forward(idx)[0], _hf_logits(tt, hf, idx))
+    assert 1e-9 < stock < 1e-5        # transformers' float32 RMSNorm statistics and RoPE tables
+    _llama_in_float64(torch, monkeypatch)
+    assert rel(ours.forward(idx)[0], _hf_logits(tt, hf, idx)) < 1e-9
 
 
 @pytest.mark.parametrize("case,T", [("gpt2-untied", 1), ("gpt2-tied", 16),
@@ -146,9 +171,10 @@ def test_greedy_generation_with_kv_cache_equals_transformers_generate(tt, tmp_pa
 
 
 @pytest.mark.parametrize("case", list(CASES))
-def test_one_training_step_gradients_match_transformers(tt, tmp_path, case):
+def test_one_training_step_gradients_match_transformers(tt, tmp_path, monkeypatch, case):
     torch, _ = tt
     CASES[case](tt, tmp_path)
+    _llama_in_float64(torch, monkeypatch)
     hf = _reload(tt, tmp_path, dtype=torch.float64).train()
     ours = from_pretrained(tmp_path, dtype="float64")
     rng = np.random.default_rng(2)
@@ -160,7 +186,7 @@ def test_one_training_step_gradients_match_transformers(tt, tmp_path, case):
     hf_loss = torch.nn.functional.cross_entropy(logits.reshape(-1, V),
                                                 torch.from_numpy(targets).reshape(-1))
     hf_loss.backward()
-    tol = 1e-9 if case.startswith("gpt2") else 1e-5     # see the float64 LLaMA test above
+    tol = 1e-9
     assert abs(float(loss) - hf_loss.item()) < tol * hf_loss.item()
     hf_params = dict(hf.named_parameters())
     params = dict(ours.named_parameters())
