@@ -47,7 +47,7 @@ def cross_entropy_forward_backward_ref(logits, targets, ignore_index=-100):
 
 
 @row_kernel
-def _forward_backward(logits, targets, ignore_index, inv_n, n_blocks, dlogits, row_loss):
+def _forward_backward(logits, tops, targets, ignore_index, inv_n, n_blocks, dlogits, row_loss):
     N, V = logits.shape
     for k in prange(n_blocks):                   # block k owns rows [k N / K, (k+1) N / K)
         bits = np.empty(V, np.int32)             # exp's scratch, one per block
@@ -58,9 +58,7 @@ def _forward_backward(logits, targets, ignore_index, inv_n, n_blocks, dlogits, r
                 row_loss[i] = 0.0
                 row[:] = 0.0
                 continue
-            top = logits[i, 0]
-            for v in range(1, V):
-                top = max(top, logits[i, v])
+            top = tops[i]
             for v in range(V):                   # exp(logits - max) computed once, in dlogits
                 row[v] = logits[i, v] - top
             exp_inplace(row, bits)
@@ -80,7 +78,10 @@ def cross_entropy_forward_backward_numba(logits, targets, ignore_index=-100):
     logits = np.ascontiguousarray(logits)
     dlogits = np.empty_like(logits)
     row_loss = np.empty(logits.shape[0], np.float64)
-    _forward_backward.pick(logits.size)(logits, np.ascontiguousarray(targets, dtype=np.int64),
+    # Row maxima from NumPy's SIMD max: numba cannot vectorise a NaN-propagating max reduction
+    # without the no-NaN flag, which the kernels never set (masks and logits may hold inf/nan).
+    tops = logits.max(axis=1)
+    _forward_backward.pick(logits.size)(logits, tops, np.ascontiguousarray(targets, dtype=np.int64),
                                         int(ignore_index), 1.0 / n, n_chunks(logits.shape[0]),
                                         dlogits, row_loss)
     return logits.dtype.type(row_loss.sum() / n), dlogits
