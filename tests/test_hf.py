@@ -431,3 +431,16 @@ def test_float64_models_save_float64_tensors(tmp_path):
 def test_load_tokenizer_is_none_without_tokenizer_files(tmp_path):
     save_pretrained(_npgpt_model("gpt2"), tmp_path / "m")
     assert load_tokenizer(tmp_path / "m") is None
+
+
+def test_load_tokenizer_reads_a_byte_level_tokenizer_json_like_tokenizers_does(tmp_path):
+    tokenizers = pytest.importorskip("tokenizers")
+    text = "the quick brown fox jumps over the lazy dog. " * 50 + "Hello, wörld! 123"
+    reference = tokenizers.ByteLevelBPETokenizer()
+    reference.train_from_iterator([text], vocab_size=300, min_frequency=1, show_progress=False)
+    save_pretrained(_npgpt_model("gpt2"), tmp_path / "m")
+    reference.save(str(tmp_path / "m" / "tokenizer.json"))
+    tok = load_tokenizer(tmp_path / "m")
+    sample = "the lazy fox says: Hello, wörld!  123"
+    assert tok.encode(sample) == reference.encode(sample).ids
+    assert tok.decode(tok.encode(sample)) == sample
