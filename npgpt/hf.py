@@ -303,7 +303,7 @@ def load_weights(model: GPT, path) -> GPT:
 
     stored = {canonical(n): n for n in files}
     headers = {f: read_safetensors_header(f) for f in set(files.values())}
-    ignored = lambda n: n.endswith(_IGNORED_SUFFIXES) or (   # noqa: E731
+    ignored = lambda n: n.endswith(_IGNORED_SUFFIXES) or (
         n == "lm_head.weight" and model.config.tie_embeddings)   # tied: a copy of wte
     missing = [n for n in expected if n not in stored]
     unexpected = [stored[n] for n in stored if n not in expected and not ignored(n)]

@@ -11,8 +11,15 @@ import numpy as np
 import pytest
 
 from npgpt.errors import CheckpointError, ConfigError
-from npgpt.hf import (config_from_hf, config_to_hf, from_pretrained, layout, load_tokenizer,
-                      save_pretrained, _hf_view)
+from npgpt.hf import (
+    _hf_view,
+    config_from_hf,
+    config_to_hf,
+    from_pretrained,
+    layout,
+    load_tokenizer,
+    save_pretrained,
+)
 from npgpt.models import GPT, GPTConfig
 
 V = 97
@@ -200,7 +207,7 @@ def test_one_training_step_gradients_match_transformers(tt, tmp_path, monkeypatc
 
 
 def test_bfloat16_checkpoint_is_widened_exactly(tt, tmp_path):
-    torch, transformers = tt
+    torch, _ = tt
     hf = hf_gpt2(tt, tmp_path / "f32", tie=False)
     hf.to(torch.bfloat16).save_pretrained(tmp_path / "bf16")
     ours = from_pretrained(tmp_path / "bf16")
@@ -245,7 +252,6 @@ def test_save_pretrained_is_read_by_transformers_with_the_same_logits(tt, tmp_pa
 
 
 def test_round_trip_keeps_token_ids_and_transformers_logits(tt, tmp_path):
-    torch, transformers = tt
     hf_llama(tt, tmp_path / "a")
     config = json.loads((tmp_path / "a" / "config.json").read_text())
     config.update(bos_token_id=5, eos_token_id=6)
@@ -394,7 +400,7 @@ def test_a_directory_without_weights_or_config_is_refused(tmp_path):
 
 
 def test_save_pretrained_replaces_weights_keeps_other_files_and_is_atomic(tmp_path, monkeypatch):
-    import npgpt.hf as hf
+    from npgpt import hf
     path = tmp_path / "m"
     save_pretrained(_npgpt_model("gpt2"), path)
     (path / "tokenizer.json").write_text("{}")
