@@ -319,7 +319,7 @@ def load_weights(model: GPT, path) -> GPT:
                                  f"{', '.join(_FLOAT_TAGS)}")
     problems = ([f"missing tensors: {', '.join(missing)}"] if missing else []) \
         + ([f"unexpected tensors: {', '.join(unexpected)}"] if unexpected else []) \
-        + ([f"mis-shaped tensors: {'; '.join(misshaped)}"] if misshaped else [])
+        + ([f"mis-shaped or non-float tensors: {'; '.join(misshaped)}"] if misshaped else [])
     if problems:
         raise CheckpointError(f"{path} does not match the {family(model.config)} model its "
                               "config.json describes: " + " | ".join(problems))
