@@ -40,7 +40,7 @@ def main():
               f"{total:15,} {GPT2_PUBLISHED[name]:>9s}")
     if not args.quick:     # building even one GPT-2 layer draws 39M random embedding values
         small = GPT(GPTConfig.preset("gpt2", n_layer=1)).num_parameters()
-            print(f"check: a 1-layer GPT-2 built here has {small:,} parameters = count_params "
+        print(f"check: a 1-layer GPT-2 built here has {small:,} parameters = count_params "
               f"{count_params(GPTConfig.preset('gpt2', n_layer=1))['total']:,}")
 
     section("GPT-3 175B from its published dimensions (L = 96, C = 12288, H = 96, context 2048)")
