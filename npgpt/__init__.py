@@ -2,7 +2,10 @@
 from . import errors
 from .module import Module, ModuleList, Parameter, no_grad
 from .gradcheck import gradcheck
+from .hf import from_pretrained, save_pretrained
+from .models import GPT, GPTConfig, count_params
 
 __version__ = "0.1.0"
 
-__all__ = ["errors", "Module", "ModuleList", "Parameter", "no_grad", "gradcheck", "__version__"]
+__all__ = ["errors", "Module", "ModuleList", "Parameter", "no_grad", "gradcheck", "GPT", "GPTConfig",
+           "count_params", "from_pretrained", "save_pretrained", "__version__"]

@@ -48,7 +48,9 @@ class Parameter:
 
     def __init__(self, data: np.ndarray):
         self.data = np.ascontiguousarray(data)
-        self.grad = np.zeros_like(self.data)
+        # np.zeros, not zeros_like: the pages stay unmapped until a backward writes them, so
+        # a model loaded only for inference never pays for its gradients
+        self.grad = np.zeros(self.data.shape, self.data.dtype)
 
     @property
     def shape(self):
@@ -171,7 +173,7 @@ class Module:
             for _, p in m._own_parameters():
                 if p.data.dtype != dtype:
                     p.data = p.data.astype(dtype)
-                    p.grad = np.zeros_like(p.data)
+                    p.grad = np.zeros(p.data.shape, dtype)
         return self
 
     # --- state --------------------------------------------------------------------------

@@ -6,6 +6,7 @@ import numpy as np
 from .. import kernels
 from ..errors import InputError
 from ..module import Module, Parameter
+from .linear import normal_init
 
 
 def _check_ids(idx, name: str) -> np.ndarray:
@@ -29,7 +30,7 @@ class Embedding(Module):
         rng = rng if rng is not None else np.random.default_rng()
         self.num_embeddings, self.embedding_dim = num_embeddings, embedding_dim
         self.weight = Parameter(
-            (rng.standard_normal((num_embeddings, embedding_dim)) * std).astype(dtype))
+            normal_init((num_embeddings, embedding_dim), std, dtype, rng))
 
     def _validate(self, idx: np.ndarray) -> None:
         if idx.size == 0:
