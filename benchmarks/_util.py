@@ -8,11 +8,11 @@ import statistics
 import time
 
 
-def time_call(fn, *, repeat: int = 7, warmup: int = 2, min_seconds: float = 0.02) -> float:
-    """Median seconds per call of ``fn()``, after ``warmup`` calls.
+def time_samples(fn, *, repeat: int = 7, warmup: int = 2, min_seconds: float = 0.02) -> list[float]:
+    """Seconds per call of ``fn()`` in each of ``repeat`` measurements, after ``warmup`` calls.
 
-    Fast calls are batched so that each of the ``repeat`` measurements lasts at least
-    ``min_seconds`` (timer resolution and loop overhead then do not matter).
+    Fast calls are batched so that each measurement lasts at least ``min_seconds`` (timer
+    resolution and loop overhead then do not matter).
     """
     for _ in range(warmup):
         fn()
@@ -26,7 +26,12 @@ def time_call(fn, *, repeat: int = 7, warmup: int = 2, min_seconds: float = 0.02
         for _ in range(inner):
             fn()
         samples.append((time.perf_counter() - start) / inner)
-    return statistics.median(samples)
+    return samples
+
+
+def time_call(fn, *, repeat: int = 7, warmup: int = 2, min_seconds: float = 0.02) -> float:
+    """Median seconds per call of ``fn()`` (see :func:`time_samples`)."""
+    return statistics.median(time_samples(fn, repeat=repeat, warmup=warmup, min_seconds=min_seconds))
 
 
 def load_note(threshold_per_core: float = 0.25) -> dict:

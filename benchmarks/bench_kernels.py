@@ -3,7 +3,7 @@
     python benchmarks/bench_kernels.py [--configs tiny,small,gpt2-124M] [--threads 2] [--json out.json]
 
 Every op in the kernel registry is timed on both backends (float32, median of repeats after
-warm-up); embedding backward's NumPy twin is ``np.add.at``. First-call compile time is measured
+warm-up, and the ratio of the fastest repeats beside it); embedding backward's NumPy twin is ``np.add.at``. First-call compile time is measured
 in fresh processes, with an empty numba cache (cold) and then with it filled (warm).
 """
 from __future__ import annotations
@@ -21,7 +21,9 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from _util import load_note, machine, print_table, time_call  # noqa: E402
+import statistics  # noqa: E402
+
+from _util import load_note, machine, print_table, time_samples  # noqa: E402
 
 from npgpt.kernels import KERNELS, VARIANTS, kernel  # noqa: E402
 from npgpt.threads import get_num_threads, set_num_threads  # noqa: E402
@@ -44,12 +46,15 @@ def bench(configs, repeat):
         shape = CONFIGS[config]
         for label, name, maker in _cases():
             args = maker(shape, np.float32, np.random.default_rng(0))
-            times = {}
+            row = dict(config=config, op=label)
             for backend in ("numpy", "numba"):
                 fn = kernel(name, backend)
-                times[backend] = time_call(lambda: fn(*args), repeat=repeat)
-            rows.append(dict(config=config, op=label, numpy_ms=1e3 * times["numpy"],
-                             numba_ms=1e3 * times["numba"], speedup=times["numpy"] / times["numba"]))
+                samples = time_samples(lambda: fn(*args), repeat=repeat)
+                row[f"{backend}_ms"] = 1e3 * statistics.median(samples)
+                row[f"{backend}_best_ms"] = 1e3 * min(samples)
+            row["speedup"] = row["numpy_ms"] / row["numba_ms"]
+            row["speedup_best"] = row["numpy_best_ms"] / row["numba_best_ms"]
+            rows.append(row)
             print(f"  {config:10s} {label:32s} {rows[-1]['speedup']:6.2f}x", file=sys.stderr)
     return rows
 
@@ -104,7 +109,10 @@ def main(argv=None):
     print(f"# {info['cpu']}, {info['cores']} cores, numpy {info['numpy']}, numba {info.get('numba')}, "
           f"threads {get_num_threads()}")
     print_table(rows, [("config", "config", "s"), ("op", "op", "s"), ("numpy_ms", "numpy ms", ".3f"),
-                       ("numba_ms", "numba ms", ".3f"), ("speedup", "speedup", ".2f")])
+                       ("numba_ms", "numba ms", ".3f"), ("speedup", "speedup", ".2f"),
+                       ("speedup_best", "best-of", ".2f")])
+    print("# times are medians of the repeats; best-of is the ratio of the fastest repeats, "
+          "less sensitive to other processes")
     if compile_:
         ops = [k for k in compile_["cold"] if k != "import npgpt"]
         print(f"\nimport npgpt: {compile_['warm']['import npgpt']:.3f} s; first call of every kernel "

@@ -37,6 +37,12 @@ def set_num_threads(n: int) -> int:
 
     n_numba = min(n, numba.config.NUMBA_NUM_THREADS)
     numba.set_num_threads(n_numba)
+    # numba loads SciPy's own OpenBLAS (for np.dot in kernels) when it compiles; threadpoolctl
+    # only limits libraries already loaded, so load it first, or it would keep its default.
+    try:
+        import scipy.linalg.cython_blas  # noqa: F401
+    except ImportError:
+        pass
     _blas_limiter = threadpool_limits(limits=n, user_api="blas")
     _initialized = True
     return n_numba

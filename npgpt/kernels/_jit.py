@@ -5,15 +5,19 @@
 reductions), fused multiply-add, reciprocal and approximate-function tricks.
 
 A parallel region costs a thread wake-up and a barrier: microseconds on a quiet machine, but a
-whole scheduler slice (~10-20 ms measured here) when another process holds the other core.
+whole scheduler slice (~8-20 ms measured here) when another process holds the other core.
 So every parallel kernel also exists serial, and small calls run serial.
 """
+import os
 import types
 
 import numba
 
 FASTMATH = {"nsz", "arcp", "contract", "afn", "reassoc"}
-PARALLEL_MIN_ELEMENTS = 1 << 18      # below this many elements touched, threads cost more than they save
+# Below this many elements touched, threads cost more than they save. On a machine shared with
+# other busy processes, a parallel region can wait a whole scheduler slice for its second thread
+# (measured here: 25 us quiet, ~8 ms busy); raise NPGPT_PARALLEL_MIN_ELEMENTS there.
+PARALLEL_MIN_ELEMENTS = int(os.environ.get("NPGPT_PARALLEL_MIN_ELEMENTS", 1 << 18))
 
 
 def jit(parallel: bool = False):

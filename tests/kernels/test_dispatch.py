@@ -68,6 +68,13 @@ def test_set_num_threads_sets_numba_and_blas():
         threads.set_num_threads(before)
 
 
+def test_set_num_threads_still_holds_after_kernels_compile():
+    code = ("import numpy as np, npgpt.threads as t, npgpt.kernels as k; t.set_num_threads(1); "
+            "k.layernorm_forward(np.zeros((2, 3), np.float32), np.ones(3, np.float32), None); "
+            "print(t.get_num_threads())")
+    assert _python(code) in ("{'numba': 1, 'blas': 1}", "{'numba': 1, 'blas': None}")
+
+
 def test_env_var_sets_threads_at_first_kernel_call():
     code = ("import numba, numpy as np, npgpt.kernels as k; k.gelu_tanh_forward(np.zeros(4)); "
             "print(numba.get_num_threads())")
