@@ -21,17 +21,17 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-import statistics  # noqa: E402
+import statistics
 
-from _util import load_note, machine, print_table, time_samples  # noqa: E402
+from _util import load_note, machine, print_table, time_samples
 
-from npgpt.kernels import KERNELS, VARIANTS, kernel  # noqa: E402
-from npgpt.threads import get_num_threads, set_num_threads  # noqa: E402
+from npgpt.kernels import KERNELS, VARIANTS, kernel
+from npgpt.threads import get_num_threads, set_num_threads
 
 CONFIGS = {
-    "tiny": dict(B=16, T=64, C=128, V=512, H=4),
-    "small": dict(B=8, T=256, C=256, V=4096, H=8),
-    "gpt2-124M": dict(B=4, T=64, C=768, V=50257, H=12),
+    "tiny": {"B": 16, "T": 64, "C": 128, "V": 512, "H": 4},
+    "small": {"B": 8, "T": 256, "C": 256, "V": 4096, "H": 8},
+    "gpt2-124M": {"B": 4, "T": 64, "C": 768, "V": 50257, "H": 12},
 }
 
 
@@ -46,10 +46,10 @@ def bench(configs, repeat):
         shape = CONFIGS[config]
         for label, name, maker in _cases():
             args = maker(shape, np.float32, np.random.default_rng(0))
-            row = dict(config=config, op=label)
+            row = {"config": config, "op": label}
             for backend in ("numpy", "numba"):
                 fn = kernel(name, backend)
-                samples = time_samples(lambda: fn(*args), repeat=repeat)
+                samples = time_samples(lambda fn=fn, args=args: fn(*args), repeat=repeat)
                 row[f"{backend}_ms"] = 1e3 * statistics.median(samples)
                 row[f"{backend}_best_ms"] = 1e3 * min(samples)
             row["speedup"] = row["numpy_ms"] / row["numba_ms"]

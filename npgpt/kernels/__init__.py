@@ -86,8 +86,25 @@ def rope_backward(dy, cos, sin, interleaved=False):
     return kernel("rope_backward")(dy, cos, sin, interleaved)
 
 
-__all__ = ["BACKENDS", "KERNELS", "VARIANTS", "get_backend", "set_backend", "use", "kernel",
-           "layernorm_forward", "layernorm_backward", "rmsnorm_forward", "rmsnorm_backward",
-           "gelu_tanh_forward", "gelu_tanh_backward", "softmax_forward", "softmax_backward",
-           "cross_entropy_forward_backward", "embedding_backward", "adamw_step",
-           "rope_forward", "rope_backward"]
+__all__ = [
+    "BACKENDS",
+    "KERNELS",
+    "VARIANTS",
+    "adamw_step",
+    "cross_entropy_forward_backward",
+    "embedding_backward",
+    "gelu_tanh_backward",
+    "gelu_tanh_forward",
+    "get_backend",
+    "kernel",
+    "layernorm_backward",
+    "layernorm_forward",
+    "rmsnorm_backward",
+    "rmsnorm_forward",
+    "rope_backward",
+    "rope_forward",
+    "set_backend",
+    "softmax_backward",
+    "softmax_forward",
+    "use",
+]

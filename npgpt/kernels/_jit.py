@@ -17,7 +17,7 @@ FASTMATH = {"nsz", "arcp", "contract", "afn", "reassoc"}
 # Below this many elements touched, threads cost more than they save. On a machine shared with
 # other busy processes, a parallel region can wait a whole scheduler slice for its second thread
 # (measured here: 25 us quiet, ~8 ms busy); raise NPGPT_PARALLEL_MIN_ELEMENTS there.
-PARALLEL_MIN_ELEMENTS = int(os.environ.get("NPGPT_PARALLEL_MIN_ELEMENTS", 1 << 18))
+PARALLEL_MIN_ELEMENTS = int(os.environ.get("NPGPT_PARALLEL_MIN_ELEMENTS") or 1 << 18)
 
 
 def jit(parallel: bool = False):
@@ -48,6 +48,10 @@ class RowKernel:
 
 def row_kernel(fn) -> RowKernel:
     return RowKernel(fn)
+
+
+def n_threads() -> int:
+    return numba.get_num_threads()
 
 
 def n_chunks(n_rows: int) -> int:

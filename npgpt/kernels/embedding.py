@@ -11,7 +11,7 @@ import numpy as np
 from numba import prange
 
 from ..errors import InputError
-from ._jit import row_kernel
+from ._jit import n_threads, row_kernel
 
 
 def _check(dweight, idx, dy):
@@ -46,7 +46,6 @@ def embedding_backward_numba(dweight, idx, dy):
     if not dweight.flags.c_contiguous:
         raise InputError("embedding backward accumulates in place and needs a C-contiguous dweight")
     C = dweight.shape[1]
-    import numba
-    n_blocks = max(1, min(C // 16, numba.get_num_threads()))   # >= 16 channels (one cache line) each
+    n_blocks = max(1, min(C // 16, n_threads()))   # >= 16 channels (one cache line) each
     _backward.pick(dy.size)(dweight, np.ascontiguousarray(idx, dtype=np.int64).reshape(-1),
               np.ascontiguousarray(dy, dtype=dweight.dtype).reshape(-1, C), n_blocks)

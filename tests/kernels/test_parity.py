@@ -11,12 +11,12 @@ from ._helpers import check_kernel
 CASES = [(name, name, spec.make_inputs) for name, spec in KERNELS.items()] + \
         [(label, name, maker) for label, (name, maker) in VARIANTS.items()]
 
-shapes = st.fixed_dictionaries(dict(B=st.integers(1, 5), T=st.integers(1, 5), H=st.integers(1, 4),
-                                    hs=st.integers(1, 8), V=st.integers(1, 64)))
+shapes = st.fixed_dictionaries({"B": st.integers(1, 5), "T": st.integers(1, 5), "H": st.integers(1, 4),
+                                    "hs": st.integers(1, 8), "V": st.integers(1, 64)})
 
 
 def _shape(d):
-    return dict(B=d["B"], T=d["T"], H=d["H"], C=d["H"] * d["hs"], V=d["V"])
+    return {"B": d["B"], "T": d["T"], "H": d["H"], "C": d["H"] * d["hs"], "V": d["V"]}
 
 
 def _strided(a):
