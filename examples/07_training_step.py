@@ -102,7 +102,7 @@ def main():
         opt.step()
         losses.append(float(loss))
     m = opt._param_state(0, model.parameters()[0]) if hasattr(opt, "_param_state") else None
-    print(f"Adam: m = b1 m + (1-b1) g, v = b2 v + (1-b2) g², w -= lr m̂ / (sqrt(v̂) + eps)")
+    print("Adam: m = b1 m + (1-b1) g, v = b2 v + (1-b2) g², w -= lr m̂ / (sqrt(v̂) + eps)")
     if m:
         print("state kept per parameter:", ", ".join(f"{k} {v.shape}" for k, v in m.items()))
     print(f"loss on this batch over {steps} steps: {losses[0]:.4f} -> {losses[-1]:.4f}")

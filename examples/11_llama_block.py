@@ -49,7 +49,7 @@ def main():
         "down_proj": block.mlp.down_proj.weight.data,
     }
     for name, w in weights.items():
-        print(f"  {name:28s} {str(w.shape):12s} {w.size:7,} parameters")
+        print(f"  {name:28s} {w.shape!s:12s} {w.size:7,} parameters")
     print(f"H = {H} query heads share Hkv = {Hkv} key/value heads (groups of {G}): k_proj and "
           f"v_proj are {C}x{Hkv * hs}, not {C}x{C}; no biases anywhere")
 

@@ -16,9 +16,8 @@ from _common import done, parse_args, pyplot, save, section, skipped
 from npgpt.models import Seq2SeqConfig, Transformer
 from npgpt.optim import AdamW, clip_grad_norm, cosine_schedule
 
-ONES = "zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen " \
-       "fifteen sixteen seventeen eighteen nineteen".split()
-TENS = "_ _ twenty thirty forty fifty sixty seventy eighty ninety".split()
+ONES = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten", "eleven", "twelve", "thirteen", "fourteen", "fifteen", "sixteen", "seventeen", "eighteen", "nineteen"]
+TENS = ["_", "_", "twenty", "thirty", "forty", "fifty", "sixty", "seventy", "eighty", "ninety"]
 SPECIALS = ["<pad>", "<bos>", "<eos>"]
 PAD, BOS, EOS = 0, 1, 2
 

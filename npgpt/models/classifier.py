@@ -118,7 +118,6 @@ class TextClassifier(Module):
         dx = dh + self.attn.backward(dh)
         self.wpe.backward(dx)
         self.wte.backward(dx)
-        return None
 
     def predict(self, idx, padding_mask=None) -> np.ndarray:
         """(B,) the most likely class of each sequence, in inference mode."""

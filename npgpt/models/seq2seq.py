@@ -97,7 +97,7 @@ class EncoderLayer(Module):
         self.drop_2 = Dropout(config.dropout, rng=rng, dtype=dtype)
 
     def forward(self, x, src_padding_mask=None):
-        attn = lambda h: self.drop_1(self.self_attn(h, key_padding_mask=src_padding_mask))  # noqa: E731
+        attn = lambda h: self.drop_1(self.self_attn(h, key_padding_mask=src_padding_mask))
         if self.prenorm:
             x = x + attn(self.ln_1(x))
             return x + self.drop_2(self.mlp(self.ln_2(x)))
@@ -143,9 +143,9 @@ class DecoderLayer(Module):
         self.drop_3 = Dropout(config.dropout, rng=rng, dtype=dtype)
 
     def forward(self, x, memory, memory_padding_mask=None):
-        sa = lambda h: self.drop_1(self.self_attn(h))                                   # noqa: E731
-        ca = lambda h: self.drop_2(self.cross_attn(h, memory, memory_padding_mask))     # noqa: E731
-        ff = lambda h: self.drop_3(self.mlp(h))                                         # noqa: E731
+        sa = lambda h: self.drop_1(self.self_attn(h))
+        ca = lambda h: self.drop_2(self.cross_attn(h, memory, memory_padding_mask))
+        ff = lambda h: self.drop_3(self.mlp(h))
         if self.prenorm:
             x = x + sa(self.ln_1(x))
             x = x + ca(self.ln_2(x))
@@ -291,7 +291,6 @@ class Transformer(Module):
             dmemory = layer.backward(dmemory)
         dmemory = self.drop_src.backward(dmemory)
         self.src_emb.backward(dmemory * self.dtype.type(self._emb_scale))
-        return None
 
     # --- decoding -----------------------------------------------------------------------
     def greedy_decode(self, src, max_len: int, src_padding_mask=None) -> np.ndarray:
@@ -353,7 +352,7 @@ class Transformer(Module):
 
     def _beam_one(self, memory, mask, max_len, beam_size, alpha):
         c = self.config
-        norm = lambda seq, score: score / ((5 + len(seq)) / 6) ** alpha   # noqa: E731
+        norm = lambda seq, score: score / ((5 + len(seq)) / 6) ** alpha
         beams = [([c.bos_id], 0.0)]
         finished = []
         for _ in range(max_len):
