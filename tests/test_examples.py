@@ -21,8 +21,8 @@ EXPECTED = {
     "09_padding.py": "total attention weight on padded keys (every layer-0 head and query): 0.0",
     "10_attention_pooling.py": "Nadaraya-Watson",
     "11_llama_block.py": "q_proj",
-    "12_seq2seq_translation.py": "EXACT_MATCH",
-    "12_text_classifier.py": "VAL_ACCURACY with_LayerNorm",
+    "13_seq2seq_translation.py": "EXACT_MATCH",
+    "14_text_classifier.py": "VAL_ACCURACY with_LayerNorm",
     "12_train_shakespeare.py": "ROMEO:",
 }
 

@@ -6,7 +6,7 @@ Data: lines of Shakespeare labelled by the kind of play they come from, comedy (
 a vocabulary built on the training split (rare words share <unk>). Both variants train with the
 same data, seed and steps; the script prints and plots train/validation loss and accuracy.
 
-    python examples/12_text_classifier.py [--quick] [--steps N] [--out DIR]
+    python examples/14_text_classifier.py [--quick] [--steps N] [--out DIR]
 """
 import re
 import time
@@ -122,7 +122,7 @@ def main():
 
     plt = pyplot()
     if plt is None:
-        skipped("12_text_classifier.png")
+        skipped("14_text_classifier.png")
     else:
         fig, axes = plt.subplots(1, 2, figsize=(12, 4))
         for name, history in results.items():
@@ -133,7 +133,7 @@ def main():
                         label=f"{name}, validation")
                 ax.set(xlabel="step", ylabel=what, title=what)
         axes[0].legend(fontsize=8)
-        save(fig, args, "12_text_classifier.png")
+        save(fig, args, "14_text_classifier.png")
     done(args)
 
 

@@ -6,7 +6,7 @@ never sees, trains npgpt's Transformer (post-LN, as in the paper, by default) an
 exact-match accuracy on the held-out pairs, greedy and with beam search. It plots the loss
 and the cross-attention of one example: which source words each output digit looks at.
 
-    python examples/12_seq2seq_translation.py [--quick] [--steps N] [--prenorm] [--out DIR]
+    python examples/13_seq2seq_translation.py [--quick] [--steps N] [--prenorm] [--out DIR]
 """
 import time
 
@@ -132,7 +132,7 @@ def main():
 
     plt = pyplot()
     if plt is None:
-        skipped("12_seq2seq.png")
+        skipped("13_seq2seq.png")
     else:
         fig, (a1, a2) = plt.subplots(1, 2, figsize=(12, 4))
         a1.plot(losses)
@@ -142,7 +142,7 @@ def main():
         a2.set_yticks(range(len(out)), out)
         a2.set(title="cross-attention (last decoder layer, heads averaged)",
                xlabel="source word", ylabel="output token")
-        save(fig, args, "12_seq2seq.png")
+        save(fig, args, "13_seq2seq.png")
     done(args)
 
 
