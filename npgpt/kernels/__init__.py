@@ -86,11 +86,27 @@ def rope_backward(dy, cos, sin, interleaved=False):
     return kernel("rope_backward")(dy, cos, sin, interleaved)
 
 
+def attention_forward(q, k, v, causal=True, key_padding_mask=None, scale=None):
+    """Scaled dot-product attention, one head at a time in cache.
+
+    q: (B, H, T, hs), k, v: (B, H, S, hs), key_padding_mask: (B, S) bool (True = padded);
+    scale defaults to 1/sqrt(hs). -> (out (B, H, T, hs), probs (B, H, T, S)); no dropout.
+    """
+    return kernel("attention_forward")(q, k, v, causal, key_padding_mask, scale)
+
+
+def attention_backward(dout, q, k, v, probs, scale=None):
+    """-> (dq, dk, dv) of attention_forward, from the probs it returned."""
+    return kernel("attention_backward")(dout, q, k, v, probs, scale)
+
+
 __all__ = [
     "BACKENDS",
     "KERNELS",
     "VARIANTS",
     "adamw_step",
+    "attention_backward",
+    "attention_forward",
     "cross_entropy_forward_backward",
     "embedding_backward",
     "gelu_tanh_backward",

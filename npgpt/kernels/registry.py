@@ -127,6 +127,24 @@ def _rope_interleaved(shape, dtype, rng, scale=1.0):
     return _rope(shape, dtype, rng, scale, interleaved=True)
 
 
+def _attention_forward(shape, dtype, rng, scale=1.0):
+    B, H, T, hs = shape["B"], shape["H"], shape["T"], _hs(shape)
+    q, k, v = (_normal(rng, (B, H, T, hs), dtype, s) for s in (scale, scale, 1.0))
+    return q, k, v, True, None, None
+
+
+def _attention_masked_forward(shape, dtype, rng, scale=1.0):
+    q, k, v, causal, _, s = _attention_forward(shape, dtype, rng, scale)
+    return q, k, v, causal, rng.random((shape["B"], shape["T"])) < 0.3, s
+
+
+def _attention_backward(shape, dtype, rng, scale=1.0):
+    q, k, v, causal, mask, s = _attention_forward(shape, dtype, rng, scale)
+    out, probs = importlib.import_module(f"{__package__}.attention").attention_forward_ref(
+        q, k, v, causal, mask, s)
+    return _normal(rng, out.shape, dtype), q, k, v, probs, s
+
+
 _ENTRIES = [
     Kernel("layernorm_forward", "layernorm", _ln_forward),
     Kernel("layernorm_backward", "layernorm", _ln_backward),
@@ -141,6 +159,8 @@ _ENTRIES = [
     Kernel("adamw_step", "adamw", _adamw_step, inplace=(0, 2, 3)),
     Kernel("rope_forward", "rope", _rope),
     Kernel("rope_backward", "rope", _rope),
+    Kernel("attention_forward", "attention", _attention_forward),
+    Kernel("attention_backward", "attention", _attention_backward),
 ]
 KERNELS: dict[str, Kernel] = {k.name: k for k in _ENTRIES}
 
@@ -148,6 +168,7 @@ KERNELS: dict[str, Kernel] = {k.name: k for k in _ENTRIES}
 VARIANTS: dict[str, tuple[str, Callable]] = {
     "softmax_forward[padding]": ("softmax_forward", _softmax_masked_forward),
     "rope_forward[interleaved]": ("rope_forward", _rope_interleaved),
+    "attention_forward[padding]": ("attention_forward", _attention_masked_forward),
 }
 
 

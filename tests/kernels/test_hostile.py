@@ -141,3 +141,34 @@ def test_bad_inputs_raise_input_errors(backend, rng):
         with pytest.raises(InputError, match="step >= 1"):
             a = np.zeros(3)
             kernels.adamw_step(a, a.copy(), a.copy(), a.copy(), 1e-3, 0.9, 0.95, 1e-8, 0.0, 0)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_attention_backward_matches_finite_differences(backend, rng):
+    B, H, T, hs = 2, 2, 3, 4
+    q, k, v, g = (rng.standard_normal((B, H, T, hs)) for _ in range(4))
+    mask = np.array([[False, False, True], [False, False, False]])
+    with kernels.use(backend):
+        _, probs = kernels.attention_forward(q, k, v, True, mask)
+        grads = kernels.attention_backward(g, q, k, v, probs)
+        for x, dx in zip((q, k, v), grads):
+            numeric = np.zeros_like(x)
+            for i in np.ndindex(x.shape):
+                old = x[i]
+                x[i] = old + 1e-6
+                plus = (kernels.attention_forward(q, k, v, True, mask)[0] * g).sum()
+                x[i] = old - 1e-6
+                minus = (kernels.attention_forward(q, k, v, True, mask)[0] * g).sum()
+                x[i] = old
+                numeric[i] = (plus - minus) / 2e-6
+            np.testing.assert_allclose(dx, numeric, rtol=1e-6, atol=1e-8)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_attention_with_every_key_padded_gives_zeros(backend, rng):
+    q, k, v = (rng.standard_normal((2, 1, 3, 4)).astype(np.float32) for _ in range(3))
+    mask = np.array([[True] * 3, [False] * 3])
+    with kernels.use(backend):
+        out, probs = kernels.attention_forward(q, k, v, False, mask)
+    assert out.dtype == np.float32 and (out[0] == 0).all() and (probs[0] == 0).all()
+    assert np.isfinite(out).all()
