@@ -70,3 +70,21 @@ def test_prompt_with_an_unseen_character_is_a_clear_error(corpus, tmp_path, caps
     assert main(["sample", "--ckpt", str(out), "--prompt", "Zebra€"]) == 2
     err = capsys.readouterr().err
     assert "Z" in err and len(err.strip().splitlines()) == 1
+
+
+def test_init_from_continues_a_trained_model_on_new_data(corpus, tmp_path, capsys):
+    first = tmp_path / "first"
+    assert main(["train", "--data", str(corpus), "--out", str(first), "--max-steps", "2",
+                 "--eval-interval", "2", *TINY]) == 0
+    second = tmp_path / "second"
+    assert main(["train", "--data", str(corpus), "--out", str(second), "--init-from", str(first),
+                 "--max-steps", "2", "--eval-interval", "2", "--block-size", "16",
+                 "--batch-size", "4", "--eval-steps", "1", "--no-progress", "--no-plot"]) == 0
+    assert json.loads((second / "checkpoint" / "config.json").read_text())["n_embd"] == 16
+
+
+def test_sampling_a_huggingface_directory_without_a_tokenizer_is_a_clear_error(tmp_path, capsys):
+    from npgpt import GPT, GPTConfig
+    GPT(GPTConfig.preset("llama-tiny", n_layer=1)).save_pretrained(tmp_path / "hf")
+    assert main(["sample", "--ckpt", str(tmp_path / "hf")]) == 2
+    assert "no tokenizer" in capsys.readouterr().err
