@@ -40,9 +40,10 @@ def _train(args):
 
 
 def _piece(tok, i):
+    """A token as readable text: bytes that are not printable are shown as \\xNN once."""
     if hasattr(tok, "id_to_piece"):
         return tok.id_to_piece(i)
-    return tok.decode([i])
+    return repr(tok.decode([i]))[1:-1]
 
 
 def _encode(args):
@@ -51,7 +52,7 @@ def _encode(args):
     text = " ".join(args.text) if args.text else sys.stdin.read()
     ids = tok.encode(text, allowed_special="all")
     print(" ".join(map(str, ids)))
-    print(" | ".join(repr(_piece(tok, i))[1:-1] for i in ids))
+    print(" | ".join(_piece(tok, i) for i in ids))
     print(f"{len(ids)} tokens, {len(text)} characters, {len(text.encode('utf-8'))} bytes")
     return 0
 
