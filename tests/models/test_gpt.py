@@ -6,6 +6,7 @@ from hypothesis import strategies as st
 from npgpt import gradcheck
 from npgpt.errors import BackwardError, ConfigError, InputError, StateDictError
 from npgpt.models import GPT, GPTConfig, count_params, params_formula
+from npgpt.models.gpt import Block
 from npgpt.module import Module
 from npgpt.optim import AdamW
 
@@ -56,6 +57,27 @@ def test_gpt_gradients_match_finite_differences(variant, B, T, seed):
     gradcheck(model, idx, max_elements=12, seed=seed)
     # ... and from the mean cross-entropy
     gradcheck(MeanLoss(model), idx, targets, max_elements=12, seed=seed)
+
+
+@pytest.mark.parametrize("variant", list(VARIANTS))
+@settings(max_examples=4)
+@given(B=st.integers(1, 3), T=st.integers(1, 5), n_head=st.integers(1, 3), hs=st.integers(1, 4),
+       seed=st.integers(0, 2**16))
+def test_block_gradients_match_finite_differences(variant, B, T, n_head, hs, seed):
+    kw = dict(VARIANTS[variant])
+    if kw.get("pos") == "rope" and hs % 2:
+        hs += 1
+    if kw.get("n_kv_head"):
+        kw["n_kv_head"] = 1
+    config = tiny(n_head=n_head, hs=hs, **kw)
+    rng = np.random.default_rng(seed)
+    rope = GPT(config).h[0].attn.rope
+    block = Block(config, rng, rope=rope)
+    for p in block.parameters():
+        p.data += rng.normal(0, 0.1, p.shape)
+    x = rng.standard_normal((B, T, config.n_embd))
+    # post-LN with one or two channels leaves gradients at finite-difference noise level
+    gradcheck(block, x, max_elements=24, seed=seed, atol=1e-8)
 
 
 def test_parameter_names_are_gpt2_checkpoint_names():
