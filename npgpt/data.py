@@ -26,13 +26,13 @@ import importlib.util
 import json
 import os
 import re
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from .errors import DataError
+from .io import atomic_write
 
 # Held-out plays of the validation split, one per genre folder (about 11% of the corpus).
 # They are whole plays, so validation measures how well a model writes Shakespeare it has
@@ -206,24 +206,6 @@ def sha256_text(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
-def atomic_write_bytes(path, data) -> None:
-    """Write ``data`` to a temporary sibling of ``path``, flush it to disk and rename it in
-    place, so readers see either the old file or the whole new one, never a part."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
 @dataclass
 class TokenData:
     """A flat array of token ids (memory-mapped from a ``.bin``) and its metadata.
@@ -266,8 +248,8 @@ def write_tokens(path, tokens: np.ndarray, meta: dict) -> TokenData:
     """
     path = Path(path)
     meta = dict(meta, n_tokens=len(tokens), dtype=np.dtype(tokens.dtype).name)
-    atomic_write_bytes(path, np.ascontiguousarray(tokens).tobytes())
-    atomic_write_bytes(path.with_suffix(".json"), json.dumps(meta, indent=2).encode("utf-8"))
+    atomic_write(path, np.ascontiguousarray(tokens).tobytes())
+    atomic_write(path.with_suffix(".json"), json.dumps(meta, indent=2).encode("utf-8"))
     return load_tokens(path)
 
 

@@ -45,7 +45,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import CheckpointError, ConfigError, TokenizerError
-from .io import load_json, read_safetensors_header, save_json
+from .io import atomic_directory, load_json, read_safetensors_header, save_json
 from .models.gpt import GPT, GPTConfig
 
 CONFIG, WEIGHTS, INDEX = "config.json", "model.safetensors", "model.safetensors.index.json"
@@ -392,12 +392,7 @@ def save_pretrained(model: GPT, path) -> Path:
     """
     path = Path(path)
     entries = layout(model.config)          # refuses configs with no HF counterpart first
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    previous = path.with_name(f".{path.name}.previous")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir()
-    try:
+    with atomic_directory(path) as tmp:
         if path.is_dir():
             for old in path.iterdir():
                 if old.is_file() and not (old.name == CONFIG or old.name.endswith(".safetensors")
@@ -407,14 +402,6 @@ def save_pretrained(model: GPT, path) -> Path:
         _write_safetensors(tmp / WEIGHTS, model, entries)
         for name in (CONFIG, WEIGHTS):
             os.chmod(tmp / name, 0o644)        # as any saved model: readable, not private
-        if path.exists():
-            shutil.rmtree(previous, ignore_errors=True)
-            os.rename(path, previous)
-        os.rename(tmp, path)
-        shutil.rmtree(previous, ignore_errors=True)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return path
 
 

@@ -17,6 +17,7 @@ that says which file and what is wrong.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -109,7 +110,7 @@ def save_safetensors(path, tensors: dict, metadata: dict | None = None) -> None:
         # (np.ascontiguousarray would turn a 0-d array into shape (1,))
         arrays[name] = value if value.flags.c_contiguous else value.copy(order="C")
     payload = save(arrays, metadata={k: str(v) for k, v in (metadata or {}).items()} or None)
-    _atomic_write(path, payload)
+    atomic_write(path, payload)
 
 
 def load_safetensors(path, expected: dict | None = None) -> dict[str, np.ndarray]:
@@ -166,7 +167,7 @@ def save_json(path, obj) -> None:
         text = json.dumps(obj, indent=2, default=_plain, allow_nan=False)
     except (TypeError, ValueError) as e:
         raise CheckpointError(f"cannot write {path} as JSON: {e}") from None
-    _atomic_write(Path(path), (text + "\n").encode("utf-8"))
+    atomic_write(Path(path), (text + "\n").encode("utf-8"))
 
 
 def load_json(path) -> dict:
@@ -182,18 +183,49 @@ def load_json(path) -> dict:
     return obj
 
 
-def _atomic_write(path: Path, data: bytes) -> None:
+def atomic_write(path, data: bytes | str) -> None:
+    """Write ``data`` to a temporary sibling of ``path``, flush it to disk and rename it in
+    place, so readers see either the old file or the whole new one, never a part."""
+    path = Path(path)
+    raw = data.encode("utf-8") if isinstance(data, str) else data
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as f:
-            f.write(data)
+            f.write(raw)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
             os.unlink(tmp)
+        raise
+
+
+@contextlib.contextmanager
+def atomic_directory(path):
+    """Build a directory at ``path`` all at once: yields an empty temporary sibling to fill;
+    when the block ends without error, any old ``path`` is renamed to ``.<name>.previous``,
+    the new one renamed to ``path`` and the old one removed. An error (or a crash) before the
+    renames leaves the old directory untouched; a crash between them leaves it at
+    ``.<name>.previous``, where :func:`load_checkpoint` finds it."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    for stale in path.parent.glob(f".{path.name}.tmp-*"):      # left by an earlier crash
+        shutil.rmtree(stale, ignore_errors=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp.mkdir()
+    try:
+        yield tmp
+        previous = _previous(path)
+        if path.exists():
+            if previous.exists():
+                shutil.rmtree(previous)
+            os.rename(path, previous)
+        os.rename(tmp, path)
+        shutil.rmtree(previous, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
         raise
 
 
@@ -223,13 +255,7 @@ def save_checkpoint(path, config: dict, model_state: dict, optimizer_state: dict
     removed. A crash before the renames leaves the old checkpoint untouched; a crash between
     them leaves it at ``.<name>.previous``, where :func:`load_checkpoint` finds it.
     """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    for stale in path.parent.glob(f".{path.name}.tmp-*"):      # left by an earlier crash
-        shutil.rmtree(stale, ignore_errors=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.mkdir()
-    try:
+    with atomic_directory(path) as tmp:
         save_json(tmp / CONFIG, config)
         save_safetensors(tmp / MODEL, model_state)
         save_safetensors(tmp / OPTIMIZER, optimizer_state)
@@ -241,17 +267,7 @@ def save_checkpoint(path, config: dict, model_state: dict, optimizer_state: dict
                 raise CheckpointError(f"cannot copy tokenizer file {source}: "
                                       f"{e.strerror or e}") from None
         save_json(tmp / TRAINER, trainer_state)      # last: its presence marks a whole save
-        previous = _previous(path)
-        if path.exists():
-            if previous.exists():
-                shutil.rmtree(previous)
-            os.rename(path, previous)
-        os.rename(tmp, path)
-        shutil.rmtree(previous, ignore_errors=True)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return path
+    return Path(path)
 
 
 def load_checkpoint(path, expect_model: dict | None = None,
