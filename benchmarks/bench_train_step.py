@@ -1,0 +1,269 @@
+"""One training step (forward + backward + AdamW) of npgpt against PyTorch eager, same machine.
+
+    python benchmarks/bench_train_step.py [--config tiny|small|gpt2|all] [--threads 2]
+                                          [--steps 10] [--warmup 3] [--json out.json]
+
+Three systems train the same GPT-2 architecture (learned positions, pre-LN LayerNorm, tanh
+GELU, tied LM head, no dropout) on the same random batches:
+
+- ``npgpt``        numba kernels (the default backend)
+- ``npgpt-numpy``  the same model with every kernel swapped for its NumPy twin
+                   (``npgpt.kernels.use("numpy")``)
+- ``torch``        a PyTorch model of identical architecture defined below (eager,
+                   ``F.scaled_dot_product_attention``, ``torch.optim.AdamW``), when torch is
+                   installed
+
+The steps are interleaved (one step of each system in turn), so a change in machine load hits
+all of them alike; the figures are medians after warm-up. The sgemm rate (a large float32
+matmul through NumPy's BLAS) is measured in the same run, and each system's model FLOP rate
+is given as a share of it, with model FLOPs per step = 6·P·B·T + 12·L·B·T²·C (P: parameters
+without the position table, the usual count; the second term is attention's two products,
+forward and backward).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import statistics
+import sys
+import time
+
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from _util import load_note, machine, print_table  # noqa: E402
+
+import npgpt  # noqa: E402
+from npgpt import kernels  # noqa: E402
+from npgpt.optim import AdamW  # noqa: E402
+from npgpt.threads import get_num_threads, set_num_threads  # noqa: E402
+
+CONFIGS = {
+    "tiny": dict(vocab_size=512, T=64, n_embd=128, n_layer=4, n_head=4, batch=16),
+    "small": dict(vocab_size=4096, T=256, n_embd=256, n_layer=6, n_head=8, batch=8),
+    "gpt2": dict(vocab_size=50257, T=64, n_embd=768, n_layer=12, n_head=12, batch=4),
+}
+LR, BETAS, EPS, WEIGHT_DECAY = 3e-4, (0.9, 0.95), 1e-8, 0.1
+LOAD_LIMIT = 1.5       # load average above which the figures are flagged as suspect
+
+
+# ---- PyTorch: the same architecture -------------------------------------------------------
+
+def torch_model(cfg, seed=0):
+    import torch
+    import torch.nn as nn
+    import torch.nn.functional as F
+
+    C, H, L, V, T = cfg["n_embd"], cfg["n_head"], cfg["n_layer"], cfg["vocab_size"], cfg["T"]
+
+    class Block(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.ln_1 = nn.LayerNorm(C)
+            self.c_attn = nn.Linear(C, 3 * C)
+            self.c_proj = nn.Linear(C, C)
+            self.ln_2 = nn.LayerNorm(C)
+            self.c_fc = nn.Linear(C, 4 * C)
+            self.mlp_proj = nn.Linear(4 * C, C)
+
+        def forward(self, x):
+            B, T_, _ = x.shape
+            q, k, v = self.c_attn(self.ln_1(x)).split(C, dim=2)
+            q, k, v = (a.view(B, T_, H, C // H).transpose(1, 2) for a in (q, k, v))
+            y = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+            x = x + self.c_proj(y.transpose(1, 2).reshape(B, T_, C))
+            return x + self.mlp_proj(F.gelu(self.c_fc(self.ln_2(x)), approximate="tanh"))
+
+    class GPT(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.wte = nn.Embedding(V, C)
+            self.wpe = nn.Embedding(T, C)
+            self.h = nn.ModuleList(Block() for _ in range(L))
+            self.ln_f = nn.LayerNorm(C)
+            for p in self.parameters():
+                if p.dim() > 1:
+                    nn.init.normal_(p, std=0.02)
+
+        def forward(self, idx, targets):
+            x = self.wte(idx) + self.wpe(torch.arange(idx.shape[1]))
+            for block in self.h:
+                x = block(x)
+            logits = self.ln_f(x) @ self.wte.weight.T          # tied head, as npgpt
+            return F.cross_entropy(logits.view(-1, V), targets.view(-1))
+
+    torch.manual_seed(seed)
+    return GPT()
+
+
+def torch_system(cfg):
+    import torch
+
+    model = torch_model(cfg)
+    decay = [p for p in model.parameters() if p.dim() >= 2]
+    no_decay = [p for p in model.parameters() if p.dim() < 2]
+    opt = torch.optim.AdamW([{"params": decay, "weight_decay": WEIGHT_DECAY},
+                             {"params": no_decay, "weight_decay": 0.0}],
+                            lr=LR, betas=BETAS, eps=EPS)
+
+    def step(x, y):
+        opt.zero_grad(set_to_none=True)
+        loss = model(torch.from_numpy(x), torch.from_numpy(y))
+        loss.backward()
+        opt.step()
+        return loss.item()
+    return step
+
+
+# ---- npgpt ----------------------------------------------------------------------------------
+
+def npgpt_config(cfg):
+    return npgpt.GPTConfig(vocab_size=cfg["vocab_size"], block_size=cfg["T"],
+                           n_layer=cfg["n_layer"], n_head=cfg["n_head"], n_embd=cfg["n_embd"])
+
+
+def npgpt_system(cfg, backend="numba", model=None):
+    model = model if model is not None else npgpt.GPT(npgpt_config(cfg), seed=0)
+    named = list(model.named_parameters())
+    decay = [p for _, p in named if p.data.ndim >= 2]
+    no_decay = [p for _, p in named if p.data.ndim < 2]
+    opt = AdamW([{"params": decay, "weight_decay": WEIGHT_DECAY},
+                 {"params": no_decay, "weight_decay": 0.0}], lr=LR, betas=BETAS, eps=EPS)
+
+    def step(x, y):
+        with kernels.use(backend):
+            opt.zero_grad()
+            _, loss = model(x, y)
+            model.backward()
+            opt.step()
+        return float(loss)
+    return step, model
+
+
+def model_flops(cfg) -> tuple[int, float]:
+    """(P, FLOPs per training step) with FLOPs = 6·P·B·T + 12·L·B·T²·C."""
+    counts = npgpt.count_params(npgpt_config(cfg))
+    P = counts["total"] - counts["wpe"]
+    B, T, C, L = cfg["batch"], cfg["T"], cfg["n_embd"], cfg["n_layer"]
+    return P, 6 * P * B * T + 12 * L * B * T * T * C
+
+
+def sgemm_gflops(n: int = 2048, repeat: int = 5) -> float:
+    """The machine's float32 matmul rate through NumPy's BLAS (best of ``repeat``)."""
+    a = np.random.default_rng(0).standard_normal((n, n), dtype=np.float32)
+    b = np.random.default_rng(1).standard_normal((n, n), dtype=np.float32)
+    a @ b
+    best = math.inf
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        a @ b
+        best = min(best, time.perf_counter() - t0)
+    return 2 * n ** 3 / best / 1e9
+
+
+# ---- the run --------------------------------------------------------------------------------
+
+def bench_config(name, systems_wanted, steps, warmup):
+    cfg = CONFIGS[name]
+    B, T, V = cfg["batch"], cfg["T"], cfg["vocab_size"]
+    rng = np.random.default_rng(0)
+    batches = [(rng.integers(0, V, (B, T)), rng.integers(0, V, (B, T)))
+               for _ in range(warmup + steps)]
+    systems = {}
+    model = None
+    for sysname in systems_wanted:
+        if sysname == "torch":
+            try:
+                systems["torch"] = torch_system(cfg)
+            except ImportError:
+                print("  torch is not installed: skipping it", file=sys.stderr)
+        else:
+            backend = "numpy" if sysname == "npgpt-numpy" else "numba"
+            # one npgpt model serves both backends (gpt2-124M with Adam state is ~2 GB)
+            systems[sysname], model = npgpt_system(cfg, backend, model)
+    times = {s: [] for s in systems}
+    first = {}
+    for i, (x, y) in enumerate(batches):
+        for sysname, step in systems.items():      # interleaved: one step of each in turn
+            t0 = time.perf_counter()
+            step(x, y)
+            dt = time.perf_counter() - t0
+            if i == 0:
+                first[sysname] = dt
+            if i >= warmup:
+                times[sysname].append(dt)
+    P, flops = model_flops(cfg)
+    rows = []
+    for sysname, samples in times.items():
+        ms = 1e3 * statistics.median(samples)
+        rows.append({"config": name, "system": sysname, "ms_per_step": ms,
+                     "best_ms": 1e3 * min(samples), "tokens_per_s": B * T / (ms / 1e3),
+                     "gflops": flops / (ms / 1e3) / 1e9, "first_step_s": first[sysname],
+                     "params": P, "flops_per_step": flops})
+    return rows
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--config", default="all", choices=[*CONFIGS, "all"])
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--steps", type=int, default=10, help="timed steps per system")
+    ap.add_argument("--warmup", type=int, default=3)
+    ap.add_argument("--systems", default="npgpt,npgpt-numpy,torch")
+    ap.add_argument("--json", help="also write the figures to this file")
+    args = ap.parse_args(argv)
+
+    set_num_threads(args.threads)
+    try:
+        import torch
+        torch.set_num_threads(args.threads)
+    except ImportError:
+        pass
+    load_before = load_note(threshold_per_core=LOAD_LIMIT / (os.cpu_count() or 1))
+    print(load_before["note"], file=sys.stderr)
+    if load_before["suspect"]:
+        print(f"WARNING: load average above {LOAD_LIMIT}: other processes share the cores, "
+              "the figures below are suspect", file=sys.stderr)
+    sgemm = sgemm_gflops()
+    configs = list(CONFIGS) if args.config == "all" else [args.config]
+    rows = []
+    for name in configs:
+        print(f"  {name} ...", file=sys.stderr)
+        rows += bench_config(name, args.systems.split(","), args.steps, args.warmup)
+    sgemm_after = sgemm_gflops()
+    roof = max(sgemm, sgemm_after)
+    for row in rows:
+        row["share_of_sgemm"] = row["gflops"] / roof
+        ref = next((r for r in rows if r["config"] == row["config"] and r["system"] == "torch"),
+                   None)
+        row["vs_torch"] = ref["ms_per_step"] / row["ms_per_step"] if ref else None
+    load_after = load_note(threshold_per_core=LOAD_LIMIT / (os.cpu_count() or 1))
+
+    print(f"\ntraining step, float32, {args.threads} threads, median of {args.steps} steps "
+          f"after {args.warmup} warm-up; sgemm {sgemm:.0f} GFLOP/s before, "
+          f"{sgemm_after:.0f} after")
+    print_table(rows, [("config", "config", "s"), ("system", "system", "s"),
+                       ("ms_per_step", "ms/step", ".1f"), ("tokens_per_s", "tokens/s", ",.0f"),
+                       ("gflops", "GFLOP/s", ".1f"), ("share_of_sgemm", "of sgemm", ".0%"),
+                       ("vs_torch", "vs torch", ".2f")])
+    print(f"load: before {load_before['note']}; after {load_after['note']}")
+    if load_before["suspect"] or load_after["suspect"]:
+        print(f"WARNING: load average above {LOAD_LIMIT} during the run: other processes "
+              "competed for the cores, treat these figures as suspect")
+    result = {"benchmark": "train_step", "threads": args.threads, "threads_set": get_num_threads(),
+              "steps": args.steps, "warmup": args.warmup, "sgemm_gflops": [sgemm, sgemm_after],
+              "load_before": load_before, "load_after": load_after, "machine": machine(),
+              "rows": rows}
+    print(json.dumps(result, indent=1))
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(result, f, indent=1)
+    return result
+
+
+if __name__ == "__main__":
+    main()
