@@ -38,6 +38,27 @@ def atomic_write(path, data):
         raise
 
 
+def cache_dir():
+    """Where derived tokenizer data is cached: ``$NPGPT_CACHE/tokenizers`` if set, else
+    ``~/.cache/npgpt/tokenizers`` (beside the token files of npgpt.data)."""
+    root = os.environ.get("NPGPT_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "npgpt")
+    return os.path.join(root, "tokenizers")
+
+
+def atomic_save_npy(path, array):
+    """Save ``array`` as .npy through a temp file and a rename; a cache that cannot be written
+    (read-only home, full disk) is skipped silently: it only ever saves time."""
+    import io
+
+    import numpy as np
+    buf = io.BytesIO()
+    np.save(buf, array, allow_pickle=False)
+    try:
+        atomic_write(path, buf.getvalue())
+    except OSError:
+        pass
+
+
 def short_hash(data):
     """First 12 hex digits of the SHA-256 of ``data`` (str or bytes): the identity in ``name``."""
     raw = data.encode("utf-8") if isinstance(data, str) else data

