@@ -15,6 +15,7 @@ from typing import Iterable
 
 import numpy as np
 
+from . import kernels
 from .errors import CheckpointError, ConfigError
 from .module import Parameter
 
@@ -154,8 +155,13 @@ class Adam(Optimizer):
         t = self.step_count
         b1, b2 = group["betas"]
         lr, wd, eps = group["lr"], group["weight_decay"], group["eps"]
-        adamw_update(p.data, p.grad, st["exp_avg"], st["exp_avg_sq"], lr, b1, b2, eps, wd, t,
-                     decoupled=self.decoupled)
+        if self.decoupled or not wd:
+            # one fused pass over p, g, m and v (npgpt.kernels.adamw; adamw_update's formula)
+            kernels.adamw_step(p.data, p.grad, st["exp_avg"], st["exp_avg_sq"], lr, b1, b2, eps,
+                               wd if self.decoupled else 0.0, t)
+        else:
+            adamw_update(p.data, p.grad, st["exp_avg"], st["exp_avg_sq"], lr, b1, b2, eps, wd, t,
+                         decoupled=False)
 
 
 class AdamW(Adam):

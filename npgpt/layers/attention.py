@@ -16,6 +16,7 @@ import math
 
 import numpy as np
 
+from .. import kernels
 from ..errors import BackwardError, ConfigError, InputError
 from ..module import Module
 from .linear import Linear
@@ -101,6 +102,10 @@ class ScaledDotProductAttention(Module):
 
     With ``keep_weights`` the attention weights A (B, H, T, S) of the last forward are kept in
     ``weights`` (before dropout), to print or plot.
+
+    Without grouping (Hkv = H) and without dropout in training, both directions run in the
+    fused kernel ``npgpt.kernels.attention`` (one head at a time, scores kept in cache; its
+    NumPy twin under ``kernels.use("numpy")``); otherwise in the stacked matmuls below.
     """
 
     def __init__(self, causal: bool = True, dropout: float = 0.0,
@@ -145,6 +150,8 @@ class ScaledDotProductAttention(Module):
         if not q.dtype == k.dtype == v.dtype:
             raise InputError(f"q, k, v must have one dtype, got {q.dtype}, {k.dtype}, {v.dtype}")
         G = H // Hkv
+        if G == 1 and not (training and self.dropout > 0.0):
+            return self._attend_fused(q, k, v, key_padding_mask)
         mask = self.mask(B, T, S, key_padding_mask)
 
         q5 = (q * (1.0 / math.sqrt(hs))).reshape(B, Hkv, G, T, hs)    # q' = q / sqrt(hs)
@@ -161,8 +168,26 @@ class ScaledDotProductAttention(Module):
             y = att @ v5
         return y.reshape(B, H, T, v.shape[-1]), (q5, k5, v5, att, drop)
 
+    def _attend_fused(self, q, k, v, key_padding_mask):
+        B, H, T, hs = q.shape
+        S = k.shape[2]
+        if self.causal and T > S:
+            raise InputError(f"causal attention needs T <= S (queries are the last T of S "
+                             f"positions), got T={T}, S={S}")
+        padded = None                                 # the kernel's mask: True = padding
+        if key_padding_mask is not None:
+            padded = ~_check_padding_mask(key_padding_mask, B, S)
+        q, k, v = (np.ascontiguousarray(a) for a in (q, k, v))
+        scale = 1.0 / math.sqrt(hs)
+        y, att = kernels.attention_forward(q, k, v, self.causal, padded, scale)
+        if self.keep_weights:
+            self.weights = att
+        return y, (q, k, v, att, None)
+
     def attend_backward(self, dy, q5, k5, v5, att, drop):
         """(dq, dk, dv) from dy (B, H, T, hs_v) and what :meth:`attend` returned for backward."""
+        if q5.ndim == 4:                              # the fused path: q, k, v, probs
+            return kernels.attention_backward(dy, q5, k5, v5, att, 1.0 / math.sqrt(q5.shape[-1]))
         B, Hkv, G, T, hs = q5.shape
         dy5 = dy.reshape(B, Hkv, G, T, dy.shape[-1])
         att_d = att if drop is None else att * drop
@@ -323,9 +348,12 @@ class MultiHeadAttention(Module):
         B, T, C = x.shape
         H, Hkv, hs = self.n_head, self.n_kv_head, self.head_dim
         qkv = self.c_attn.forward(x).reshape(B, T, H + 2 * Hkv, hs)
-        q = qkv[:, :, :H].transpose(0, 2, 1, 3)                        # (B, H, T, hs) views
-        k = qkv[:, :, H:H + Hkv].transpose(0, 2, 1, 3)                 # (B, Hkv, T, hs)
-        v = qkv[:, :, H + Hkv:].transpose(0, 2, 1, 3)
+        if H == Hkv:   # one copy to (3, B, H, T, hs): q, k and v come out contiguous
+            q, k, v = np.ascontiguousarray(qkv.reshape(B, T, 3, H, hs).transpose(2, 0, 3, 1, 4))
+        else:
+            q = qkv[:, :, :H].transpose(0, 2, 1, 3)                    # (B, H, T, hs) views
+            k = qkv[:, :, H:H + Hkv].transpose(0, 2, 1, 3)             # (B, Hkv, T, hs)
+            v = qkv[:, :, H + Hkv:].transpose(0, 2, 1, 3)
         cos = sin = None
         if self._rope is not None:
             if positions is None:

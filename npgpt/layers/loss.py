@@ -66,4 +66,6 @@ class CrossEntropyLoss(Module):
 
     def backward(self, dloss=1.0):
         dlogits, shape = self.saved()
-        return (dlogits * np.asarray(dloss, dtype=dlogits.dtype)).reshape(shape), None
+        if not (np.ndim(dloss) == 0 and dloss == 1.0):   # the usual dloss = 1 costs no copy
+            dlogits = dlogits * np.asarray(dloss, dtype=dlogits.dtype)
+        return dlogits.reshape(shape), None

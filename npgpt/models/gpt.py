@@ -18,7 +18,7 @@ from ..layers.attention import KVCache, MultiHeadAttention
 from ..layers.dropout import Dropout
 from ..layers.embedding import Embedding, LearnedPositionalEmbedding
 from ..layers.ffn import MLP, SwiGLU
-from ..layers.linear import Linear
+from ..layers.linear import Linear, matmul_accumulate
 from ..layers.loss import CrossEntropyLoss
 from ..layers.norm import LayerNorm, RMSNorm
 from ..layers.positional import SinusoidalPositionalEncoding
@@ -155,20 +155,36 @@ class Block(Module):
     def forward(self, x, key_padding_mask=None, kv_cache=None):
         attn = lambda h: self.drop_attn(self.attn(h, key_padding_mask=key_padding_mask,  # noqa: E731
                                                   kv_cache=kv_cache))
+        # each residual add goes into the branch's output, a fresh array nobody keeps (x
+        # itself is kept by the norm that read it, so it is never written in place)
         if self.prenorm:
-            x = x + attn(self.ln_1(x))
-            return x + self.drop_mlp(self.mlp(self.ln_2(x)))
-        x = self.ln_1(x + attn(x))
-        return self.ln_2(x + self.drop_mlp(self.mlp(x)))
+            h = attn(self.ln_1(x))
+            h += x
+            x = h
+            h = self.drop_mlp(self.mlp(self.ln_2(x)))
+            h += x
+            return h
+        h = attn(x)
+        h += x
+        x = self.ln_1(h)
+        h = self.drop_mlp(self.mlp(x))
+        h += x
+        return self.ln_2(h)
 
     def backward(self, dy):
         if self.prenorm:   # the forward read bottom-up; each residual adds its branch
-            dx = dy + self.ln_2.backward(self.mlp.backward(self.drop_mlp.backward(dy)))
-            return dx + self.ln_1.backward(self.attn.backward(self.drop_attn.backward(dx)))
+            dx = self.ln_2.backward(self.mlp.backward(self.drop_mlp.backward(dy)))
+            dx += dy                     # into the branch's fresh gradient, not into dy
+            dh = self.ln_1.backward(self.attn.backward(self.drop_attn.backward(dx)))
+            dh += dx
+            return dh
         da = self.ln_2.backward(dy)
-        dx = da + self.mlp.backward(self.drop_mlp.backward(da))
+        dx = self.mlp.backward(self.drop_mlp.backward(da))
+        dx += da
         db = self.ln_1.backward(dx)
-        return db + self.attn.backward(self.drop_attn.backward(db))
+        dh = self.attn.backward(self.drop_attn.backward(db))
+        dh += db
+        return dh
 
 
 class GPT(Module):
@@ -202,9 +218,12 @@ class GPT(Module):
         self.loss_fn = CrossEntropyLoss()
 
     # --- the head: tied (x @ wte^T) or its own Linear ------------------------------------
+    # (B, T, C) is flattened to (B·T, C) so BLAS sees one large product, and the tied
+    # weight's gradient is accumulated by gemm itself (no (V, C) temporary)
     def _head_forward(self, x):
         if self.config.tie_embeddings:
-            return x @ self.wte.weight.data.T
+            C = x.shape[-1]
+            return (x.reshape(-1, C) @ self.wte.weight.data.T).reshape(x.shape[:-1] + (-1,))
         return self.lm_head(x)
 
     def _head_backward(self, dlogits, x):
@@ -212,8 +231,9 @@ class GPT(Module):
             return self.lm_head.backward(dlogits)
         C = x.shape[-1]
         V = dlogits.shape[-1]
-        self.wte.weight.grad += dlogits.reshape(-1, V).T @ x.reshape(-1, C)
-        return dlogits @ self.wte.weight.data
+        dlogits2 = dlogits.reshape(-1, V)
+        matmul_accumulate(self.wte.weight.grad, dlogits2.T, x.reshape(-1, C))
+        return (dlogits2 @ self.wte.weight.data).reshape(x.shape)
 
     def _check_idx(self, idx, name="idx"):
         idx = np.asarray(idx)
@@ -227,11 +247,11 @@ class GPT(Module):
         B, T = idx.shape
         offset = kv_cache[0].length if kv_cache is not None else 0
         positions = np.arange(offset, offset + T)
-        x = self.wte(idx)
+        x = self.wte(idx)                # a fresh gather: the positions are added in place
         if self.config.pos == "learned":
-            x = x + self.wpe(positions)
+            x += self.wpe(positions)
         elif self.config.pos == "sinusoidal":
-            x = x + self._sinusoidal(positions)
+            x += self._sinusoidal(positions)
         x = self.drop(x)
         for i, block in enumerate(self.h):
             x = block(x, key_padding_mask=key_padding_mask,
