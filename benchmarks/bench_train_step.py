@@ -165,6 +165,46 @@ def sgemm_gflops(n: int = 2048, repeat: int = 5) -> float:
     return 2 * n ** 3 / best / 1e9
 
 
+# ---- cold start -----------------------------------------------------------------------------
+
+_COLD_CHILD = """
+import time
+t0 = time.perf_counter()
+import npgpt
+t1 = time.perf_counter()
+import sys
+sys.path.insert(0, {bench_dir!r})
+import numpy as np
+from bench_train_step import CONFIGS, npgpt_system
+cfg = CONFIGS[{config!r}]
+step, _ = npgpt_system(cfg)
+x = np.random.default_rng(0).integers(0, cfg["vocab_size"], (cfg["batch"], cfg["T"]))
+t2 = time.perf_counter()
+step(x, x)
+t3 = time.perf_counter()
+print(t1 - t0, t3 - t2)
+"""
+
+
+def cold_start(config="tiny") -> dict:
+    """``import npgpt`` and the first training step, each in a fresh process: with an empty
+    numba cache (NUMBA_CACHE_DIR a new temporary directory: every kernel compiles) and then
+    with that cache filled (warm)."""
+    import subprocess
+    import tempfile
+
+    code = _COLD_CHILD.format(bench_dir=os.path.dirname(os.path.abspath(__file__)), config=config)
+    out = {"config": config}
+    with tempfile.TemporaryDirectory() as cache:
+        env = dict(os.environ, NUMBA_CACHE_DIR=cache)
+        for label in ("cold", "warm"):
+            proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
+                                  text=True, check=True)
+            imp, first = map(float, proc.stdout.split())
+            out[f"import_s_{label}"], out[f"first_step_s_{label}"] = imp, first
+    return out
+
+
 # ---- the run --------------------------------------------------------------------------------
 
 def bench_config(name, systems_wanted, steps, warmup):
@@ -214,6 +254,8 @@ def main(argv=None):
     ap.add_argument("--steps", type=int, default=10, help="timed steps per system")
     ap.add_argument("--warmup", type=int, default=3)
     ap.add_argument("--systems", default="npgpt,npgpt-numpy,torch")
+    ap.add_argument("--cold-start", action="store_true",
+                    help="also time import npgpt and the first step with a cold and a warm cache")
     ap.add_argument("--json", help="also write the figures to this file")
     args = ap.parse_args(argv)
 
@@ -242,6 +284,7 @@ def main(argv=None):
                    None)
         row["vs_torch"] = ref["ms_per_step"] / row["ms_per_step"] if ref else None
     load_after = load_note(threshold_per_core=LOAD_LIMIT / (os.cpu_count() or 1))
+    cold = cold_start() if args.cold_start else None
 
     print(f"\ntraining step, float32, {args.threads} threads, median of {args.steps} steps "
           f"after {args.warmup} warm-up; sgemm {sgemm:.0f} GFLOP/s before, "
@@ -250,11 +293,15 @@ def main(argv=None):
                        ("ms_per_step", "ms/step", ".1f"), ("tokens_per_s", "tokens/s", ",.0f"),
                        ("gflops", "GFLOP/s", ".1f"), ("share_of_sgemm", "of sgemm", ".0%"),
                        ("vs_torch", "vs torch", ".2f")])
+    if cold:
+        print(f"cold start (tiny, fresh processes): import npgpt {cold['import_s_cold']:.2f} s; "
+              f"first training step {cold['first_step_s_cold']:.2f} s with an empty numba cache, "
+              f"{cold['first_step_s_warm']:.2f} s with it warm")
     print(f"load: before {load_before['note']}; after {load_after['note']}")
     if load_before["suspect"] or load_after["suspect"]:
         print(f"WARNING: load average above {LOAD_LIMIT} during the run: other processes "
               "competed for the cores, treat these figures as suspect")
-    result = {"benchmark": "train_step", "threads": args.threads, "threads_set": get_num_threads(),
+    result = {"benchmark": "train_step", "cold_start": cold, "threads": args.threads, "threads_set": get_num_threads(),
               "steps": args.steps, "warmup": args.warmup, "sgemm_gflops": [sgemm, sgemm_after],
               "load_before": load_before, "load_after": load_after, "machine": machine(),
               "rows": rows}
