@@ -85,6 +85,16 @@ def _sum_group(x: np.ndarray) -> np.ndarray:
     return x[:, :, 0] if x.shape[2] == 1 else x.sum(axis=2)
 
 
+def _causal_kernel(causal: bool, T: int, S: int):
+    """``npgpt.kernels.causal_attention`` (which skips the masked upper triangle) when it
+    applies and wins: numba backend, causal self-attention over more than one 64-query block
+    (at T <= 64 it is a single block and the plain fused kernel is as fast). None otherwise."""
+    if not causal or T != S or T <= 64 or kernels.get_backend() != "numba":
+        return None
+    from ..kernels import causal_attention   # imports numba: only on first use
+    return causal_attention
+
+
 # --- scaled dot-product attention -----------------------------------------------------------
 class ScaledDotProductAttention(Module):
     """y = softmax(q k^T / sqrt(hs) + mask) v, per batch and head.
@@ -179,7 +189,11 @@ class ScaledDotProductAttention(Module):
             padded = ~_check_padding_mask(key_padding_mask, B, S)
         q, k, v = (np.ascontiguousarray(a) for a in (q, k, v))
         scale = 1.0 / math.sqrt(hs)
-        y, att = kernels.attention_forward(q, k, v, self.causal, padded, scale)
+        causal_kernel = _causal_kernel(self.causal, T, S)
+        if causal_kernel is not None and padded is None:
+            y, att = causal_kernel.causal_attention_forward_numba(q, k, v, scale)
+        else:
+            y, att = kernels.attention_forward(q, k, v, self.causal, padded, scale)
         if self.keep_weights:
             self.weights = att
         return y, (q, k, v, att, None)
@@ -187,7 +201,11 @@ class ScaledDotProductAttention(Module):
     def attend_backward(self, dy, q5, k5, v5, att, drop):
         """(dq, dk, dv) from dy (B, H, T, hs_v) and what :meth:`attend` returned for backward."""
         if q5.ndim == 4:                              # the fused path: q, k, v, probs
-            return kernels.attention_backward(dy, q5, k5, v5, att, 1.0 / math.sqrt(q5.shape[-1]))
+            scale = 1.0 / math.sqrt(q5.shape[-1])
+            causal_kernel = _causal_kernel(self.causal, q5.shape[2], k5.shape[2])
+            if causal_kernel is not None:
+                return causal_kernel.causal_attention_backward_numba(dy, q5, k5, v5, att, scale)
+            return kernels.attention_backward(dy, q5, k5, v5, att, scale)
         B, Hkv, G, T, hs = q5.shape
         dy5 = dy.reshape(B, Hkv, G, T, dy.shape[-1])
         att_d = att if drop is None else att * drop
