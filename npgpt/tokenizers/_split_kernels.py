@@ -157,7 +157,7 @@ def split_gpt4(cp, cls):
     while i < n:
         starts[m] = i
         m += 1
-        i = next_piece_end(cp, cls, i)
+        i = max(next_piece_end(cp, cls, i), i + 1)  # always advance: starts has n + 1 slots
     starts[m] = n
     return starts[:m + 1]
 

@@ -338,10 +338,13 @@ class ByteBPE(Tokenizer):
             raise TokenizerError(f"the ranks lack single-byte tokens for bytes {missing[:8]}...")
         merges = None if cache_key is None else _cached_merges(cache_key)
         if merges is not None:
-            tok = cls(merges, pattern=pattern, special_tokens=special_tokens, byte_ids=byte_ids,
-                      ignore_merges=True)
-            if tok.tiktoken_ranks() != ranks:  # a damaged cache file: recover afresh
-                merges = None
+            try:
+                tok = cls(merges, pattern=pattern, special_tokens=special_tokens,
+                          byte_ids=byte_ids, ignore_merges=True)
+                if tok.tiktoken_ranks() != ranks:
+                    merges = None
+            except TokenizerError:
+                merges = None  # a damaged cache file: recover afresh
         if merges is None:
             merges = _recover_merges(ranks)
             tok = cls(merges, pattern=pattern, special_tokens=special_tokens, byte_ids=byte_ids,

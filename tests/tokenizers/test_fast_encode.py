@@ -1,0 +1,128 @@
+"""The one-call numba encoder (npgpt/tokenizers/_split_kernels.py) and the merge cache of
+from_tiktoken: the same pieces as regex.findall, the same ids as tiktoken and as the per-piece
+Python encoder."""
+import numpy as np
+import pytest
+import regex
+from hypothesis import given, settings, strategies as st
+
+from npgpt.tokenizers import ByteBPE, bytebpe
+from npgpt.tokenizers.patterns import GPT4_PATTERN
+from npgpt.tokenizers.tiktoken_adapter import tiktoken_encoding
+
+# every branch of the pattern: contractions in any case (and U+017F, which folds to "s"),
+# letters after a space, tab or punctuation, digit runs longer than three, punctuation with
+# trailing newlines, whitespace runs ending in text, in newlines and at the end, and the
+# whitespace characters at the edges of \s (U+0085, U+00A0, U+2028, U+001C..U+001F)
+tricky = st.sampled_from([
+    "'s", "'S", "'ll", "'LL", "'lL", "'ve", "'VE", "'re", "'Re", "'d", "'M", "'t", "'ſ", "'x",
+    "'", "''", "'l", "'v", " hello", "\thello", "\nhello", "!hello", "x", "你好", "😀",
+    "👩‍👩‍👧", "1234567", "٣٤٥", "²³", "Ⅻ", " 12", " !!", " !!\n\n", "!!\r\n", "...", " ",
+    "  ", "   ", "\n", "\r\n", " \n ", "\n\n\n", "  \n  x", "\t\t", "\x85", "\xa0", "\u2028",
+    "\x1c", "\x1f", "\u3000", "_", "é", "e\u0301", "ﬁ", "<|endoftext|>",
+])
+drawn = st.lists(st.one_of(tricky, st.text(max_size=6)), max_size=16).map("".join)
+
+
+@pytest.fixture(scope="module")
+def cl100k():
+    return ByteBPE.from_tiktoken("cl100k_base"), tiktoken_encoding("cl100k_base")
+
+
+def numba_pieces(text):
+    from npgpt.tokenizers._split_kernels import char_classes, split_gpt4
+    cp = np.frombuffer(text.encode("utf-32-le"), dtype=np.uint32)
+    starts = split_gpt4(cp, char_classes())
+    return [text[s:e] for s, e in zip(starts[:-1].tolist(), starts[1:].tolist())]
+
+
+@settings(max_examples=300)
+@given(text=drawn)
+def test_numba_split_equals_regex_findall(text):
+    assert numba_pieces(text) == regex.findall(GPT4_PATTERN, text)
+
+
+def test_numba_split_on_the_corpus_equals_regex_findall(shakespeare):
+    part = shakespeare[:300_000]
+    assert numba_pieces(part) == regex.findall(GPT4_PATTERN, part)
+
+
+@settings(max_examples=150)
+@given(text=drawn)
+def test_one_call_encoder_matches_tiktoken_on_drawn_unicode(cl100k, text):
+    ours, ref = cl100k
+    assert ours._encode_fast(text) == ref.encode_ordinary(text)
+
+
+@settings(max_examples=20)
+@given(texts=st.lists(drawn, min_size=1, max_size=20))
+def test_one_call_encoder_equals_the_python_encoder_on_a_trained_tokenizer(trained_small, texts):
+    text = "".join(texts)
+    expected = [i for w in regex.findall(GPT4_PATTERN, text)
+                for i in trained_small._encode_piece(w.encode("utf-8"))]
+    assert trained_small._encode_fast(text) == expected
+
+
+def test_long_texts_take_the_one_call_path_and_keep_parity(cl100k, shakespeare, monkeypatch):
+    ours, ref = cl100k
+    calls = []
+    fast = ours._encode_fast
+    monkeypatch.setattr(ours, "_encode_fast", lambda t: calls.append(len(t)) or fast(t))
+    text = shakespeare[:1_000_000]
+    assert ours.encode(text) == ref.encode(text)
+    assert calls == [len(text)]
+
+
+def test_every_cl100k_token_is_its_own_bpe(cl100k):
+    # what lets the one-call encoder ignore ignore_merges for tokenizers built from ranks
+    ours, _ = cl100k
+    rng = np.random.default_rng(0)
+    ids = rng.choice(sorted(ours.vocab), size=3000, replace=False).tolist()
+    plain = ByteBPE(ours.merges, ours.pattern, byte_ids=ours.byte_ids, ignore_merges=False)
+    assert [plain._encode_piece(ours.vocab[i]) for i in ids] == [[i] for i in ids]
+    assert ours._fast_path_applies()
+    assert not ByteBPE(ours.merges[:10], "gpt4", byte_ids=ours.byte_ids,
+                       ignore_merges=True)._fast_path_applies()
+
+
+def test_surrogates_raise_in_both_paths(cl100k):
+    ours, _ = cl100k
+    with pytest.raises(UnicodeEncodeError):
+        ours._encode_fast("a\ud800b")
+    with pytest.raises(UnicodeEncodeError):
+        ours.encode_ordinary("a\ud800b")
+
+
+@pytest.fixture(scope="module")
+def trained_small(shakespeare):
+    return ByteBPE.train(shakespeare[:100_000], 400)
+
+
+def test_recovered_merges_are_cached_on_disk_and_a_damaged_cache_is_ignored(
+        trained_small, tmp_path, monkeypatch):
+    monkeypatch.setenv("NPGPT_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(bytebpe, "_MERGES", {})
+    rank_file = tmp_path / "tok.tiktoken"
+    trained_small.save_tiktoken(rank_file)
+    first = ByteBPE.load_tiktoken(rank_file)
+    cached = list((tmp_path / "cache" / "tokenizers").glob("merges-*.npy"))
+    assert len(cached) == 1 and first.merges == trained_small.merges
+
+    # from disk, without recovering again
+    monkeypatch.setattr(bytebpe, "_MERGES", {})
+    recover = bytebpe._recover_merges
+    monkeypatch.setattr(bytebpe, "_recover_merges", lambda ranks: pytest.fail("recovered again"))
+    assert ByteBPE.load_tiktoken(rank_file).merges == trained_small.merges
+
+    # a cache file whose merges build other tokens is recovered afresh (and rewritten)
+    bad = np.array(trained_small.merges, dtype=np.int64)
+    bad[[0, 1], :2] = bad[[1, 0], :2]
+    np.save(cached[0], bad)
+    monkeypatch.setattr(bytebpe, "_MERGES", {})
+    monkeypatch.setattr(bytebpe, "_recover_merges", recover)
+    assert ByteBPE.load_tiktoken(rank_file).merges == trained_small.merges
+    assert np.load(cached[0]).tolist() == [list(m) for m in trained_small.merges]
+    # a file that is not an array at all
+    cached[0].write_bytes(b"not numpy")
+    monkeypatch.setattr(bytebpe, "_MERGES", {})
+    assert ByteBPE.load_tiktoken(rank_file).merges == trained_small.merges
