@@ -5,14 +5,44 @@ encoding vs tiktoken.  Prints both sides and the ratio.  Peers are skipped when 
 """
 import argparse
 import collections
+import os
+import subprocess
+import sys
 import time
 
 import regex
 
 from npgpt.data import shakespeare_text
-from npgpt.tokenizers import ByteBPE
+from npgpt.tokenizers import ByteBPE, bytebpe
 from npgpt.tokenizers.patterns import GPT4_PATTERN
-from npgpt.tokenizers.tiktoken_adapter import tiktoken_encoding
+from npgpt.tokenizers.tiktoken_adapter import offline_encoding_spec, tiktoken_encoding
+
+FRESH = """
+import time
+t = time.perf_counter()
+from npgpt.data import shakespeare_text
+from npgpt.tokenizers import ByteBPE
+text = shakespeare_text("all")
+t0 = time.perf_counter()
+tok = ByteBPE.from_tiktoken("cl100k_base")
+t1 = time.perf_counter()
+tok.encode_ordinary(text)
+t2 = time.perf_counter()
+tok.encode_ordinary(text)
+t3 = time.perf_counter()
+mb = len(text.encode("utf-8")) / 1e6
+print(f"from_tiktoken {t1 - t0:.2f} s, first encode {t2 - t1:.2f} s ({mb / (t2 - t1):.1f} MB/s, "
+      f"loading numba included), second {t3 - t2:.2f} s ({mb / (t3 - t2):.1f} MB/s)")
+"""
+
+
+def median_of(fn, repeat):
+    times = []
+    for _ in range(repeat):
+        t = time.perf_counter()
+        result = fn()
+        times.append(time.perf_counter() - t)
+    return sorted(times)[len(times) // 2], result
 
 
 def best_of(fn, repeat):
@@ -59,25 +89,12 @@ def row(what, ours, peer, peer_name, unit="s"):
         print(f"{what:38s} npgpt {ours:8.3f} s   {peer_name} {peer:8.3f} s   "
               f"npgpt/peer {ours / peer:6.3f} (peer/npgpt {peer / ours:7.1f}x)")
     else:
-        print(f"{what:38s} npgpt {ours:8.2f} MB/s {peer_name} {peer:8.2f} MB/s ratio {peer / ours:6.2f}x slower")
+        print(f"{what:38s} npgpt {ours:8.2f} MB/s {peer_name} {peer:8.2f} MB/s "
+              f"npgpt/peer {ours / peer:6.2f}")
 
 
-def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--vocab-size", type=int, default=4096)
-    ap.add_argument("--baseline-kb", type=int, default=256, help="corpus slice for the naive trainer")
-    ap.add_argument("--baseline-vocab", type=int, default=512)
-    ap.add_argument("--repeat", type=int, default=3)
-    args = ap.parse_args()
-
-    text = shakespeare_text("all")
-    mb = len(text.encode("utf-8")) / 1e6
-    print(f"corpus: Shakespeare, {mb:.2f} MB, pattern gpt4, vocab {args.vocab_size}")
-
-    t = time.perf_counter()
-    ByteBPE.train(text[:20000], 300)  # load (or compile, first time ever) the numba kernels
-    print(f"numba kernels load/compile: {time.perf_counter() - t:.2f} s (once per process)")
-    ours_train, tok = best_of(lambda: ByteBPE.train(text, args.vocab_size), args.repeat)
+def train_comparisons(text, args):
+    ours_train, _ = best_of(lambda: ByteBPE.train(text, args.vocab_size), args.repeat)
     try:
         hf_time, _ = best_of(lambda: hf_train(text, args.vocab_size), args.repeat)
         row(f"train {args.vocab_size} vocab, full corpus", ours_train, hf_time, "HF tokenizers")
@@ -89,17 +106,54 @@ def main():
     naive, _ = best_of(lambda: naive_train(small, args.baseline_vocab), 1)
     row(f"train {args.baseline_vocab} vocab, {args.baseline_kb} kB", ours_small, naive, "pure Python")
 
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--vocab-size", type=int, default=4096)
+    ap.add_argument("--baseline-kb", type=int, default=256, help="corpus slice for the naive trainer")
+    ap.add_argument("--baseline-vocab", type=int, default=512)
+    ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--encode-only", action="store_true", help="skip the training comparisons")
+    args = ap.parse_args()
+
+    text = shakespeare_text("all")
+    mb = len(text.encode("utf-8")) / 1e6
+    print(f"corpus: Shakespeare, {mb:.2f} MB, pattern gpt4, vocab {args.vocab_size}; "
+          f"load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+
+    t = time.perf_counter()
+    ByteBPE.train(text[:20000], 300)  # load (or compile, first time ever) the numba kernels
+    print(f"numba kernels load/compile: {time.perf_counter() - t:.2f} s (once per process)")
+    if args.encode_only:
+        tok = ByteBPE.train(text, args.vocab_size)
+    else:
+        train_comparisons(text, args)
+        tok = ByteBPE.train(text, args.vocab_size)
     enc = tiktoken_encoding()
-    cl = ByteBPE.from_tiktoken("cl100k_base")
+    spec = offline_encoding_spec("cl100k_base")
+    recover, _ = median_of(lambda: bytebpe._recover_merges(spec["mergeable_ranks"]), 1)
+    ByteBPE.from_tiktoken("cl100k_base")  # writes the merge cache if it is not there yet
+    cached, cl = median_of(lambda: (bytebpe._MERGES.clear(), ByteBPE.from_tiktoken("cl100k_base"))[1],
+                           args.repeat)
+    print(f"from_tiktoken cl100k_base: recovering the merges {recover:.2f} s, "
+          f"with the disk cache {cached:.2f} s")
+    fresh = subprocess.run([sys.executable, "-c", FRESH], capture_output=True, text=True, check=True)
+    print("fresh process, cl100k_base: " + fresh.stdout.strip())
+
     for name, ours in (("cl100k_base", cl), (f"trained {args.vocab_size}", tok)):
-        ours._cache.clear()
-        cold, _ = best_of(lambda: ours.encode_ordinary(text), 1)
-        warm, _ = best_of(lambda: ours.encode_ordinary(text), args.repeat)
-        print(f"encode {name}: cold (empty piece cache) {mb / cold:.2f} MB/s, warm {mb / warm:.2f} MB/s")
-    tk, _ = best_of(lambda: enc.encode_ordinary(text), args.repeat)
-    cl._cache.clear()
-    ours_cl, _ = best_of(lambda: (cl._cache.clear(), cl.encode_ordinary(text)), args.repeat)
-    row("encode cl100k_base, 1 thread, cold", mb / ours_cl, mb / tk, "tiktoken", unit="MB/s")
+        ours.encode_ordinary(text)  # kernels loaded
+        fast, _ = median_of(lambda o=ours: o.encode_ordinary(text), args.repeat)
+        limits = bytebpe._FAST_MIN_CHARS, bytebpe._FAST_COLD_MIN_CHARS
+        bytebpe._FAST_MIN_CHARS = bytebpe._FAST_COLD_MIN_CHARS = float("inf")
+        try:  # the regex.findall + piece cache path (other patterns take it)
+            slow, _ = median_of(lambda o=ours: (o._cache.clear(), o.encode_ordinary(text)), args.repeat)
+        finally:
+            bytebpe._FAST_MIN_CHARS, bytebpe._FAST_COLD_MIN_CHARS = limits
+        print(f"encode {name}: one-call numba {mb / fast:.2f} MB/s, "
+              f"regex + piece cache {mb / slow:.2f} MB/s (medians of {args.repeat})")
+    tk, _ = median_of(lambda: enc.encode_ordinary(text), args.repeat)
+    ours_cl, _ = median_of(lambda: cl.encode_ordinary(text), args.repeat)
+    row("encode cl100k_base, 1 thread", mb / ours_cl, mb / tk, "tiktoken", unit="MB/s")
 
 
 if __name__ == "__main__":

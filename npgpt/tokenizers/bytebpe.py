@@ -172,6 +172,7 @@ class ByteBPE(Tokenizer):
         """Split, BPE and gather in one numba call (see _split_kernels.py); same ids as the
         regex + per-piece path."""
         import numpy as np
+
         from ._split_kernels import char_classes, encode_gpt4
         cp = np.frombuffer(text.encode("utf-32-le"), dtype=np.uint32)  # lone surrogates raise
         if self._pair_table is None:
@@ -190,6 +191,7 @@ class ByteBPE(Tokenizer):
     def _rank_table(self):
         if self._table is None:
             import numpy as np
+
             from ._bpe_kernels import build_rank_table
             m = np.array(self.merges, dtype=np.int64).reshape(-1, 3)
             self._table = build_rank_table(m[:, 0], m[:, 1], np.arange(len(m), dtype=np.int64), m[:, 2])
@@ -198,6 +200,7 @@ class ByteBPE(Tokenizer):
     def _encode_many(self, pieces):
         """Fill the cache for many unseen pieces in one numba call (same rule as _encode_piece)."""
         import numpy as np
+
         from ._bpe_kernels import encode_pieces
         table = self._rank_table()
         pieces = list(pieces)
@@ -398,6 +401,7 @@ def _cached_merges(cache_key):
 
 def _store_merges(cache_key, merges):
     import numpy as np
+
     from .base import atomic_save_npy
     _MERGES[cache_key] = [list(m) for m in merges]
     atomic_save_npy(_merges_path(cache_key), np.array(merges, dtype=np.int64).reshape(-1, 3))

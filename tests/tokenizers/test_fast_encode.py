@@ -4,7 +4,8 @@ Python encoder."""
 import numpy as np
 import pytest
 import regex
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from npgpt.tokenizers import ByteBPE, bytebpe
 from npgpt.tokenizers.patterns import GPT4_PATTERN
