@@ -11,6 +11,11 @@ tiktoken's ids: tiktoken merges the adjacent pair whose concatenation has the lo
 a token of rank r is only ever formed from the two parts that the same procedure, run on the
 token's own bytes with ranks below r, leaves (the ones ``_recover_merges`` finds).
 
+Speed: a text of 20k characters or more with the GPT-4 pattern is split, deduplicated, merged
+and gathered in one numba call (``_split_kernels.py``, ~30 MB/s on Shakespeare); other patterns
+and short texts take ``regex.findall`` and a cache of already-encoded pieces.  The merges that
+``from_tiktoken`` recovers are cached on disk, keyed by the rank file's SHA-256.
+
 Files: ``save`` writes a readable text file (the merges in order, each token shown as text when
 printable); ``save_tiktoken`` / ``load_tiktoken`` read and write tiktoken's rank file
 (``base64(token) rank`` per line).
