@@ -121,6 +121,15 @@ class Tokenizer:
         """text -> list of token ids; see the module docstring for ``allowed_special``."""
         if not isinstance(text, str):
             raise TokenizerError(f"encode expects a str, got {type(text).__name__}")
+        try:
+            return self._encode(text, allowed_special)
+        except UnicodeEncodeError:   # a lone surrogate has no UTF-8 bytes to encode
+            at = next((i for i, c in enumerate(text) if 0xD800 <= ord(c) <= 0xDFFF), None)
+            where = f"U+{ord(text[at]):04X} at offset {at}" if at is not None else "a character"
+            raise TokenizerError(f"text has {where}, a lone surrogate, which is not valid "
+                                 "Unicode text and cannot be encoded") from None
+
+    def _encode(self, text, allowed_special):
         allowed = self._allowed(allowed_special)
         if not self.special_tokens or (allowed_special == "none"):
             return self.encode_ordinary(text)

@@ -3,6 +3,8 @@ from_tiktoken: the same pieces as regex.findall, the same ids as tiktoken and as
 Python encoder."""
 import numpy as np
 import pytest
+
+from npgpt.errors import TokenizerError
 import regex
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -92,6 +94,9 @@ def test_surrogates_raise_in_both_paths(cl100k):
         ours._encode_fast("a\ud800b")
     with pytest.raises(UnicodeEncodeError):
         ours.encode_ordinary("a\ud800b")
+    # the public encode names the character and where it is
+    with pytest.raises(TokenizerError, match="U\\+D800 at offset 1"):
+        ours.encode("a\ud800b")
 
 
 @pytest.fixture(scope="module")
