@@ -3,12 +3,11 @@ from_tiktoken: the same pieces as regex.findall, the same ids as tiktoken and as
 Python encoder."""
 import numpy as np
 import pytest
-
-from npgpt.errors import TokenizerError
 import regex
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from npgpt.errors import TokenizerError
 from npgpt.tokenizers import ByteBPE, bytebpe
 from npgpt.tokenizers.patterns import GPT4_PATTERN
 from npgpt.tokenizers.tiktoken_adapter import tiktoken_encoding
