@@ -23,12 +23,17 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+# numba's OpenMP threading layer (the one it picks here) spins against OpenBLAS's threads and
+# PyTorch's OpenMP runtime in the same process; measured at 2 threads on the tiny config:
+# npgpt 78 -> 170 ms/step, PyTorch 57 ms -> 2.4 s/step. The workqueue layer has no such
+# fight. Set before numba is imported; an explicit NUMBA_THREADING_LAYER wins.
+os.environ.setdefault("NUMBA_THREADING_LAYER", "workqueue")
 
 from _util import load_note, machine, print_table  # noqa: E402
-from bench_train_step import CONFIGS, LOAD_LIMIT, npgpt_config, torch_model  # noqa: E402
+from bench_train_step import CONFIGS, LOAD_LIMIT, npgpt_config, set_threads, torch_model  # noqa: E402
 
 import npgpt  # noqa: E402
-from npgpt.threads import get_num_threads, set_num_threads  # noqa: E402
+from npgpt.threads import get_num_threads  # noqa: E402
 
 
 def npgpt_decoder(cfg):
@@ -90,7 +95,7 @@ def main(argv=None):
     ap.add_argument("--json")
     args = ap.parse_args(argv)
 
-    set_num_threads(args.threads)
+    set_threads(args.threads)
     cfg = CONFIGS["small"]
     systems = {"npgpt": npgpt_decoder(cfg)}
     try:

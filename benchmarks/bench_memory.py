@@ -19,6 +19,11 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+# numba's OpenMP threading layer (the one it picks here) spins against OpenBLAS's threads and
+# PyTorch's OpenMP runtime in the same process; measured at 2 threads on the tiny config:
+# npgpt 78 -> 170 ms/step, PyTorch 57 ms -> 2.4 s/step. The workqueue layer has no such
+# fight. Set before numba is imported; an explicit NUMBA_THREADING_LAYER wins.
+os.environ.setdefault("NUMBA_THREADING_LAYER", "workqueue")
 
 from _util import load_note, machine, print_table  # noqa: E402
 
@@ -30,15 +35,14 @@ def _peak_mb() -> float:
 def child(system: str, config: str, steps: int, threads: int) -> dict:
     import numpy as np
 
-    from bench_train_step import CONFIGS, npgpt_system, torch_system
+    from bench_train_step import CONFIGS, npgpt_system, set_threads, torch_system
     cfg = CONFIGS[config]
     if system == "torch":
         import torch
         torch.set_num_threads(threads)
         step = torch_system(cfg)
     else:
-        from npgpt.threads import set_num_threads
-        set_num_threads(threads)
+        set_threads(threads)
         step, _ = npgpt_system(cfg, "numpy" if system == "npgpt-numpy" else "numba")
     built = _peak_mb()
     rng = np.random.default_rng(0)

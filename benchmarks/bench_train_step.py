@@ -34,6 +34,11 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+# numba's OpenMP threading layer (the one it picks here) spins against OpenBLAS's threads and
+# PyTorch's OpenMP runtime in the same process; measured at 2 threads on the tiny config:
+# npgpt 78 -> 170 ms/step, PyTorch 57 ms -> 2.4 s/step. The workqueue layer has no such
+# fight. Set before numba is imported; an explicit NUMBA_THREADING_LAYER wins.
+os.environ.setdefault("NUMBA_THREADING_LAYER", "workqueue")
 
 from _util import load_note, machine, print_table  # noqa: E402
 
@@ -49,6 +54,26 @@ CONFIGS = {
 }
 LR, BETAS, EPS, WEIGHT_DECAY = 3e-4, (0.9, 0.95), 1e-8, 0.1
 LOAD_LIMIT = 1.5       # load average above which the figures are flagged as suspect
+
+
+def set_threads(n: int) -> dict:
+    """npgpt's one thread setting, then SciPy's OpenBLAS down to one thread.
+
+    numba kernels call ``np.dot`` through SciPy's own OpenBLAS (a second copy beside NumPy's)
+    from inside loops that are already parallel over heads; with both OpenBLAS pools at n
+    threads they spin against each other on 2 cores (small config, 2 threads: 2.0 s/step,
+    against 0.86 s with SciPy's at 1). ``npgpt.threads.set_num_threads`` gives every BLAS n,
+    so the limit is applied here. Returns ``{library path: threads}``.
+    """
+    set_num_threads(n)
+    from threadpoolctl import ThreadpoolController
+
+    pools = {}
+    for lib in ThreadpoolController().select(user_api="blas").lib_controllers:
+        if "scipy.libs" in lib.filepath:
+            lib.set_num_threads(1)
+        pools[lib.filepath] = lib.num_threads
+    return pools
 
 
 # ---- PyTorch: the same architecture -------------------------------------------------------
@@ -259,7 +284,7 @@ def main(argv=None):
     ap.add_argument("--json", help="also write the figures to this file")
     args = ap.parse_args(argv)
 
-    set_num_threads(args.threads)
+    blas_pools = set_threads(args.threads)
     try:
         import torch
         torch.set_num_threads(args.threads)
@@ -286,7 +311,9 @@ def main(argv=None):
     load_after = load_note(threshold_per_core=LOAD_LIMIT / (os.cpu_count() or 1))
     cold = cold_start() if args.cold_start else None
 
-    print(f"\ntraining step, float32, {args.threads} threads, median of {args.steps} steps "
+    import numba
+    print(f"\ntraining step, float32, {args.threads} threads (numba layer "
+          f"{numba.threading_layer()}), median of {args.steps} steps "
           f"after {args.warmup} warm-up; sgemm {sgemm:.0f} GFLOP/s before, "
           f"{sgemm_after:.0f} after")
     print_table(rows, [("config", "config", "s"), ("system", "system", "s"),
@@ -297,11 +324,18 @@ def main(argv=None):
         print(f"cold start (tiny, fresh processes): import npgpt {cold['import_s_cold']:.2f} s; "
               f"first training step {cold['first_step_s_cold']:.2f} s with an empty numba cache, "
               f"{cold['first_step_s_warm']:.2f} s with it warm")
-    print(f"load: before {load_before['note']}; after {load_after['note']}")
-    if load_before["suspect"] or load_after["suspect"]:
-        print(f"WARNING: load average above {LOAD_LIMIT} during the run: other processes "
-              "competed for the cores, treat these figures as suspect")
-    result = {"benchmark": "train_step", "cold_start": cold, "threads": args.threads, "threads_set": get_num_threads(),
+    # the 1-minute average after the run counts this benchmark's own threads too
+    others_after = (load_after["load"][0] - args.threads) if load_after["load"] else None
+    suspect = bool(load_before["suspect"]) or (others_after is not None
+                                               and others_after > LOAD_LIMIT)
+    print(f"load: before {load_before['note']}; after {load_after['note']} "
+          f"(including this run's own {args.threads} threads)")
+    if suspect:
+        print(f"WARNING: load from other processes above {LOAD_LIMIT}: they competed for the "
+              "cores, treat these figures as suspect")
+    import numba
+    result = {"benchmark": "train_step", "suspect": suspect, "cold_start": cold,
+              "numba_threading_layer": numba.threading_layer(), "blas_threads": blas_pools, "threads": args.threads, "threads_set": get_num_threads(),
               "steps": args.steps, "warmup": args.warmup, "sgemm_gflops": [sgemm, sgemm_after],
               "load_before": load_before, "load_after": load_after, "machine": machine(),
               "rows": rows}
