@@ -1,7 +1,8 @@
 """One training step (forward + backward + AdamW) of npgpt against PyTorch eager, same machine.
 
     python benchmarks/bench_train_step.py [--config tiny|small|gpt2|all] [--threads 2]
-                                          [--steps 10] [--warmup 3] [--json out.json]
+                                          [--steps 10] [--warmup 3] [--isolated]
+                                          [--cold-start] [--json out.json]
 
 Three systems train the same GPT-2 architecture (learned positions, pre-LN LayerNorm, tanh
 GELU, tied LM head, no dropout) on the same random batches:
@@ -14,7 +15,10 @@ GELU, tied LM head, no dropout) on the same random batches:
                    installed
 
 The steps are interleaved (one step of each system in turn), so a change in machine load hits
-all of them alike; the figures are medians after warm-up. The sgemm rate (a large float32
+all of them alike; the figures are medians after warm-up. Interleaving has a cost of its own:
+a thread pool left spinning by one system (OpenBLAS's, PyTorch's OpenMP) slows the next one's
+first operations, and PyTorch suffers most (tiny: 116 ms/step interleaved, 63 alone).
+``--isolated`` runs each system alone in a fresh process instead; report both. The sgemm rate (a large float32
 matmul through NumPy's BLAS) is measured in the same run, and each system's model FLOP rate
 is given as a share of it, with model FLOPs per step = 6·P·B·T + 12·L·B·T²·C (P: parameters
 without the position table, the usual count; the second term is attention's two products,
@@ -272,6 +276,24 @@ def bench_config(name, systems_wanted, steps, warmup):
     return rows
 
 
+def bench_isolated(name, args) -> list[dict]:
+    """Each system alone in a fresh process, one after the other (no thread pool of one
+    system left spinning while the other runs, but no shared noise either)."""
+    import subprocess
+    import tempfile
+
+    rows = []
+    for sysname in args.systems.split(","):
+        with tempfile.NamedTemporaryFile(suffix=".json") as f:
+            subprocess.run([sys.executable, os.path.abspath(__file__), "--config", name,
+                            "--systems", sysname, "--threads", str(args.threads),
+                            "--steps", str(args.steps), "--warmup", str(args.warmup),
+                            "--json", f.name], check=True, capture_output=True)
+            with open(f.name) as g:
+                rows += json.load(g)["rows"]
+    return rows
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--config", default="all", choices=[*CONFIGS, "all"])
@@ -279,6 +301,8 @@ def main(argv=None):
     ap.add_argument("--steps", type=int, default=10, help="timed steps per system")
     ap.add_argument("--warmup", type=int, default=3)
     ap.add_argument("--systems", default="npgpt,npgpt-numpy,torch")
+    ap.add_argument("--isolated", action="store_true",
+                    help="run each system alone in its own process instead of interleaved")
     ap.add_argument("--cold-start", action="store_true",
                     help="also time import npgpt and the first step with a cold and a warm cache")
     ap.add_argument("--json", help="also write the figures to this file")
@@ -300,7 +324,10 @@ def main(argv=None):
     rows = []
     for name in configs:
         print(f"  {name} ...", file=sys.stderr)
-        rows += bench_config(name, args.systems.split(","), args.steps, args.warmup)
+        if args.isolated:
+            rows += bench_isolated(name, args)
+        else:
+            rows += bench_config(name, args.systems.split(","), args.steps, args.warmup)
     sgemm_after = sgemm_gflops()
     roof = max(sgemm, sgemm_after)
     for row in rows:
@@ -312,7 +339,8 @@ def main(argv=None):
     cold = cold_start() if args.cold_start else None
 
     import numba
-    print(f"\ntraining step, float32, {args.threads} threads (numba layer "
+    print(f"\ntraining step, float32, {args.threads} threads, "
+          f"{'each system alone in its own process' if args.isolated else 'interleaved'} (numba layer "
           f"{numba.threading_layer()}), median of {args.steps} steps "
           f"after {args.warmup} warm-up; sgemm {sgemm:.0f} GFLOP/s before, "
           f"{sgemm_after:.0f} after")
@@ -334,7 +362,7 @@ def main(argv=None):
         print(f"WARNING: load from other processes above {LOAD_LIMIT}: they competed for the "
               "cores, treat these figures as suspect")
     import numba
-    result = {"benchmark": "train_step", "suspect": suspect, "cold_start": cold,
+    result = {"benchmark": "train_step", "isolated": args.isolated, "suspect": suspect, "cold_start": cold,
               "numba_threading_layer": numba.threading_layer(), "blas_threads": blas_pools, "threads": args.threads, "threads_set": get_num_threads(),
               "steps": args.steps, "warmup": args.warmup, "sgemm_gflops": [sgemm, sgemm_after],
               "load_before": load_before, "load_after": load_after, "machine": machine(),
