@@ -19,21 +19,26 @@ import statistics
 import sys
 import time
 
+# Thread pools that spin while idle steal the 2 cores from each other. Set before NumPy and
+# numba load (an explicit setting in the environment wins), measured at 2 threads:
+# - numba's OpenMP threading layer (the one it picks here) spins against OpenBLAS and against
+#   PyTorch's OpenMP runtime in the same process (tiny: npgpt 78 -> 170 ms/step, PyTorch
+#   57 ms -> 2.4 s/step); the workqueue layer does not;
+# - OpenBLAS's workers spin ~2^28 cycles after each product, on the core numba's parallel
+#   kernels need next; 2^4 puts them to sleep at once (small: 0.90 -> 0.79 s/step).
+os.environ.setdefault("NUMBA_THREADING_LAYER", "workqueue")
+os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "4")
+
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-# numba's OpenMP threading layer (the one it picks here) spins against OpenBLAS's threads and
-# PyTorch's OpenMP runtime in the same process; measured at 2 threads on the tiny config:
-# npgpt 78 -> 170 ms/step, PyTorch 57 ms -> 2.4 s/step. The workqueue layer has no such
-# fight. Set before numba is imported; an explicit NUMBA_THREADING_LAYER wins.
-os.environ.setdefault("NUMBA_THREADING_LAYER", "workqueue")
 
-from _util import load_note, machine, print_table  # noqa: E402
-from bench_train_step import CONFIGS, LOAD_LIMIT, npgpt_config, set_threads, torch_model  # noqa: E402
+from _util import load_note, machine, print_table
+from bench_train_step import CONFIGS, LOAD_LIMIT, npgpt_config, set_threads, torch_model
 
-import npgpt  # noqa: E402
-from npgpt.threads import get_num_threads  # noqa: E402
+import npgpt
+from npgpt.threads import get_num_threads
 
 
 def npgpt_decoder(cfg):

@@ -34,22 +34,27 @@ import statistics
 import sys
 import time
 
+# Thread pools that spin while idle steal the 2 cores from each other. Set before NumPy and
+# numba load (an explicit setting in the environment wins), measured at 2 threads:
+# - numba's OpenMP threading layer (the one it picks here) spins against OpenBLAS and against
+#   PyTorch's OpenMP runtime in the same process (tiny: npgpt 78 -> 170 ms/step, PyTorch
+#   57 ms -> 2.4 s/step); the workqueue layer does not;
+# - OpenBLAS's workers spin ~2^28 cycles after each product, on the core numba's parallel
+#   kernels need next; 2^4 puts them to sleep at once (small: 0.90 -> 0.79 s/step).
+os.environ.setdefault("NUMBA_THREADING_LAYER", "workqueue")
+os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "4")
+
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-# numba's OpenMP threading layer (the one it picks here) spins against OpenBLAS's threads and
-# PyTorch's OpenMP runtime in the same process; measured at 2 threads on the tiny config:
-# npgpt 78 -> 170 ms/step, PyTorch 57 ms -> 2.4 s/step. The workqueue layer has no such
-# fight. Set before numba is imported; an explicit NUMBA_THREADING_LAYER wins.
-os.environ.setdefault("NUMBA_THREADING_LAYER", "workqueue")
 
-from _util import load_note, machine, print_table  # noqa: E402
+from _util import load_note, machine, print_table
 
-import npgpt  # noqa: E402
-from npgpt import kernels  # noqa: E402
-from npgpt.optim import AdamW  # noqa: E402
-from npgpt.threads import get_num_threads, set_num_threads  # noqa: E402
+import npgpt
+from npgpt import kernels
+from npgpt.optim import AdamW
+from npgpt.threads import get_num_threads, set_num_threads
 
 CONFIGS = {
     "tiny": dict(vocab_size=512, T=64, n_embd=128, n_layer=4, n_head=4, batch=16),
@@ -84,8 +89,8 @@ def set_threads(n: int) -> dict:
 
 def torch_model(cfg, seed=0):
     import torch
-    import torch.nn as nn
     import torch.nn.functional as F
+    from torch import nn
 
     C, H, L, V, T = cfg["n_embd"], cfg["n_head"], cfg["n_layer"], cfg["vocab_size"], cfg["T"]
 

@@ -91,7 +91,7 @@ def _causal_kernel(causal: bool, T: int, S: int):
     (at T <= 64 it is a single block and the plain fused kernel is as fast). None otherwise."""
     if not causal or T != S or T <= 64 or kernels.get_backend() != "numba":
         return None
-    from ..kernels import causal_attention   # imports numba: only on first use
+    from ..kernels import causal_attention  # imports numba: only on first use
     return causal_attention
 
 
@@ -179,7 +179,7 @@ class ScaledDotProductAttention(Module):
         return y.reshape(B, H, T, v.shape[-1]), (q5, k5, v5, att, drop)
 
     def _attend_fused(self, q, k, v, key_padding_mask):
-        B, H, T, hs = q.shape
+        B, _, T, hs = q.shape
         S = k.shape[2]
         if self.causal and T > S:
             raise InputError(f"causal attention needs T <= S (queries are the last T of S "
