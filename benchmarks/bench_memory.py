@@ -83,8 +83,10 @@ def main(argv=None):
     ref = next((r for r in rows if r["system"] == "torch"), None)
     for row in rows:
         row["vs_torch"] = row["peak_rss_mb"] / ref["peak_rss_mb"] if ref else None
-    print(f"\npeak RSS of a {args.config} training step (batch 4, T 64, AdamW, {args.steps} steps), "
-          "one process per system")
+    from bench_train_step import CONFIGS
+    cfg = CONFIGS[args.config]
+    print(f"\npeak RSS of a {args.config} training step (batch {cfg['batch']}, T {cfg['T']}, "
+          f"AdamW, {args.steps} steps), one process per system")
     print_table(rows, [("system", "system", "s"), ("after_build_mb", "built MB", ",.0f"),
                        ("peak_rss_mb", "peak MB", ",.0f"), ("vs_torch", "of torch's", ".2f")])
     result = {"benchmark": "memory", "config": args.config, "steps": args.steps,
