@@ -13,6 +13,13 @@ import types
 
 import numba
 
+# numba picks its OpenMP threading layer here, whose idle workers spin against OpenBLAS's
+# (and PyTorch's OpenMP) on a 2-core machine: measured, tiny GPT step 78 -> 170 ms, PyTorch in
+# the same process 57 ms -> 2.4 s. The workqueue layer does not spin. A layer the user chose
+# (NUMBA_THREADING_LAYER) is kept.
+if "NUMBA_THREADING_LAYER" not in os.environ:
+    numba.config.THREADING_LAYER = "workqueue"
+
 FASTMATH = {"nsz", "arcp", "contract", "afn", "reassoc"}
 # Below this many elements touched, threads cost more than they save. On a machine shared with
 # other busy processes, a parallel region can wait a whole scheduler slice for its second thread

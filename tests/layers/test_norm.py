@@ -53,7 +53,9 @@ def test_rmsnorm_gradients_match_finite_differences(x, seed):
 def test_batchnorm_gradients_match_finite_differences_in_training(x, seed):
     C, N = x.shape[-1], x.shape[0] * x.shape[1]
     layer = _randomize(BatchNorm(C, eps=_eps(N), dtype=np.float64), np.random.default_rng(seed))
-    gradcheck(layer, x)
+    # the input gradient of a batch statistic sums to zero over the batch and can be ~1e-6 in
+    # all: there finite differences resolve only ~1e-11 absolute, hence the absolute floor
+    gradcheck(layer, x, atol=1e-9)
 
 
 def test_layernorm_normalises_each_token(rng):
