@@ -145,6 +145,16 @@ def _attention_backward(shape, dtype, rng, scale=1.0):
     return _normal(rng, out.shape, dtype), q, k, v, probs, s
 
 
+def _causal_attention_forward(shape, dtype, rng, scale=1.0):
+    q, k, v, _, _, s = _attention_forward(shape, dtype, rng, scale)
+    return q, k, v, s
+
+
+def _causal_attention_backward(shape, dtype, rng, scale=1.0):
+    dout, q, k, v, probs, s = _attention_backward(shape, dtype, rng, scale)
+    return dout, q, k, v, probs, s
+
+
 _ENTRIES = [
     Kernel("layernorm_forward", "layernorm", _ln_forward),
     Kernel("layernorm_backward", "layernorm", _ln_backward),
@@ -161,6 +171,8 @@ _ENTRIES = [
     Kernel("rope_backward", "rope", _rope),
     Kernel("attention_forward", "attention", _attention_forward),
     Kernel("attention_backward", "attention", _attention_backward),
+    Kernel("causal_attention_forward", "causal_attention", _causal_attention_forward),
+    Kernel("causal_attention_backward", "causal_attention", _causal_attention_backward),
 ]
 KERNELS: dict[str, Kernel] = {k.name: k for k in _ENTRIES}
 
