@@ -17,6 +17,7 @@ from .errors import CheckpointError, ConfigError, NpgptError
 # GPTConfig fields the command sets itself rather than by flag
 _MODEL_FIELDS_NOT_FLAGS = {"vocab_size", "block_size", "dtype"}
 _FLAG_ALIASES = {"out_dir": ["--out", "--out-dir"]}
+BENCHMARKS = ("kernels", "train_step", "generate", "memory", "tokenizers")
 
 
 def _field_type(f: dataclasses.Field):
@@ -237,7 +238,7 @@ def cmd_bench(args) -> int:
     if not root.is_dir():
         raise ConfigError("npgpt bench runs the scripts in benchmarks/ of a source checkout; "
                           f"none found at {root}")
-    names = [args.which] if args.which != "all" else ["kernels", "train_step", "generate", "tokenizers"]
+    names = [args.which] if args.which != "all" else list(BENCHMARKS)
     for name in names:
         script = root / f"bench_{name}.py"
         if not script.exists():
@@ -291,7 +292,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("bench", help="run the benchmarks (from a source checkout)")
     p.add_argument("which", nargs="?", default="all",
-                   choices=["all", "kernels", "train_step", "generate", "tokenizers"])
+                   choices=["all", *BENCHMARKS])
     p.add_argument("rest", nargs=argparse.REMAINDER, help="arguments for the benchmark script")
     p.set_defaults(func=cmd_bench)
 
