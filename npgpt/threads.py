@@ -57,7 +57,8 @@ def _limit_scipy_blas() -> None:
         return
     from threadpoolctl import ThreadpoolController
     for lib in ThreadpoolController().select(user_api="blas").lib_controllers:
-        if "scipy" in lib.filepath:
+        # by its folder: NumPy's own OpenBLAS is also named libscipy_openblas, in numpy.libs
+        if os.path.basename(os.path.dirname(lib.filepath)) == "scipy.libs":
             lib.set_num_threads(1)
 
 

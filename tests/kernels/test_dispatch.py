@@ -85,3 +85,15 @@ def test_env_var_sets_threads_at_first_kernel_call():
 def test_bad_thread_counts_are_config_errors(bad):
     with pytest.raises(ConfigError, match="positive integer"):
         threads.set_num_threads(bad)
+
+
+def test_set_num_threads_keeps_numpy_blas_at_n_and_scipy_blas_at_one():
+    from threadpoolctl import threadpool_info
+
+    from npgpt.threads import set_num_threads
+    set_num_threads(2)
+    pools = {os.path.basename(os.path.dirname(i["filepath"])): i["num_threads"]
+             for i in threadpool_info() if i["user_api"] == "blas"}
+    assert pools.get("numpy.libs", 2) == 2      # NumPy's matmuls get both threads
+    if "scipy.libs" in pools:
+        assert pools["scipy.libs"] == 1          # numba's np.dot pool does not spin against it
