@@ -9,6 +9,7 @@ from npgpt import gradcheck, kernels
 from npgpt.models import GPT, GPTConfig
 from npgpt.module import Module
 from npgpt.optim import AdamW
+from tests.helpers import MeanLoss
 
 VARIANTS = {
     "gpt2": dict(),
@@ -81,22 +82,6 @@ def test_float32_training_step_never_upcasts(variant, backend):
     for state in opt.state:
         for key, array in state.items():
             assert array.dtype == np.float32, key
-
-
-class MeanLoss(Module):
-    """The GPT's mean cross-entropy as a module, so gradcheck differentiates the loss."""
-
-    def __init__(self, model):
-        super().__init__(np.float64)
-        self.model = model
-
-    def forward(self, idx, targets):
-        return np.asarray(self.model.forward(idx, targets)[1])
-
-    def backward(self, g):
-        dlogits, _ = self.model.loss_fn.backward(g)
-        self.model.backward(dlogits)
-        return None, None
 
 
 @pytest.mark.parametrize("backend", BACKENDS)

@@ -7,7 +7,7 @@ from npgpt import gradcheck
 from npgpt.errors import BackwardError, ConfigError, InputError
 from npgpt.models import TextClassifier
 from npgpt.models.classifier import masked_mean
-from npgpt.module import Module
+from tests.helpers import MeanLoss
 
 PAD = 0
 
@@ -27,20 +27,6 @@ def padded_ids(rng, B, T, vocab=9):
     for b, n in enumerate(rng.integers(1, T + 1, size=B)):
         idx[b, n:] = PAD
     return idx
-
-
-class MeanLoss(Module):
-    def __init__(self, model):
-        super().__init__(np.float64)
-        self.model = model
-
-    def forward(self, idx, targets):
-        return np.asarray(self.model.forward(idx, targets)[1])
-
-    def backward(self, g):
-        dlogits, _ = self.model.loss_fn.backward(g)
-        self.model.backward(dlogits)
-        return None, None
 
 
 @pytest.mark.parametrize("layernorm", [True, False], ids=["layernorm", "no_layernorm"])

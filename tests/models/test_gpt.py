@@ -7,8 +7,8 @@ from npgpt import gradcheck
 from npgpt.errors import BackwardError, ConfigError, InputError, StateDictError
 from npgpt.models import GPT, GPTConfig, count_params, params_formula
 from npgpt.models.gpt import Block
-from npgpt.module import Module
 from npgpt.optim import AdamW
+from tests.helpers import MeanLoss
 
 VARIANTS = {
     "gpt2": dict(),
@@ -24,22 +24,6 @@ def tiny(n_head=2, hs=4, **kw):
                 mlp_hidden=12, dtype="float64")
     base.update(kw)
     return GPTConfig(**base)
-
-
-class MeanLoss(Module):
-    """The GPT's mean cross-entropy as a module, so gradcheck can differentiate the loss."""
-
-    def __init__(self, model):
-        super().__init__(np.float64)
-        self.model = model
-
-    def forward(self, idx, targets):
-        return np.asarray(self.model.forward(idx, targets)[1])
-
-    def backward(self, g):
-        dlogits, _ = self.model.loss_fn.backward(g)
-        self.model.backward(dlogits)
-        return None, None
 
 
 @pytest.mark.parametrize("variant", list(VARIANTS))
