@@ -27,12 +27,13 @@ FASTMATH = {"nsz", "arcp", "contract", "afn", "reassoc"}
 PARALLEL_MIN_ELEMENTS = int(os.environ.get("NPGPT_PARALLEL_MIN_ELEMENTS") or 1 << 18)
 
 
-def jit(parallel: bool = False):
-    """``numba.njit`` with the project's flags; compiled lazily on first call, cached on disk."""
+def jit(parallel: bool = False, inline: str = "never"):
+    """``numba.njit`` with the project's flags; compiled lazily on first call, cached on disk.
+    ``inline="always"`` inlines a small helper into its callers (no call per row)."""
     # error_model="numpy": x / 0 gives inf or nan as in NumPy, instead of a per-division check
     # that raises ZeroDivisionError and keeps LLVM from vectorising every loop with a division.
     return numba.njit(cache=True, fastmath=FASTMATH, parallel=parallel, nogil=True,
-                      error_model="numpy")
+                      error_model="numpy", inline=inline)
 
 
 class RowKernel:

@@ -17,9 +17,8 @@ import numpy as np
 from numba import prange
 
 from ..errors import InputError
-from ._exp import exp_inplace
 from ._jit import row_kernel
-from .softmax import softmax_backward_ref, softmax_forward_ref
+from .softmax import softmax_backward_ref, softmax_forward_ref, softmax_row_inplace
 
 
 def _check(q, k, v):
@@ -57,25 +56,9 @@ def _forward(q, k, v, mask, has_mask, causal, scale, neg_inf, out, probs):
         for t in range(T):
             row = p[t]
             end = max(0, min(S, S - T + t + 1)) if causal else S
-            top = neg_inf
             for s in range(end):
-                x = neg_inf if has_mask and mask[b, s] else row[s] * scale
-                row[s] = x
-                top = max(top, x)
-            if top == neg_inf:                   # no visible key: zeros
-                row[:] = 0.0
-                continue
-            for s in range(end):
-                row[s] -= top
-            for s in range(end, S):
-                row[s] = neg_inf
-            exp_inplace(row, bits)
-            z = 0.0
-            for s in range(end):
-                z += row[s]
-            inv = 1.0 / z
-            for s in range(end):
-                row[s] *= inv
+                row[s] = neg_inf if has_mask and mask[b, s] else row[s] * scale
+            softmax_row_inplace(row, end, neg_inf, bits)
         out[b, h] = np.dot(p, v[b, h])
 
 

@@ -14,7 +14,7 @@ from numba import prange
 
 from ..errors import InputError
 from ._exp import exp_inplace
-from ._jit import n_chunks, row_kernel
+from ._jit import jit, n_chunks, row_kernel
 
 
 def _check_mask(scores, key_padding_mask):
@@ -52,6 +52,30 @@ def softmax_backward_ref(dprobs, probs, scale=1.0):
     return probs.dtype.type(scale) * probs * (dprobs - (dprobs * probs).sum(-1, keepdims=True))
 
 
+@jit(inline="always")
+def softmax_row_inplace(row, end, neg_inf, bits):
+    """row[:end] holds scaled scores, -inf where masked, and becomes their softmax; row[end:]
+    (keys a causal query cannot see) and a row with no visible key become zeros.
+    bits: exp's int32 scratch of the row's size. Shared by the softmax and attention kernels."""
+    top = neg_inf                                # typed like the row: float32 stays float32
+    for s in range(end):
+        top = max(top, row[s])
+    if top == neg_inf:                           # no visible key: zeros, by definition
+        row[:] = 0.0
+        return
+    for s in range(end):
+        row[s] -= top                            # masked: -inf - top = -inf, and exp gives 0
+    for s in range(end, row.shape[0]):
+        row[s] = neg_inf
+    exp_inplace(row, bits)
+    z = 0.0
+    for s in range(end):
+        z += row[s]
+    inv = 1.0 / z
+    for s in range(end):
+        row[s] *= inv
+
+
 @row_kernel
 def _forward(scores, mask, has_mask, causal, scale, neg_inf, n_blocks, probs):
     B, M, T, S = scores.shape
@@ -62,25 +86,9 @@ def _forward(scores, mask, has_mask, causal, scale, neg_inf, n_blocks, probs):
             b, h, t = r // (M * T), (r // T) % M, r % T
             row = probs[b, h, t]
             end = max(0, min(S, S - T + t + 1)) if causal else S   # keys [0, end) are visible
-            top = neg_inf                        # typed like scores: float32 math stays float32
             for s in range(end):
-                v = neg_inf if has_mask and mask[b, s] else scores[b, h, t, s] * scale
-                row[s] = v
-                top = max(top, v)
-            if top == neg_inf:                   # no visible key: zeros, by definition
-                row[:] = 0.0
-                continue
-            for s in range(end):
-                row[s] -= top                    # masked: -inf - top = -inf, and exp gives 0
-            for s in range(end, S):
-                row[s] = neg_inf
-            exp_inplace(row, bits)
-            z = 0.0
-            for s in range(end):
-                z += row[s]
-            inv = 1.0 / z
-            for s in range(end):
-                row[s] *= inv
+                row[s] = neg_inf if has_mask and mask[b, s] else scores[b, h, t, s] * scale
+            softmax_row_inplace(row, end, neg_inf, bits)
 
 
 @row_kernel
