@@ -85,3 +85,13 @@ def print_table(rows: list[dict], columns: list[tuple[str, str, str]]) -> None:
         print("  ".join(c.ljust(w) if i < 2 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths))))
         if j == 0:
             print("  ".join("-" * w for w in widths))
+
+
+def emit_json(result: dict, path: str | None) -> dict:
+    """Print the figures as JSON, and write them to ``path`` too when one is given."""
+    import json
+    print(json.dumps(result, indent=1))
+    if path:
+        with open(path, "w") as f:
+            json.dump(result, f, indent=1)
+    return result

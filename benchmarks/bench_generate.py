@@ -13,7 +13,6 @@ median of repeats, the two systems interleaved.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
 import sys
@@ -34,7 +33,7 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from _util import load_note, machine, print_table
+from _util import emit_json, load_note, machine, print_table
 from bench_train_step import CONFIGS, LOAD_LIMIT, npgpt_config, set_threads, torch_model
 
 import npgpt
@@ -148,11 +147,7 @@ def main(argv=None):
               "prompt": args.prompt, "new_tokens": args.new, "repeat": args.repeat,
               "load_before": load_before, "load_after": load_after, "machine": machine(),
               "rows": rows}
-    print(json.dumps(result, indent=1))
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(result, f, indent=1)
-    return result
+    return emit_json(result, args.json)
 
 
 if __name__ == "__main__":

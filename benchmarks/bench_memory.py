@@ -30,7 +30,7 @@ os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "4")
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from _util import load_note, machine, print_table
+from _util import emit_json, load_note, machine, print_table
 
 
 def _peak_mb() -> float:
@@ -91,11 +91,7 @@ def main(argv=None):
                        ("peak_rss_mb", "peak MB", ",.0f"), ("vs_torch", "of torch's", ".2f")])
     result = {"benchmark": "memory", "config": args.config, "steps": args.steps,
               "load": load_note(), "machine": machine(), "rows": rows}
-    print(json.dumps(result, indent=1))
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(result, f, indent=1)
-    return result
+    return emit_json(result, args.json)
 
 
 if __name__ == "__main__":

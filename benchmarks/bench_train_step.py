@@ -49,7 +49,7 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from _util import load_note, machine, print_table
+from _util import emit_json, load_note, machine, print_table
 
 import npgpt
 from npgpt import kernels
@@ -372,11 +372,7 @@ def main(argv=None):
               "steps": args.steps, "warmup": args.warmup, "sgemm_gflops": [sgemm, sgemm_after],
               "load_before": load_before, "load_after": load_after, "machine": machine(),
               "rows": rows}
-    print(json.dumps(result, indent=1))
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(result, f, indent=1)
-    return result
+    return emit_json(result, args.json)
 
 
 if __name__ == "__main__":
