@@ -18,14 +18,10 @@ import statistics
 import sys
 import time
 
-# Thread pools that spin while idle steal the 2 cores from each other. Set before NumPy and
-# numba load (an explicit setting in the environment wins), measured at 2 threads:
-# - numba's OpenMP threading layer (the one it picks here) spins against OpenBLAS and against
-#   PyTorch's OpenMP runtime in the same process (tiny: npgpt 78 -> 170 ms/step, PyTorch
-#   57 ms -> 2.4 s/step); the workqueue layer does not;
-# - OpenBLAS's workers spin ~2^28 cycles after each product, on the core numba's parallel
-#   kernels need next; 2^4 puts them to sleep at once (small: 0.90 -> 0.79 s/step).
-os.environ.setdefault("NUMBA_THREADING_LAYER", "workqueue")
+# OpenBLAS's workers spin ~2^28 cycles after each product, on the core numba's parallel
+# kernels need next; 2^4 puts them to sleep at once (small: 0.90 -> 0.79 s/step). Set before
+# NumPy loads (an explicit setting in the environment wins); ``import npgpt`` sets the same.
+# numba's threading layer and OpenMP spin are npgpt's own choice (npgpt/kernels/_jit.py).
 os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "4")
 
 import numpy as np

@@ -34,14 +34,10 @@ import statistics
 import sys
 import time
 
-# Thread pools that spin while idle steal the 2 cores from each other. Set before NumPy and
-# numba load (an explicit setting in the environment wins), measured at 2 threads:
-# - numba's OpenMP threading layer (the one it picks here) spins against OpenBLAS and against
-#   PyTorch's OpenMP runtime in the same process (tiny: npgpt 78 -> 170 ms/step, PyTorch
-#   57 ms -> 2.4 s/step); the workqueue layer does not;
-# - OpenBLAS's workers spin ~2^28 cycles after each product, on the core numba's parallel
-#   kernels need next; 2^4 puts them to sleep at once (small: 0.90 -> 0.79 s/step).
-os.environ.setdefault("NUMBA_THREADING_LAYER", "workqueue")
+# OpenBLAS's workers spin ~2^28 cycles after each product, on the core numba's parallel
+# kernels need next; 2^4 puts them to sleep at once (small: 0.90 -> 0.79 s/step). Set before
+# NumPy loads (an explicit setting in the environment wins); ``import npgpt`` sets the same.
+# numba's threading layer and OpenMP spin are npgpt's own choice (npgpt/kernels/_jit.py).
 os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "4")
 
 import numpy as np
@@ -53,6 +49,7 @@ from _util import emit_json, load_note, machine, print_table
 
 import npgpt
 from npgpt import kernels
+from npgpt.memory import retain_freed_memory
 from npgpt.optim import AdamW
 from npgpt.threads import get_num_threads, set_num_threads
 
@@ -161,6 +158,7 @@ def npgpt_config(cfg):
 
 
 def npgpt_system(cfg, backend="numba", model=None):
+    retain_freed_memory()          # as npgpt's Trainer does: no page faults on every step
     model = model if model is not None else npgpt.GPT(npgpt_config(cfg), seed=0)
     named = list(model.named_parameters())
     decay = [p for _, p in named if p.data.ndim >= 2]

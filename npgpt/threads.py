@@ -35,6 +35,9 @@ def set_num_threads(n: int) -> int:
     import numba
     from threadpoolctl import threadpool_limits
 
+    from .kernels._jit import launch_threads
+    launch_threads()          # numba's pool, started with npgpt's threading-layer settings
+
     n_numba = min(n, numba.config.NUMBA_NUM_THREADS)
     numba.set_num_threads(n_numba)
     _blas_limiter = threadpool_limits(limits=n, user_api="blas")
@@ -66,6 +69,9 @@ def get_num_threads() -> dict:
     """The current thread counts: ``{"numba": n, "blas": n or None}``."""
     import numba
     from threadpoolctl import threadpool_info
+
+    from .kernels._jit import launch_threads
+    launch_threads()
 
     blas = [info["num_threads"] for info in threadpool_info() if info["user_api"] == "blas"]
     return {"numba": numba.get_num_threads(), "blas": max(blas) if blas else None}

@@ -31,6 +31,7 @@ from . import __version__
 from .data import TokenData, check_length, get_batch, tokenizer_identity
 from .errors import CheckpointError, ConfigError, TrainingError
 from .io import load_checkpoint, save_checkpoint
+from .memory import retain_freed_memory
 from .module import no_grad
 from .optim import AdamW, clip_grad_norm, cosine_schedule
 
@@ -231,6 +232,7 @@ class Trainer:
         until = c.max_steps if until is None else min(until, c.max_steps)
         self.out_dir.mkdir(parents=True, exist_ok=True)
         self._trim_metrics()
+        retain_freed_memory()         # each step reuses the last one's pages (npgpt.memory)
         self.model.train()
         bar = self._progress_bar(until)
         tokens_per_step = c.batch_size * c.block_size * c.grad_accum

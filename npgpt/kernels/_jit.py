@@ -13,12 +13,37 @@ import types
 
 import numba
 
-# numba picks its OpenMP threading layer here, whose idle workers spin against OpenBLAS's
-# (and PyTorch's OpenMP) on a 2-core machine: measured, tiny GPT step 78 -> 170 ms, PyTorch in
-# the same process 57 ms -> 2.4 s. The workqueue layer does not spin. A layer the user chose
-# (NUMBA_THREADING_LAYER) is kept.
+# The threading layer. GNU OpenMP ("omp") starts a parallel region in ~2 us; numba's own
+# "workqueue" takes ~100 us, and its regions barely ran faster on two threads than on one
+# (measured here: an empty 128-iteration prange 2 us against 102 us; GELU on 512k floats
+# 216 us on two threads, against 340 us serial). OpenMP's idle workers spin before they sleep,
+# and libgomp's default spin (GOMP_SPINCOUNT 300,000) holds the second core through the
+# OpenBLAS product that follows each kernel, so the spin is cut to SPIN_COUNT; libgomp reads
+# the variable once, when it is loaded, and :func:`launch_threads` sets it only for that
+# moment (a PyTorch imported later keeps its own default: with a short spin its OpenMP ran a
+# tiny step 10x slower here). A layer or spin count the user chose is kept.
+OMP_SPIN_COUNT = "1000"
 if "NUMBA_THREADING_LAYER" not in os.environ:
-    numba.config.THREADING_LAYER = "workqueue"
+    numba.config.THREADING_LAYER_PRIORITY = ["omp", "tbb", "workqueue"]
+
+
+def launch_threads() -> None:
+    """Start numba's thread pool (once), with libgomp's short spin if OpenMP is the layer."""
+    from numba.np.ufunc import parallel
+
+    if parallel._is_initialized:
+        return
+    added = "GOMP_SPINCOUNT" not in os.environ
+    if added:
+        os.environ["GOMP_SPINCOUNT"] = OMP_SPIN_COUNT
+    try:
+        parallel._launch_threads()
+    finally:
+        if added:
+            del os.environ["GOMP_SPINCOUNT"]
+
+
+launch_threads()
 
 FASTMATH = {"nsz", "arcp", "contract", "afn", "reassoc"}
 # Below this many elements touched, threads cost more than they save. On a machine shared with

@@ -41,15 +41,17 @@ def _step(param, grad, m, v, decay, beta1, one_minus_beta1, beta2, one_minus_bet
           step_size, inv_sqrt_bc2, eps):
     n = param.size
     for b in prange((n + _BLOCK - 1) // _BLOCK):
-        lo = b * _BLOCK
-        for j in range(min(n - lo, _BLOCK)):    # a loop from 0: LLVM vectorises this form
-            i = lo + j
-            g = grad[i]
-            mi = beta1 * m[i] + one_minus_beta1 * g
-            vi = beta2 * v[i] + one_minus_beta2 * g * g
-            m[i] = mi
-            v[i] = vi
-            param[i] = param[i] * decay - step_size * mi / (np.sqrt(vi) * inv_sqrt_bc2 + eps)
+        # slices indexed from 0: indexing the whole arrays at lo + j here costs a negative-
+        # index check per element that keeps LLVM from vectorising (measured 6x slower)
+        lo, hi = b * _BLOCK, (b + 1) * _BLOCK
+        ps, gs, ms, vs = param[lo:hi], grad[lo:hi], m[lo:hi], v[lo:hi]
+        for i in range(ps.size):
+            g = gs[i]
+            mi = beta1 * ms[i] + one_minus_beta1 * g
+            vi = beta2 * vs[i] + one_minus_beta2 * g * g
+            ms[i] = mi
+            vs[i] = vi
+            ps[i] = ps[i] * decay - step_size * mi / (np.sqrt(vi) * inv_sqrt_bc2 + eps)
 
 
 def adamw_step_numba(param, grad, m, v, lr, beta1, beta2, eps, weight_decay, step):

@@ -18,6 +18,11 @@ _K = math.sqrt(2.0 / math.pi)
 _A = 0.044715
 _BLOCK = 1 << 12        # elements per block: its exp scratch stays in L1/L2
 
+# Each block works on slices of the arrays, indexed from 0. Indexing the whole array at
+# lo + j instead, inside a prange loop, costs a negative-index check per element that LLVM
+# cannot drop (it does not know lo >= 0 there), so the loop does not vectorise: measured,
+# the parallel kernel was 4x slower than the serial one on one thread.
+
 
 def gelu_tanh_forward_ref(x):
     return 0.5 * x * (1.0 + np.tanh(_K * (x + _A * x * x * x)))
@@ -35,35 +40,36 @@ def gelu_tanh_backward_ref(dy, x):
 def _forward(x, y, k2, a, one):
     n = x.size
     for b in prange((n + _BLOCK - 1) // _BLOCK):
-        lo = b * _BLOCK
-        m = min(n - lo, _BLOCK)
+        xs, ys = x[b * _BLOCK:(b + 1) * _BLOCK], y[b * _BLOCK:(b + 1) * _BLOCK]
+        m = xs.size
         e = np.empty(m, x.dtype)
         bits = np.empty(m, np.int32)
-        for j in range(m):                       # loops from 0: LLVM vectorises this form
-            v = x[lo + j]
+        for j in range(m):
+            v = xs[j]
             e[j] = -k2 * (v + a * v * v * v)
         exp_inplace(e, bits)
         for j in range(m):
-            y[lo + j] = x[lo + j] / (one + e[j])
+            ys[j] = xs[j] / (one + e[j])
 
 
 @row_kernel
 def _backward(dy, x, dx, k2, a, one, three):
     n = x.size
     for b in prange((n + _BLOCK - 1) // _BLOCK):
-        lo = b * _BLOCK
-        m = min(n - lo, _BLOCK)
+        sl = slice(b * _BLOCK, (b + 1) * _BLOCK)
+        xs, dys, dxs = x[sl], dy[sl], dx[sl]
+        m = xs.size
         e = np.empty(m, x.dtype)
         bits = np.empty(m, np.int32)
         for j in range(m):
-            v = x[lo + j]
+            v = xs[j]
             e[j] = -k2 * (v + a * v * v * v)
         exp_inplace(e, bits)
         for j in range(m):
-            v = x[lo + j]
+            v = xs[j]
             s = one / (one + e[j])
             # term 1: d(x) * s; term 2: x * ds/du * du/dx, with ds/d(2u) = s (1 - s)
-            dx[lo + j] = dy[lo + j] * (s + v * s * (one - s) * k2 * (one + three * a * v * v))
+            dxs[j] = dys[j] * (s + v * s * (one - s) * k2 * (one + three * a * v * v))
 
 
 def _constants(dtype):

@@ -42,3 +42,26 @@ def test_kernel_accepts_non_contiguous_inputs(label, name, maker, shape, dtype, 
     args = [_strided(a) if isinstance(a, np.ndarray) and a.dtype.kind == "f" and i not in inplace
             else a for i, a in enumerate(args)]
     check_kernel(name, args, dtype)
+
+
+@pytest.fixture
+def parallel_always(monkeypatch):
+    """Every row kernel runs its prange-parallel version, whatever the size or thread count
+    (small calls run the serial one: the parity tests above exercise only that)."""
+    from npgpt.kernels import _jit
+    monkeypatch.setattr(_jit.RowKernel, "pick", lambda self, n_elements: self.parallel)
+
+
+# Large enough that each kernel's blocks come out several, the last one partial: GELU's blocks
+# are 4,096 elements (here 3 * 37 * 4 * 96), AdamW's 32,768 (here 96 * 384), attention's
+# queries 64 (here T = 37 is one block, T = 150 three).
+PARALLEL_SHAPES = [{"B": 3, "T": 37, "H": 4, "C": 96, "V": 301},
+                   {"B": 2, "T": 150, "H": 2, "C": 16, "V": 7}]
+
+
+@pytest.mark.parametrize("shape", PARALLEL_SHAPES, ids=["wide", "long"])
+@pytest.mark.parametrize("label, name, maker", CASES, ids=[c[0] for c in CASES])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_parallel_kernel_matches_reference(parallel_always, label, name, maker, shape, dtype):
+    args = maker(shape, dtype, np.random.default_rng(0), 1.0)
+    check_kernel(name, args, dtype)
