@@ -1,12 +1,12 @@
-"""npgpt.kernels.causal_attention (blocked, skips the masked triangle) equals its reference,
-and the attention layer takes it for long causal sequences with the same gradients."""
+"""The attention kernel over several query blocks (each skips the keys its queries cannot see)
+equals its reference, and the attention layer gives the same gradients through it."""
 import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from npgpt import gradcheck, kernels
-from npgpt.kernels import causal_attention as ca
+from npgpt.kernels import attention as ka
 from npgpt.layers.attention import MultiHeadAttention
 
 
@@ -14,22 +14,22 @@ from npgpt.layers.attention import MultiHeadAttention
 @given(B=st.integers(1, 5), H=st.integers(1, 4), T=st.integers(1, 40), hs=st.integers(1, 8),
        block=st.integers(1, 16), magnitude=st.sampled_from([1.0, 30.0, 1e3]),
        dtype=st.sampled_from([np.float32, np.float64]), seed=st.integers(0, 2**16))
-def test_causal_attention_kernel_matches_reference(B, H, T, hs, block, magnitude, dtype, seed):
+def test_blocked_causal_attention_matches_reference(B, H, T, hs, block, magnitude, dtype, seed):
     rng = np.random.default_rng(seed)
     # q and k large (huge logits), v ordinary; q a non-contiguous view
     q = (rng.standard_normal((B, T, H, hs)) * magnitude).astype(dtype).transpose(0, 2, 1, 3)
     k = (rng.standard_normal((B, H, T, hs)) * magnitude).astype(dtype)
     v = rng.standard_normal((B, H, T, hs)).astype(dtype)
     dout = rng.standard_normal((B, H, T, hs)).astype(dtype)
-    out_ref, probs_ref = ca.causal_attention_forward_ref(q, k, v)
-    out, probs = ca.causal_attention_forward_numba(q, k, v, block=block)
+    out_ref, probs_ref = ka.attention_forward_ref(q, k, v, causal=True)
+    out, probs = ka.attention_forward_numba(q, k, v, causal=True, block=block)
     tol = dict(rtol=1e-4, atol=1e-4) if dtype == np.float32 else dict(rtol=1e-10, atol=1e-10)
     assert out.dtype == probs.dtype == dtype
     np.testing.assert_allclose(probs, probs_ref, **tol)
     np.testing.assert_allclose(out, out_ref, **tol)
     assert np.all(np.triu(probs, 1) == 0)
-    grads_ref = ca.causal_attention_backward_ref(dout, q, k, v, probs_ref)
-    grads = ca.causal_attention_backward_numba(dout, q, k, v, probs, block=block)
+    grads_ref = ka.attention_backward_ref(dout, q, k, v, probs_ref)
+    grads = ka.attention_backward_numba(dout, q, k, v, probs, causal=True, block=block)
     scale = max(1.0, float(np.abs(grads_ref[0]).max()), float(np.abs(grads_ref[1]).max()))
     for g, g_ref in zip(grads, grads_ref):
         assert g.dtype == dtype
@@ -58,3 +58,34 @@ def test_attention_layer_takes_the_blocked_kernel_with_the_same_result(rng):
         results[backend] = y, dx, mha.c_attn.weight.grad.copy()
     for a, b in zip(results["numba"], results["numpy"]):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
+
+
+@settings(max_examples=20)
+@given(B=st.integers(1, 3), H=st.integers(1, 3), T=st.integers(1, 30), extra=st.integers(0, 20),
+       hs=st.integers(1, 8), block=st.integers(1, 16), causal=st.booleans(),
+       padded=st.booleans(), seed=st.integers(0, 2**16))
+def test_blocked_attention_with_masks_and_cache_matches_reference(B, H, T, extra, hs, block,
+                                                                 causal, padded, seed):
+    """T queries at the end of S = T + extra keys (a KV cache), causal or not, padded keys;
+    strided inputs, and results written into strided views as the attention layer does."""
+    rng = np.random.default_rng(seed)
+    S = T + extra
+    qkv = rng.standard_normal((B, S, 3, H, hs))
+    q = qkv[:, extra:, 0].transpose(0, 2, 1, 3)
+    k, v = qkv[:, :, 1].transpose(0, 2, 1, 3), qkv[:, :, 2].transpose(0, 2, 1, 3)
+    dout = rng.standard_normal((B, H, T, hs))
+    mask = rng.random((B, S)) < 0.3 if padded else None
+    out_ref, probs_ref = ka.attention_forward_ref(q, k, v, causal, mask)
+    y = np.empty((B, T, H, hs))
+    out, probs = ka.attention_forward_numba(q, k, v, causal, mask, out=y.transpose(0, 2, 1, 3),
+                                            block=block)
+    np.testing.assert_allclose(probs, probs_ref, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(y.transpose(0, 2, 1, 3), out_ref, rtol=1e-12, atol=1e-12)
+    assert not np.isnan(probs).any()
+    grads_ref = ka.attention_backward_ref(dout, q, k, v, probs_ref)
+    dqkv = np.empty((B, S, 3, H, hs))
+    dq = np.empty((B, H, T, hs))
+    views = dq, dqkv[:, :, 1].transpose(0, 2, 1, 3), dqkv[:, :, 2].transpose(0, 2, 1, 3)
+    ka.attention_backward_numba(dout, q, k, v, probs, None, causal, *views, block=block)
+    for g, g_ref in zip(views, grads_ref):
+        np.testing.assert_allclose(g, g_ref, rtol=1e-10, atol=1e-10)

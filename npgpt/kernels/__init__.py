@@ -88,18 +88,23 @@ def rope_backward(dy, cos, sin, interleaved=False):
     return kernel("rope_backward")(dy, cos, sin, interleaved)
 
 
-def attention_forward(q, k, v, causal=True, key_padding_mask=None, scale=None):
+def attention_forward(q, k, v, causal=True, key_padding_mask=None, scale=None, out=None):
     """Scaled dot-product attention, one head at a time in cache.
 
     q: (B, H, T, hs), k, v: (B, H, S, hs), key_padding_mask: (B, S) bool (True = padded);
     scale defaults to 1/sqrt(hs). -> (out (B, H, T, hs), probs (B, H, T, S)); no dropout.
+    ``out``, if given, receives the result (it may be a strided view).
     """
-    return kernel("attention_forward")(q, k, v, causal, key_padding_mask, scale)
+    return kernel("attention_forward")(q, k, v, causal, key_padding_mask, scale, out)
 
 
-def attention_backward(dout, q, k, v, probs, scale=None):
-    """-> (dq, dk, dv) of attention_forward, from the probs it returned."""
-    return kernel("attention_backward")(dout, q, k, v, probs, scale)
+def attention_backward(dout, q, k, v, probs, scale=None, causal=False, dq=None, dk=None,
+                       dv=None):
+    """-> (dq, dk, dv) of attention_forward, from the probs it returned. ``causal=True`` when
+    they came from a causal forward lets the kernel skip the masked keys (without it every
+    key is visited, which is right for any mask). ``dq``, ``dk``, ``dv``, if given, receive
+    the results (they may be strided views)."""
+    return kernel("attention_backward")(dout, q, k, v, probs, scale, causal, dq, dk, dv)
 
 
 __all__ = [

@@ -145,14 +145,19 @@ def _attention_backward(shape, dtype, rng, scale=1.0):
     return _normal(rng, out.shape, dtype), q, k, v, probs, s
 
 
-def _causal_attention_forward(shape, dtype, rng, scale=1.0):
-    q, k, v, _, _, s = _attention_forward(shape, dtype, rng, scale)
-    return q, k, v, s
+def _attention_backward_causal(shape, dtype, rng, scale=1.0):
+    return (*_attention_backward(shape, dtype, rng, scale), True)
 
 
-def _causal_attention_backward(shape, dtype, rng, scale=1.0):
-    dout, q, k, v, probs, s = _attention_backward(shape, dtype, rng, scale)
-    return dout, q, k, v, probs, s
+def _attention_unmasked_forward(shape, dtype, rng, scale=1.0):
+    q, k, v, _, mask, s = _attention_forward(shape, dtype, rng, scale)
+    return q, k, v, False, mask, s
+
+
+def _attention_cached_forward(shape, dtype, rng, scale=1.0):
+    """The last ceil(T / 2) queries against all T keys, as when decoding with a KV cache."""
+    q, k, v, causal, _, s = _attention_masked_forward(shape, dtype, rng, scale)
+    return q[:, :, shape["T"] // 2:], k, v, causal, None, s
 
 
 _ENTRIES = [
@@ -171,8 +176,6 @@ _ENTRIES = [
     Kernel("rope_backward", "rope", _rope),
     Kernel("attention_forward", "attention", _attention_forward),
     Kernel("attention_backward", "attention", _attention_backward),
-    Kernel("causal_attention_forward", "causal_attention", _causal_attention_forward),
-    Kernel("causal_attention_backward", "causal_attention", _causal_attention_backward),
 ]
 KERNELS: dict[str, Kernel] = {k.name: k for k in _ENTRIES}
 
@@ -181,6 +184,9 @@ VARIANTS: dict[str, tuple[str, Callable]] = {
     "softmax_forward[padding]": ("softmax_forward", _softmax_masked_forward),
     "rope_forward[interleaved]": ("rope_forward", _rope_interleaved),
     "attention_forward[padding]": ("attention_forward", _attention_masked_forward),
+    "attention_forward[not causal]": ("attention_forward", _attention_unmasked_forward),
+    "attention_forward[kv cache]": ("attention_forward", _attention_cached_forward),
+    "attention_backward[causal]": ("attention_backward", _attention_backward_causal),
 }
 
 

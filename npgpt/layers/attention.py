@@ -85,16 +85,6 @@ def _sum_group(x: np.ndarray) -> np.ndarray:
     return x[:, :, 0] if x.shape[2] == 1 else x.sum(axis=2)
 
 
-def _causal_kernel(causal: bool, T: int, S: int):
-    """``npgpt.kernels.causal_attention`` (which skips the masked upper triangle) when it
-    applies and wins: numba backend, causal self-attention over more than one 64-query block
-    (at T <= 64 it is a single block and the plain fused kernel is as fast). None otherwise."""
-    if not causal or T != S or T <= 64 or kernels.get_backend() != "numba":
-        return None
-    from ..kernels import causal_attention  # imports numba: only on first use
-    return causal_attention
-
-
 # --- scaled dot-product attention -----------------------------------------------------------
 class ScaledDotProductAttention(Module):
     """y = softmax(q k^T / sqrt(hs) + mask) v, per batch and head.
@@ -144,8 +134,9 @@ class ScaledDotProductAttention(Module):
             mask = padding if mask is None else padding & mask
         return mask
 
-    def attend(self, q, k, v, key_padding_mask=None, training: bool = False):
-        """The forward: (y, what backward needs). Used by the attention layers built on it."""
+    def attend(self, q, k, v, key_padding_mask=None, training: bool = False, out=None):
+        """The forward: (y, what backward needs). Used by the attention layers built on it.
+        ``out`` (B, H, T, hs_v), if given, receives y; it may be a strided view."""
         if q.ndim != 4 or k.ndim != 4 or v.ndim != 4:
             raise InputError(f"attention expects q (B, H, T, hs), k (B, Hkv, S, hs), "
                              f"v (B, Hkv, S, hs); got {q.shape}, {k.shape}, {v.shape}")
@@ -160,8 +151,8 @@ class ScaledDotProductAttention(Module):
         if not q.dtype == k.dtype == v.dtype:
             raise InputError(f"q, k, v must have one dtype, got {q.dtype}, {k.dtype}, {v.dtype}")
         G = H // Hkv
-        if G == 1 and not (training and self.dropout > 0.0):
-            return self._attend_fused(q, k, v, key_padding_mask)
+        if G == 1 and v.shape[-1] == hs and not (training and self.dropout > 0.0):
+            return self._attend_fused(q, k, v, key_padding_mask, out)
         mask = self.mask(B, T, S, key_padding_mask)
 
         q5 = (q * (1.0 / math.sqrt(hs))).reshape(B, Hkv, G, T, hs)    # q' = q / sqrt(hs)
@@ -176,9 +167,13 @@ class ScaledDotProductAttention(Module):
             y = (att * drop) @ v5
         else:
             y = att @ v5
-        return y.reshape(B, H, T, v.shape[-1]), (q5, k5, v5, att, drop)
+        y = y.reshape(B, H, T, v.shape[-1])
+        if out is not None:
+            out[...] = y
+            y = out
+        return y, (q5, k5, v5, att, drop)
 
-    def _attend_fused(self, q, k, v, key_padding_mask):
+    def _attend_fused(self, q, k, v, key_padding_mask, out):
         B, _, T, hs = q.shape
         S = k.shape[2]
         if self.causal and T > S:
@@ -187,37 +182,36 @@ class ScaledDotProductAttention(Module):
         padded = None                                 # the kernel's mask: True = padding
         if key_padding_mask is not None:
             padded = ~_check_padding_mask(key_padding_mask, B, S)
-        q, k, v = (np.ascontiguousarray(a) for a in (q, k, v))
-        scale = 1.0 / math.sqrt(hs)
-        causal_kernel = _causal_kernel(self.causal, T, S)
-        if causal_kernel is not None and padded is None:
-            y, att = causal_kernel.causal_attention_forward_numba(q, k, v, scale)
-        else:
-            y, att = kernels.attention_forward(q, k, v, self.causal, padded, scale)
+        y, att = kernels.attention_forward(q, k, v, self.causal, padded, 1.0 / math.sqrt(hs),
+                                           out)
         if self.keep_weights:
             self.weights = att
         return y, (q, k, v, att, None)
 
-    def attend_backward(self, dy, q5, k5, v5, att, drop):
-        """(dq, dk, dv) from dy (B, H, T, hs_v) and what :meth:`attend` returned for backward."""
+    def attend_backward(self, dy, q5, k5, v5, att, drop, dq=None, dk=None, dv=None):
+        """(dq, dk, dv) from dy (B, H, T, hs_v) and what :meth:`attend` returned for backward.
+        ``dq``, ``dk``, ``dv``, if given, receive the results (they may be strided views)."""
         if q5.ndim == 4:                              # the fused path: q, k, v, probs
-            scale = 1.0 / math.sqrt(q5.shape[-1])
-            causal_kernel = _causal_kernel(self.causal, q5.shape[2], k5.shape[2])
-            if causal_kernel is not None:
-                return causal_kernel.causal_attention_backward_numba(dy, q5, k5, v5, att, scale)
-            return kernels.attention_backward(dy, q5, k5, v5, att, scale)
+            return kernels.attention_backward(dy, q5, k5, v5, att, 1.0 / math.sqrt(q5.shape[-1]),
+                                              self.causal, dq, dk, dv)
         B, Hkv, G, T, hs = q5.shape
         dy5 = dy.reshape(B, Hkv, G, T, dy.shape[-1])
         att_d = att if drop is None else att * drop
-        dv = _sum_group(att_d.swapaxes(-1, -2) @ dy5)
+        dv_ = _sum_group(att_d.swapaxes(-1, -2) @ dy5)
         datt = dy5 @ v5.swapaxes(-1, -2)
         if drop is not None:
             datt *= drop
         dscores = masked_softmax_backward(att, datt)
-        dq = dscores @ k5
-        dq *= 1.0 / math.sqrt(hs)
-        dk = _sum_group(dscores.swapaxes(-1, -2) @ q5)
-        return dq.reshape(B, Hkv * G, T, hs), dk, dv
+        dq_ = dscores @ k5
+        dq_ *= 1.0 / math.sqrt(hs)
+        dk_ = _sum_group(dscores.swapaxes(-1, -2) @ q5)
+        grads = []
+        for given, value in ((dq, dq_.reshape(B, Hkv * G, T, hs)), (dk, dk_), (dv, dv_)):
+            if given is not None:
+                given[...] = value
+                value = given
+            grads.append(value)
+        return tuple(grads)
 
     def forward(self, q, k, v, key_padding_mask=None):
         y, saved = self.attend(q, k, v, key_padding_mask, training=self.keeps_activations)
@@ -366,12 +360,10 @@ class MultiHeadAttention(Module):
         B, T, C = x.shape
         H, Hkv, hs = self.n_head, self.n_kv_head, self.head_dim
         qkv = self.c_attn.forward(x).reshape(B, T, H + 2 * Hkv, hs)
-        if H == Hkv:   # one copy to (3, B, H, T, hs): q, k and v come out contiguous
-            q, k, v = np.ascontiguousarray(qkv.reshape(B, T, 3, H, hs).transpose(2, 0, 3, 1, 4))
-        else:
-            q = qkv[:, :, :H].transpose(0, 2, 1, 3)                    # (B, H, T, hs) views
-            k = qkv[:, :, H:H + Hkv].transpose(0, 2, 1, 3)             # (B, Hkv, T, hs)
-            v = qkv[:, :, H + Hkv:].transpose(0, 2, 1, 3)
+        # (B, H, T, hs) views, no copy: the attention kernel reads each head where it lies
+        q = qkv[:, :, :H].transpose(0, 2, 1, 3)
+        k = qkv[:, :, H:H + Hkv].transpose(0, 2, 1, 3)                 # (B, Hkv, T, hs)
+        v = qkv[:, :, H + Hkv:].transpose(0, 2, 1, 3)
         cos = sin = None
         if self._rope is not None:
             if positions is None:
@@ -382,10 +374,12 @@ class MultiHeadAttention(Module):
             q, k = self._rope.rotate(q, cos, sin), self._rope.rotate(k, cos, sin)
         if kv_cache is not None:
             k, v = kv_cache.append(k, v)
-        y, attended = self._sdpa.attend(q, k, v, key_padding_mask,
-                                        training=self.keeps_activations)
+        y = np.empty((B, T, H, hs), dtype=q.dtype)       # written head by head, in place
+        _, attended = self._sdpa.attend(q, k, v, key_padding_mask,
+                                        training=self.keeps_activations,
+                                        out=y.transpose(0, 2, 1, 3))
         self.save(attended, cos, sin, kv_cache is not None)
-        return self.c_proj.forward(y.transpose(0, 2, 1, 3).reshape(B, T, C))
+        return self.c_proj.forward(y.reshape(B, T, C))
 
     def backward(self, dy: np.ndarray) -> np.ndarray:
         attended, cos, sin, used_cache = self.saved()
@@ -395,14 +389,16 @@ class MultiHeadAttention(Module):
         B, T, _ = dy.shape
         H, Hkv, hs = self.n_head, self.n_kv_head, self.head_dim
         dy_heads = self.c_proj.backward(dy).reshape(B, T, H, hs).transpose(0, 2, 1, 3)
-        dq, dk, dv = self._sdpa.attend_backward(dy_heads, *attended)
-        if cos is not None:
-            dq = self._rope.rotate(dq, cos, sin, inverse=True)
-            dk = self._rope.rotate(dk, cos, sin, inverse=True)
         dqkv = np.empty((B, T, H + 2 * Hkv, hs), dtype=dy.dtype)
-        dqkv[:, :, :H] = dq.transpose(0, 2, 1, 3)
-        dqkv[:, :, H:H + Hkv] = dk.transpose(0, 2, 1, 3)
-        dqkv[:, :, H + Hkv:] = dv.transpose(0, 2, 1, 3)
+        views = (dqkv[:, :, :H].transpose(0, 2, 1, 3),              # written in place
+                 dqkv[:, :, H:H + Hkv].transpose(0, 2, 1, 3),
+                 dqkv[:, :, H + Hkv:].transpose(0, 2, 1, 3))
+        if cos is None:
+            self._sdpa.attend_backward(dy_heads, *attended, *views)
+        else:
+            dq, dk, _ = self._sdpa.attend_backward(dy_heads, *attended, None, None, views[2])
+            views[0][...] = self._rope.rotate(dq, cos, sin, inverse=True)
+            views[1][...] = self._rope.rotate(dk, cos, sin, inverse=True)
         return self.c_attn.backward(dqkv.reshape(B, T, -1))
 
     def __repr__(self):
