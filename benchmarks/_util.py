@@ -95,3 +95,20 @@ def emit_json(result: dict, path: str | None) -> dict:
         with open(path, "w") as f:
             json.dump(result, f, indent=1)
     return result
+
+
+def start_torch(threads: int) -> bool:
+    """Import PyTorch, when installed, with ``threads`` threads; returns whether it is there.
+
+    Call it before npgpt starts its threads. PyTorch's wheel carries its own libgomp.so.1,
+    and a process holds one library of that name: the first to load it sets its OpenMP
+    spin for both. npgpt starts OpenMP with a short spin, which suits npgpt and makes
+    PyTorch's many small parallel regions several times slower (tiny step: ~70 -> ~350 ms),
+    so PyTorch goes first and keeps its default.
+    """
+    try:
+        import torch
+    except ImportError:
+        return False
+    torch.set_num_threads(threads)
+    return True

@@ -29,7 +29,7 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from _util import emit_json, load_note, machine, print_table
+from _util import emit_json, load_note, machine, print_table, start_torch
 from bench_train_step import CONFIGS, LOAD_LIMIT, npgpt_config, set_threads, torch_model
 
 import npgpt
@@ -95,14 +95,13 @@ def main(argv=None):
     ap.add_argument("--json")
     args = ap.parse_args(argv)
 
+    have_torch = start_torch(args.threads)  # before npgpt's threads: see start_torch
     set_threads(args.threads)
     cfg = CONFIGS["small"]
     systems = {"npgpt": npgpt_decoder(cfg)}
-    try:
-        import torch
-        torch.set_num_threads(args.threads)
+    if have_torch:
         systems["torch"] = torch_decoder(cfg)
-    except ImportError:
+    else:
         print("torch is not installed: npgpt only", file=sys.stderr)
     load_before = load_note(threshold_per_core=LOAD_LIMIT / (os.cpu_count() or 1))
     print(load_before["note"], file=sys.stderr)

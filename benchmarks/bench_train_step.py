@@ -45,7 +45,7 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from _util import emit_json, load_note, machine, print_table
+from _util import emit_json, load_note, machine, print_table, start_torch
 
 import npgpt
 from npgpt import kernels
@@ -311,12 +311,9 @@ def main(argv=None):
     ap.add_argument("--json", help="also write the figures to this file")
     args = ap.parse_args(argv)
 
+    if "torch" in args.systems.split(",") and not args.isolated:
+        start_torch(args.threads)           # before npgpt's threads: see start_torch
     blas_pools = set_threads(args.threads)
-    try:
-        import torch
-        torch.set_num_threads(args.threads)
-    except ImportError:
-        pass
     load_before = load_note(threshold_per_core=LOAD_LIMIT / (os.cpu_count() or 1))
     print(load_before["note"], file=sys.stderr)
     if load_before["suspect"]:
