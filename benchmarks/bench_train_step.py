@@ -1,7 +1,7 @@
 """One training step (forward + backward + AdamW) of npgpt against PyTorch eager, same machine.
 
     python benchmarks/bench_train_step.py [--config tiny|small|gpt2|all] [--threads 2]
-                                          [--steps 10] [--warmup 3] [--isolated]
+                                          [--steps 10] [--warmup 3] [--isolated [--rounds 3]]
                                           [--cold-start] [--json out.json]
 
 Three systems train the same GPT-2 architecture (learned positions, pre-LN LayerNorm, tanh
@@ -17,9 +17,11 @@ GELU, tied LM head, no dropout) on the same random batches:
 The steps are interleaved (one step of each system in turn), so a change in machine load hits
 all of them alike; the figures are medians after warm-up. Interleaving has a cost of its own:
 a thread pool left spinning by one system (OpenBLAS's, PyTorch's OpenMP) slows the next one's
-first operations, and PyTorch suffers most (tiny: 116 ms/step interleaved, 63 alone).
-``--isolated`` runs each system alone in a fresh process instead; report both. The sgemm rate (a large float32
-matmul through NumPy's BLAS) is measured in the same run, and each system's model FLOP rate
+first operations, and in one process npgpt's numba and PyTorch share one OpenMP runtime, set
+up with PyTorch's long spin (see ``_util.start_torch``), which slows npgpt's kernels.
+``--isolated`` runs each system alone in a fresh process instead, the systems taking turns
+for ``--rounds`` rounds; report both. The sgemm rate (a large float32 matmul through NumPy's
+BLAS) is measured in the same run, and each system's model FLOP rate
 is given as a share of it, with model FLOPs per step = 6·P·B·T + 12·L·B·T²·C (P: parameters
 without the position table, the usual count; the second term is attention's two products,
 forward and backward).
@@ -280,20 +282,32 @@ def bench_config(name, systems_wanted, steps, warmup):
 
 
 def bench_isolated(name, args) -> list[dict]:
-    """Each system alone in a fresh process, one after the other (no thread pool of one
-    system left spinning while the other runs, but no shared noise either)."""
+    """Each system alone in a fresh process (no thread pool of one system left spinning
+    while the other runs, and each keeps its own OpenMP settings), the systems taking turns
+    for ``args.rounds`` rounds: a drift in the machine's load hits all of them alike. A
+    system's figure is the median of its rounds' medians."""
     import subprocess
     import tempfile
 
+    runs = {s: [] for s in args.systems.split(",")}
+    for _ in range(args.rounds):
+        for sysname in runs:
+            with tempfile.NamedTemporaryFile(suffix=".json") as f:
+                subprocess.run([sys.executable, os.path.abspath(__file__), "--config", name,
+                                "--systems", sysname, "--threads", str(args.threads),
+                                "--steps", str(args.steps), "--warmup", str(args.warmup),
+                                "--json", f.name], check=True, capture_output=True)
+                with open(f.name) as g:
+                    runs[sysname] += json.load(g)["rows"]
     rows = []
-    for sysname in args.systems.split(","):
-        with tempfile.NamedTemporaryFile(suffix=".json") as f:
-            subprocess.run([sys.executable, os.path.abspath(__file__), "--config", name,
-                            "--systems", sysname, "--threads", str(args.threads),
-                            "--steps", str(args.steps), "--warmup", str(args.warmup),
-                            "--json", f.name], check=True, capture_output=True)
-            with open(f.name) as g:
-                rows += json.load(g)["rows"]
+    for sysname, rounds in runs.items():
+        row = dict(rounds[0])
+        ms = statistics.median(r["ms_per_step"] for r in rounds)
+        tokens = row["tokens_per_s"] * row["ms_per_step"]     # tokens per step, times 1000
+        row.update(ms_per_step=ms, best_ms=min(r["best_ms"] for r in rounds),
+                   tokens_per_s=tokens / ms, gflops=row["flops_per_step"] / (ms / 1e3) / 1e9,
+                   rounds_ms=[r["ms_per_step"] for r in rounds])
+        rows.append(row)
     return rows
 
 
@@ -304,6 +318,8 @@ def main(argv=None):
     ap.add_argument("--steps", type=int, default=10, help="timed steps per system")
     ap.add_argument("--warmup", type=int, default=3)
     ap.add_argument("--systems", default="npgpt,npgpt-numpy,torch")
+    ap.add_argument("--rounds", type=int, default=3,
+                    help="with --isolated: the systems take turns this many times (median)")
     ap.add_argument("--isolated", action="store_true",
                     help="run each system alone in its own process instead of interleaved")
     ap.add_argument("--cold-start", action="store_true",
@@ -340,7 +356,7 @@ def main(argv=None):
 
     import numba
     print(f"\ntraining step, float32, {args.threads} threads, "
-          f"{'each system alone in its own process' if args.isolated else 'interleaved'} (numba layer "
+          f"{f'each system alone in its own process, {args.rounds} rounds taking turns' if args.isolated else 'interleaved'} (numba layer "
           f"{numba.threading_layer()}), median of {args.steps} steps "
           f"after {args.warmup} warm-up; sgemm {sgemm:.0f} GFLOP/s before, "
           f"{sgemm_after:.0f} after")
