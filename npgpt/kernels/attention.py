@@ -74,6 +74,13 @@ def attention_backward_ref(dout, q, k, v, probs, scale=None, causal=False, dq=No
 
 
 @jit(inline="always")
+def _keys_seen(causal, T, S, t1):
+    """How many keys a block of queries ending before t1 can see: up to its last query's
+    position S - T + t1 - 1 if causal, else all S."""
+    return max(0, min(S, S - T + t1)) if causal else S
+
+
+@jit(inline="always")
 def _softmax_block(p, t0, T, S, causal, mask, has_mask, b, scale, neg_inf, zero, bits):
     """p: (n, w) scores of queries t0 .. t0 + n - 1 against keys 0 .. w - 1, in place to their
     softmax. Masked keys (padded, or after a causal query's position) get probability 0; a
@@ -121,7 +128,7 @@ def _forward(q, k, v, mask, has_mask, causal, scale, neg_inf, zero, block, out, 
         for t0 in range(0, T, block):
             t1 = min(T, t0 + block)
             n = t1 - t0
-            w = max(0, min(S, S - T + t1)) if causal else S
+            w = _keys_seen(causal, T, S, t1)
             if w == 0:                                # no key visible to the whole block
                 probs[b, h, t0:t1] = 0.0
                 out[b, h, t0:t1] = 0.0
@@ -155,7 +162,7 @@ def _backward(dout, q, k, v, probs, scale, causal, zero, block, dq, dk, dv):
         for t0 in range(0, T, block):
             t1 = min(T, t0 + block)
             n = t1 - t0
-            w = max(0, min(S, S - T + t1)) if causal else S
+            w = _keys_seen(causal, T, S, t1)
             if w == 0:
                 dq[b, h, t0:t1] = 0.0
                 continue
