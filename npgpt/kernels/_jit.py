@@ -14,14 +14,17 @@ import types
 import numba
 
 # The threading layer. GNU OpenMP ("omp") starts a parallel region in ~2 us; numba's own
-# "workqueue" takes ~100 us, and its regions barely ran faster on two threads than on one
-# (measured here: an empty 128-iteration prange 2 us against 102 us; GELU on 512k floats
-# 216 us on two threads, against 340 us serial). OpenMP's idle workers spin before they sleep,
+# "workqueue" takes ~100 us to wake its threads on this machine (measured: an empty
+# 128-iteration prange 2 us against 102 us; a tiny training step ~55-67 ms against ~64-77 ms,
+# three runs each). OpenMP's idle workers spin before they sleep,
 # and libgomp's default spin (GOMP_SPINCOUNT 300,000) holds the second core through the
-# OpenBLAS product that follows each kernel, so the spin is cut to SPIN_COUNT; libgomp reads
-# the variable once, when it is loaded, and :func:`launch_threads` sets it only for that
-# moment (a PyTorch imported later keeps its own default: with a short spin its OpenMP ran a
-# tiny step 10x slower here). A layer or spin count the user chose is kept.
+# OpenBLAS product that follows each kernel (tiny step ~90 ms against ~55 ms with the spin cut
+# to OMP_SPIN_COUNT). libgomp reads the variable once, when it is loaded, so
+# :func:`launch_threads` sets it only for that moment. A process holds one libgomp.so.1, and
+# PyTorch's wheel ships one of that name: whichever loads first sets the spin for both, and
+# PyTorch's many small regions want its long default (a tiny PyTorch step ran ~5x slower with
+# npgpt's). So a process that runs both should import torch first (as the benchmarks do).
+# A layer or spin count the user chose is kept.
 OMP_SPIN_COUNT = "1000"
 if "NUMBA_THREADING_LAYER" not in os.environ:
     numba.config.THREADING_LAYER_PRIORITY = ["omp", "tbb", "workqueue"]
