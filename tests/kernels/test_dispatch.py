@@ -97,3 +97,49 @@ def test_set_num_threads_keeps_numpy_blas_at_n_and_scipy_blas_at_one():
     assert pools.get("numpy.libs", 2) == 2      # NumPy's matmuls get both threads
     if "scipy.libs" in pools:
         assert pools["scipy.libs"] == 1          # numba's np.dot pool does not spin against it
+
+
+_LAYER_PROBE = """
+import os
+import numba
+from npgpt.kernels import _jit
+print(numba.threading_layer(), os.environ.get("GOMP_SPINCOUNT"))
+"""
+
+
+def test_kernels_run_on_openmp_and_leave_no_spin_setting_behind():
+    """npgpt picks numba's OpenMP layer and sets libgomp's short spin only while it loads."""
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("NUMBA_THREADING_LAYER", "GOMP_SPINCOUNT")}
+    out = subprocess.run([sys.executable, "-c", _LAYER_PROBE], capture_output=True, text=True,
+                         env=env, check=True).stdout.split()
+    assert out == ["omp", "None"]
+
+
+def test_a_threading_layer_the_user_chose_is_kept():
+    assert _python(_LAYER_PROBE, NUMBA_THREADING_LAYER="workqueue").split()[0] == "workqueue"
+
+
+def test_retain_freed_memory_stops_page_faults_in_a_repeated_loop():
+    """Allocating and freeing a 64 MB array over and over faults its pages in each time with
+    glibc's defaults, and once with freed memory kept (glibc on Linux; elsewhere False)."""
+    code = """
+import resource, numpy as np
+from npgpt.memory import retain_freed_memory
+def faults():
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    for _ in range(5):
+        a = np.ones(1 << 24, np.float32)
+        del a
+    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
+faults()
+default = faults()
+ok = retain_freed_memory()
+faults()
+print(ok, retain_freed_memory(), default, faults())
+"""
+    ok, again, default, kept = _python(code).split()
+    if ok == "False":
+        pytest.skip("not glibc: retain_freed_memory does nothing here")
+    assert again == "True"
+    assert int(default) > 10 * max(1, int(kept))
