@@ -112,3 +112,17 @@ def start_torch(threads: int) -> bool:
         return False
     torch.set_num_threads(threads)
     return True
+
+
+def report_load(load_before: dict, load_after: dict, threads: int, limit: float) -> bool:
+    """Print the load before and after a run; return whether the figures are suspect: load
+    above ``limit`` before, or other processes' share of the 1-minute average after (the
+    run's own ``threads`` taken out) above it."""
+    others_after = (load_after["load"][0] - threads) if load_after["load"] else None
+    suspect = bool(load_before["suspect"]) or (others_after is not None and others_after > limit)
+    print(f"load: before {load_before['note']}; after {load_after['note']} "
+          f"(including this run's own {threads} threads)")
+    if suspect:
+        print(f"WARNING: load from other processes above {limit}: they competed for the cores, "
+              "treat these figures as suspect")
+    return suspect

@@ -29,7 +29,7 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from _util import emit_json, load_note, machine, print_table, start_torch
+from _util import emit_json, load_note, machine, print_table, report_load, start_torch
 from bench_train_step import CONFIGS, LOAD_LIMIT, npgpt_config, set_threads, torch_model
 
 import npgpt
@@ -129,15 +129,7 @@ def main(argv=None):
           f"tokens, float32, {args.threads} threads, median of {args.repeat}")
     print_table(rows, [("system", "system", "s"), ("ms_per_token", "ms/token", ".2f"),
                        ("tokens_per_s", "tokens/s", ",.0f"), ("vs_torch", "vs torch", ".2f")])
-    # the 1-minute average after the run counts this benchmark's own threads too
-    others_after = (load_after["load"][0] - args.threads) if load_after["load"] else None
-    suspect = bool(load_before["suspect"]) or (others_after is not None
-                                               and others_after > LOAD_LIMIT)
-    print(f"load: before {load_before['note']}; after {load_after['note']} "
-          f"(including this run's own {args.threads} threads)")
-    if suspect:
-        print(f"WARNING: load from other processes above {LOAD_LIMIT}: treat these figures as "
-              "suspect")
+    suspect = report_load(load_before, load_after, args.threads, LOAD_LIMIT)
     result = {"benchmark": "generate", "suspect": suspect, "threads": args.threads, "threads_set": get_num_threads(),
               "prompt": args.prompt, "new_tokens": args.new, "repeat": args.repeat,
               "load_before": load_before, "load_after": load_after, "machine": machine(),

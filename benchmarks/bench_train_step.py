@@ -47,7 +47,7 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from _util import emit_json, load_note, machine, print_table, start_torch
+from _util import emit_json, load_note, machine, print_table, report_load, start_torch
 
 import npgpt
 from npgpt import kernels
@@ -368,16 +368,7 @@ def main(argv=None):
         print(f"cold start (tiny, fresh processes): import npgpt {cold['import_s_cold']:.2f} s; "
               f"first training step {cold['first_step_s_cold']:.2f} s with an empty numba cache, "
               f"{cold['first_step_s_warm']:.2f} s with it warm")
-    # the 1-minute average after the run counts this benchmark's own threads too
-    others_after = (load_after["load"][0] - args.threads) if load_after["load"] else None
-    suspect = bool(load_before["suspect"]) or (others_after is not None
-                                               and others_after > LOAD_LIMIT)
-    print(f"load: before {load_before['note']}; after {load_after['note']} "
-          f"(including this run's own {args.threads} threads)")
-    if suspect:
-        print(f"WARNING: load from other processes above {LOAD_LIMIT}: they competed for the "
-              "cores, treat these figures as suspect")
-    import numba
+    suspect = report_load(load_before, load_after, args.threads, LOAD_LIMIT)
     result = {"benchmark": "train_step", "isolated": args.isolated, "suspect": suspect, "cold_start": cold,
               "numba_threading_layer": numba.threading_layer(), "blas_threads": blas_pools, "threads": args.threads, "threads_set": get_num_threads(),
               "steps": args.steps, "warmup": args.warmup, "sgemm_gflops": [sgemm, sgemm_after],
