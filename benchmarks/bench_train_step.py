@@ -2,12 +2,16 @@
 
     python benchmarks/bench_train_step.py [--config tiny|small|gpt2|all] [--threads 2]
                                           [--steps 10] [--warmup 3] [--isolated [--rounds 3]]
+                                          [--data-parallel auto|on|off]
                                           [--cold-start] [--json out.json]
 
 Three systems train the same GPT-2 architecture (learned positions, pre-LN LayerNorm, tanh
 GELU, tied LM head, no dropout) on the same random batches:
 
-- ``npgpt``        numba kernels (the default backend)
+- ``npgpt``        numba kernels (the default backend), the step run as npgpt's Trainer runs
+                   it: the batch split across the threads when each shard keeps at least
+                   n_embd token rows (``npgpt.parallel``; the ``shards`` column; change it
+                   with ``--data-parallel``)
 - ``npgpt-numpy``  the same model with every kernel swapped for its NumPy twin
                    (``npgpt.kernels.use("numpy")``)
 - ``torch``        a PyTorch model of identical architecture defined below (eager,
@@ -52,7 +56,9 @@ from _util import emit_json, load_note, machine, print_table, report_load, start
 import npgpt
 from npgpt import kernels
 from npgpt.memory import retain_freed_memory
+from npgpt.kernels._jit import n_threads
 from npgpt.optim import AdamW
+from npgpt.parallel import DataParallel, auto_shards
 from npgpt.threads import get_num_threads, set_num_threads
 
 CONFIGS = {
@@ -159,7 +165,9 @@ def npgpt_config(cfg):
                            n_layer=cfg["n_layer"], n_head=cfg["n_head"], n_embd=cfg["n_embd"])
 
 
-def npgpt_system(cfg, backend="numba", model=None):
+def npgpt_system(cfg, backend="numba", model=None, data_parallel="auto"):
+    """npgpt's step as its Trainer runs it: with ``data_parallel`` "auto" the batch is split
+    across the threads (npgpt.parallel) when every shard keeps >= n_embd token rows."""
     retain_freed_memory()          # as npgpt's Trainer does: no page faults on every step
     model = model if model is not None else npgpt.GPT(npgpt_config(cfg), seed=0)
     named = list(model.named_parameters())
@@ -167,14 +175,18 @@ def npgpt_system(cfg, backend="numba", model=None):
     no_decay = [p for _, p in named if p.data.ndim < 2]
     opt = AdamW([{"params": decay, "weight_decay": WEIGHT_DECAY},
                  {"params": no_decay, "weight_decay": 0.0}], lr=LR, betas=BETAS, eps=EPS)
+    n = {"off": 1, "on": n_threads()}.get(data_parallel) or auto_shards(
+        model, cfg["batch"], cfg["T"], n_threads())
+    runner = DataParallel(model, n)
 
     def step(x, y):
         with kernels.use(backend):
             opt.zero_grad()
-            _, loss = model(x, y)
-            model.backward()
+            loss = runner.forward(x, y)
+            runner.backward()
             opt.step()
-        return float(loss)
+        return loss
+    step.shards = n
     return step, model
 
 
@@ -241,7 +253,7 @@ def cold_start(config="tiny") -> dict:
 
 # ---- the run --------------------------------------------------------------------------------
 
-def bench_config(name, systems_wanted, steps, warmup):
+def bench_config(name, systems_wanted, steps, warmup, data_parallel="auto"):
     cfg = CONFIGS[name]
     B, T, V = cfg["batch"], cfg["T"], cfg["vocab_size"]
     rng = np.random.default_rng(0)
@@ -258,7 +270,7 @@ def bench_config(name, systems_wanted, steps, warmup):
         else:
             backend = "numpy" if sysname == "npgpt-numpy" else "numba"
             # one npgpt model serves both backends (gpt2-124M with Adam state is ~2 GB)
-            systems[sysname], model = npgpt_system(cfg, backend, model)
+            systems[sysname], model = npgpt_system(cfg, backend, model, data_parallel)
     times = {s: [] for s in systems}
     first = {}
     for i, (x, y) in enumerate(batches):
@@ -277,7 +289,8 @@ def bench_config(name, systems_wanted, steps, warmup):
         rows.append({"config": name, "system": sysname, "ms_per_step": ms,
                      "best_ms": 1e3 * min(samples), "tokens_per_s": B * T / (ms / 1e3),
                      "gflops": flops / (ms / 1e3) / 1e9, "first_step_s": first[sysname],
-                     "params": P, "flops_per_step": flops})
+                     "params": P, "flops_per_step": flops,
+                     "shards": getattr(systems[sysname], "shards", None)})
     return rows
 
 
@@ -296,6 +309,7 @@ def bench_isolated(name, args) -> list[dict]:
                 subprocess.run([sys.executable, os.path.abspath(__file__), "--config", name,
                                 "--systems", sysname, "--threads", str(args.threads),
                                 "--steps", str(args.steps), "--warmup", str(args.warmup),
+                                "--data-parallel", args.data_parallel,
                                 "--json", f.name], check=True, capture_output=True)
                 with open(f.name) as g:
                     runs[sysname] += json.load(g)["rows"]
@@ -320,6 +334,8 @@ def main(argv=None):
     ap.add_argument("--systems", default="npgpt,npgpt-numpy,torch")
     ap.add_argument("--rounds", type=int, default=3,
                     help="with --isolated: the systems take turns this many times (median)")
+    ap.add_argument("--data-parallel", default="auto", choices=["auto", "on", "off"],
+                    help="npgpt's batch split across the threads, as TrainConfig.data_parallel")
     ap.add_argument("--isolated", action="store_true",
                     help="run each system alone in its own process instead of interleaved")
     ap.add_argument("--cold-start", action="store_true",
@@ -343,7 +359,8 @@ def main(argv=None):
         if args.isolated:
             rows += bench_isolated(name, args)
         else:
-            rows += bench_config(name, args.systems.split(","), args.steps, args.warmup)
+            rows += bench_config(name, args.systems.split(","), args.steps, args.warmup,
+                                 args.data_parallel)
     sgemm_after = sgemm_gflops()
     roof = max(sgemm, sgemm_after)
     for row in rows:
@@ -362,6 +379,7 @@ def main(argv=None):
           f"{sgemm_after:.0f} after")
     print_table(rows, [("config", "config", "s"), ("system", "system", "s"),
                        ("ms_per_step", "ms/step", ".1f"), ("tokens_per_s", "tokens/s", ",.0f"),
+                       ("shards", "shards", "d"),
                        ("gflops", "GFLOP/s", ".1f"), ("share_of_sgemm", "of sgemm", ".0%"),
                        ("vs_torch", "vs torch", ".2f")])
     if cold:
@@ -371,7 +389,7 @@ def main(argv=None):
     suspect = report_load(load_before, load_after, args.threads, LOAD_LIMIT)
     result = {"benchmark": "train_step", "isolated": args.isolated, "suspect": suspect, "cold_start": cold,
               "numba_threading_layer": numba.threading_layer(), "blas_threads": blas_pools, "threads": args.threads, "threads_set": get_num_threads(),
-              "steps": args.steps, "warmup": args.warmup, "sgemm_gflops": [sgemm, sgemm_after],
+              "data_parallel": args.data_parallel, "steps": args.steps, "warmup": args.warmup, "sgemm_gflops": [sgemm, sgemm_after],
               "load_before": load_before, "load_after": load_after, "machine": machine(),
               "rows": rows}
     return emit_json(result, args.json)

@@ -153,6 +153,16 @@ class Module:
         for p in self.parameters():
             p.zero_grad()
 
+    def generators(self) -> list[np.random.Generator]:
+        """Every distinct RNG the modules draw from (dropout), in module order."""
+        seen, out = set(), []
+        for m in self.modules():
+            g = getattr(m, "_rng", None)
+            if isinstance(g, np.random.Generator) and id(g) not in seen:
+                seen.add(id(g))
+                out.append(g)
+        return out
+
     # --- modes --------------------------------------------------------------------------
     def train(self, mode: bool = True) -> "Module":
         for m in self.modules():

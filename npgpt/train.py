@@ -34,6 +34,10 @@ from .io import load_checkpoint, save_checkpoint
 from .memory import retain_freed_memory
 from .module import no_grad
 from .optim import AdamW, clip_grad_norm, cosine_schedule
+from .parallel import DataParallel, auto_shards
+
+
+DATA_PARALLEL = ("auto", "on", "off")
 
 
 @dataclass
@@ -63,6 +67,8 @@ class TrainConfig:
     save_checkpoints: bool = True  # write out_dir/checkpoint at each evaluation
     progress: bool = True         # show a tqdm progress bar
     plot: bool = True             # write out_dir/loss.png (needs matplotlib)
+    data_parallel: str = "auto"   # split each batch across threads (npgpt.parallel): on, off,
+    #                               or auto: when every thread gets >= n_embd token rows
 
     def __post_init__(self):
         for name in ("batch_size", "block_size", "max_steps", "grad_accum", "eval_interval",
@@ -81,6 +87,9 @@ class TrainConfig:
         for name in ("beta1", "beta2"):
             if not 0 <= getattr(self, name) < 1:
                 raise ConfigError(f"{name}={getattr(self, name)!r} must be in [0, 1)")
+        if self.data_parallel not in DATA_PARALLEL:
+            raise ConfigError(f"data_parallel={self.data_parallel!r} must be one of "
+                              f"{', '.join(DATA_PARALLEL)}")
 
 
 def param_groups(model, weight_decay: float) -> list[dict]:
@@ -97,17 +106,6 @@ def param_groups(model, weight_decay: float) -> list[dict]:
     groups = [{"params": decay, "weight_decay": weight_decay},
               {"params": no_decay, "weight_decay": 0.0}]
     return [g for g in groups if g["params"]]
-
-
-def _generators(model) -> list[np.random.Generator]:
-    """Every distinct RNG the model's modules draw from (dropout), in module order."""
-    seen, out = set(), []
-    for m in model.modules():
-        g = getattr(m, "_rng", None)
-        if isinstance(g, np.random.Generator) and id(g) not in seen:
-            seen.add(id(g))
-            out.append(g)
-    return out
 
 
 def _model_config(model) -> dict:
@@ -135,6 +133,8 @@ class Trainer:
                  tokenizer=None, tokenizer_file=None):
         self.config = config = config or TrainConfig()
         self.model = model
+        if config.data_parallel == "on":
+            DataParallel(model, 1)          # refuses a model it cannot split, before any step
         model_block = getattr(getattr(model, "config", None), "block_size", None)
         if model_block is not None and config.block_size > model_block:
             raise ConfigError(f"block_size={config.block_size} is longer than the model's "
@@ -159,6 +159,25 @@ class Trainer:
         self.best_val_loss = math.inf
         self.out_dir = Path(config.out_dir)
         self.history: list[dict] = []       # the metrics lines of this run, as dicts
+        self._parallel: DataParallel | None = None
+
+    def _forward_backward_runner(self):
+        """The DataParallel that runs this step's forward and backward, or None (the model
+        itself, its threads inside each operation); see TrainConfig.data_parallel."""
+        c = self.config
+        if c.data_parallel == "off":
+            return None
+        from .kernels._jit import n_threads
+        n = n_threads()
+        if c.data_parallel == "auto":
+            n = auto_shards(self.model, c.batch_size, c.block_size, n)
+        if n < 2:
+            return None
+        if self._parallel is None or self._parallel.n_shards != n:
+            if self._parallel is not None:
+                self._parallel.close()
+            self._parallel = DataParallel(self.model, n)
+        return self._parallel
 
     @property
     def checkpoint_dir(self) -> Path:
@@ -172,13 +191,19 @@ class Trainer:
         self.optimizer.set_lr(lr)
         self.optimizer.zero_grad()
         total = 0.0
+        parallel = self._forward_backward_runner()
         for _ in range(c.grad_accum):
             x, y = get_batch(self.train_data, c.batch_size, c.block_size, self.rng)
-            _, loss = self.model.forward(x, y)
-            loss = float(loss)
+            if parallel is not None:
+                loss = parallel.forward(x, y)
+            else:
+                loss = float(self.model.forward(x, y)[1])
             if not math.isfinite(loss):
                 self._non_finite("loss", loss)
-            self.model.backward()
+            if parallel is not None:
+                parallel.backward()
+            else:
+                self.model.backward()
             total += loss
         if c.grad_accum > 1:
             scale = 1.0 / c.grad_accum
@@ -211,13 +236,15 @@ class Trainer:
         if self.val_data is not None:
             splits["val"] = self.val_data
         out = {}
+        parallel = self._forward_backward_runner()
+        forward = parallel.forward if parallel is not None else (
+            lambda x, y: float(self.model.forward(x, y)[1]))
         self.model.eval()
         try:
             with no_grad():
                 for k, (name, data) in enumerate(splits.items()):
                     rng = np.random.default_rng([c.seed, 1 + k])
-                    losses = [float(self.model.forward(*get_batch(data, c.batch_size,
-                                                                  c.block_size, rng))[1])
+                    losses = [forward(*get_batch(data, c.batch_size, c.block_size, rng))
                               for _ in range(c.eval_steps)]
                     out[name] = float(np.mean(losses))
         finally:
@@ -284,7 +311,7 @@ class Trainer:
         trainer_state = {
             "step": self.step,
             "sampler_rng": self.rng.bit_generator.state,   # = the position in the data
-            "model_rngs": [g.bit_generator.state for g in _generators(self.model)],
+            "model_rngs": [g.bit_generator.state for g in self.model.generators()],
             "best_val_loss": self.best_val_loss if math.isfinite(self.best_val_loss) else None,
             "tokenizer": self.tokenizer_info,
             "data": {"train": self._data_info(self.train_data),
@@ -321,7 +348,7 @@ class Trainer:
                                   f"(vocab {saved_tok['vocab_size']}), not "
                                   f"{self.tokenizer_info['name']} "
                                   f"(vocab {self.tokenizer_info['vocab_size']})")
-        generators = _generators(self.model)
+        generators = self.model.generators()
         try:
             step = int(state["step"])
             sampler = state["sampler_rng"]
