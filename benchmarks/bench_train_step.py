@@ -56,7 +56,6 @@ from _util import emit_json, load_note, machine, print_table, report_load, start
 import npgpt
 from npgpt import kernels
 from npgpt.memory import retain_freed_memory
-from npgpt.kernels._jit import n_threads
 from npgpt.optim import AdamW
 from npgpt.parallel import DataParallel, auto_shards
 from npgpt.threads import get_num_threads, set_num_threads
@@ -175,6 +174,7 @@ def npgpt_system(cfg, backend="numba", model=None, data_parallel="auto"):
     no_decay = [p for _, p in named if p.data.ndim < 2]
     opt = AdamW([{"params": decay, "weight_decay": WEIGHT_DECAY},
                  {"params": no_decay, "weight_decay": 0.0}], lr=LR, betas=BETAS, eps=EPS)
+    from npgpt.kernels._jit import n_threads      # here: numba's threads start after torch's
     n = {"off": 1, "on": n_threads()}.get(data_parallel) or auto_shards(
         model, cfg["batch"], cfg["T"], n_threads())
     runner = DataParallel(model, n)

@@ -73,6 +73,34 @@ def attention_backward_ref(dout, q, k, v, probs, scale=None, causal=False, dq=No
     return _into(dq, dscores @ k), _into(dk, dscores.swapaxes(-1, -2) @ q), _into(dv, dv_)
 
 
+# numba's slice assignment (a[:, :] = b) checks the two arrays for overlap and goes through
+# a temporary: a (64, 64) float32 copy took 1.8 us, against 0.36 us for these loops.
+@jit(inline="always")
+def _copy(dst, src):
+    """dst[:, :] = src for 2-D arrays of one shape (either may be strided)."""
+    for i in range(src.shape[0]):
+        d, s = dst[i], src[i]
+        for j in range(src.shape[1]):
+            d[j] = s[j]
+
+
+@jit(inline="always")
+def _add(dst, src):
+    """dst[:, :] += src."""
+    for i in range(src.shape[0]):
+        d, s = dst[i], src[i]
+        for j in range(src.shape[1]):
+            d[j] += s[j]
+
+
+@jit(inline="always")
+def _fill(dst, value):
+    for i in range(dst.shape[0]):
+        d = dst[i]
+        for j in range(dst.shape[1]):
+            d[j] = value
+
+
 @jit(inline="always")
 def _keys_seen(causal, T, S, t1):
     """How many keys a block of queries ending before t1 can see: up to its last query's
@@ -119,8 +147,10 @@ def _forward(q, k, v, mask, has_mask, causal, scale, neg_inf, zero, block, out, 
     S = k.shape[2]
     for bh in prange(B * H):
         b, h = bh // H, bh % H
-        kh = np.ascontiguousarray(k[b, h])            # (S, hs): one copy per head
-        vh = np.ascontiguousarray(v[b, h])
+        kh = np.empty((S, hs), q.dtype)               # (S, hs): one copy per head
+        vh = np.empty((S, hs), q.dtype)
+        _copy(kh, k[b, h])
+        _copy(vh, v[b, h])
         qb = np.empty((block, hs), q.dtype)
         ob = np.empty((block, hs), q.dtype)
         buf = np.empty(block * S, q.dtype)
@@ -130,18 +160,18 @@ def _forward(q, k, v, mask, has_mask, causal, scale, neg_inf, zero, block, out, 
             n = t1 - t0
             w = _keys_seen(causal, T, S, t1)
             if w == 0:                                # no key visible to the whole block
-                probs[b, h, t0:t1] = 0.0
-                out[b, h, t0:t1] = 0.0
+                _fill(probs[b, h, t0:t1], zero)
+                _fill(out[b, h, t0:t1], zero)
                 continue
             p = buf[:n * w].reshape(n, w)
             qn, on = qb[:n], ob[:n]
-            qn[:, :] = q[b, h, t0:t1]
+            _copy(qn, q[b, h, t0:t1])
             np.dot(qn, kh[:w].T, p)
             _softmax_block(p, t0, T, S, causal, mask, has_mask, b, scale, neg_inf, zero, bits)
             np.dot(p, vh[:w], on)
-            out[b, h, t0:t1] = on
-            probs[b, h, t0:t1, :w] = p
-            probs[b, h, t0:t1, w:] = 0.0
+            _copy(out[b, h, t0:t1], on)
+            _copy(probs[b, h, t0:t1, :w], p)
+            _fill(probs[b, h, t0:t1, w:], zero)
 
 
 @row_kernel
@@ -150,9 +180,12 @@ def _backward(dout, q, k, v, probs, scale, causal, zero, block, dq, dk, dv):
     S = k.shape[2]
     for bh in prange(B * H):
         b, h = bh // H, bh % H
-        qh = np.ascontiguousarray(q[b, h])
-        kh = np.ascontiguousarray(k[b, h])
-        vh = np.ascontiguousarray(v[b, h])
+        qh = np.empty((T, hs), q.dtype)
+        kh = np.empty((S, hs), q.dtype)
+        vh = np.empty((S, hs), q.dtype)
+        _copy(qh, q[b, h])
+        _copy(kh, k[b, h])
+        _copy(vh, v[b, h])
         dkh = np.zeros((S, hs), q.dtype)
         dvh = np.zeros((S, hs), q.dtype)
         db = np.empty((block, hs), q.dtype)
@@ -164,16 +197,16 @@ def _backward(dout, q, k, v, probs, scale, causal, zero, block, dq, dk, dv):
             n = t1 - t0
             w = _keys_seen(causal, T, S, t1)
             if w == 0:
-                dq[b, h, t0:t1] = 0.0
+                _fill(dq[b, h, t0:t1], zero)
                 continue
             p = pbuf[:n * w].reshape(n, w)
             ds = dbuf[:n * w].reshape(n, w)
-            p[:, :] = probs[b, h, t0:t1, :w]
+            _copy(p, probs[b, h, t0:t1, :w])
             do = db[:n]
-            do[:, :] = dout[b, h, t0:t1]
+            _copy(do, dout[b, h, t0:t1])
             tw = tmp[:w]
             np.dot(p.T, do, tw)                      # dv += p^T dout
-            dvh[:w] += tw
+            _add(dvh[:w], tw)
             np.dot(do, vh[:w].T, ds)                 # dprobs, turned into dscores in place
             for i in range(n):
                 pr, dr = p[i], ds[i]
@@ -184,11 +217,11 @@ def _backward(dout, q, k, v, probs, scale, causal, zero, block, dq, dk, dv):
                     dr[s] = scale * pr[s] * (dr[s] - dot)
             tn = tmp[:n]
             np.dot(ds, kh[:w], tn)
-            dq[b, h, t0:t1] = tn
+            _copy(dq[b, h, t0:t1], tn)
             np.dot(ds.T, qh[t0:t1], tw)
-            dkh[:w] += tw
-        dk[b, h] = dkh
-        dv[b, h] = dvh
+            _add(dkh[:w], tw)
+        _copy(dk[b, h], dkh)
+        _copy(dv[b, h], dvh)
 
 
 def _mask(key_padding_mask, q, k):
