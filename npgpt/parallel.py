@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import dataclasses
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -54,6 +55,13 @@ def auto_shards(model: Module, batch_size: int, block_size: int, n_threads: int 
     return n if batch_size * block_size // n >= n_embd else 1
 
 
+@dataclasses.dataclass
+class _Replica:
+    module: Module
+    params: list            # module.parameters(), in the model's order
+    generators: list        # module.generators(), paired with the model's
+
+
 class DataParallel:
     """Forward and backward of ``model`` on a batch split into ``n_shards`` row blocks that run
     on as many threads; :meth:`forward` then :meth:`backward` act as ``model.forward(x, y)``
@@ -63,6 +71,10 @@ class DataParallel:
     ``model.loss_fn`` and ``backward(dlogits)`` (GPT, the classifier, ...).
     n_shards: number of row blocks (default: numba's thread count); a batch with fewer rows
     is cut into one row per shard.
+
+    The replicas follow the model's arrays (updated in place or replaced by ``to`` or
+    ``load_state_dict``) and its train/eval mode, but not a change of its modules: make a new
+    DataParallel after adding or swapping layers.
     """
 
     def __init__(self, model: Module, n_shards: int | None = None):
@@ -77,36 +89,46 @@ class DataParallel:
         self.model = model
         self.n_shards = int(n_shards)
         self.shard_losses: list[float] = []    # each shard's own mean loss, last forward
-        self._replicas: list[Module] = []
+        self._replicas: list[_Replica] = []
+        self._params = self._generators = None
         self._pool: ThreadPoolExecutor | None = None
         self._blas = None
         self._active = 0          # shards of the last forward (0: no forward to differentiate)
         self._weights: list[float] = []
 
     # --- replicas -----------------------------------------------------------------------
-    def _replica(self) -> Module:
+    # Walking the module tree for its parameters takes ~0.2 ms on the tiny config, so the
+    # model's and each replica's parameter and generator lists are taken once: the model's
+    # structure must not change under a DataParallel (its arrays may: see _sync).
+    def _replica(self) -> _Replica:
         """A copy of the model sharing its weight arrays, with its own zero gradients and no
         activations."""
         memo = {}
         for m in self.model.modules():
             memo[id(m._cache)] = None
-        for p in self.model.parameters():
+        for p in self._params:
             memo[id(p.data)] = p.data
-        replica = copy.deepcopy(self.model, memo)
-        for p in replica.parameters():
+        module = copy.deepcopy(self.model, memo)
+        params = module.parameters()
+        for p in params:
             p.grad = np.zeros(p.data.shape, p.data.dtype)
-        return replica
+        return _Replica(module, params, module.generators())
 
     def _sync(self, n: int):
         """n - 1 replicas, rebuilt if the model's arrays were replaced (``to``, ``load``)."""
-        params = self.model.parameters()
+        if self._params is None:
+            self._params = self.model.parameters()
+            self._generators = self.model.generators()
         self._replicas = [r for r in self._replicas
-                          if all(p.data is q.data for p, q in zip(params, r.parameters()))]
+                          if all(p.data is q.data for p, q in zip(self._params, r.params))]
         while len(self._replicas) < n - 1:
             self._replicas.append(self._replica())
         for r in self._replicas[:n - 1]:
-            if r.training != self.model.training:
-                r.train(self.model.training)
+            if r.module.training != self.model.training:
+                r.module.train(self.model.training)
+            for g, h in zip(self._generators, r.generators):
+                seed = int(g.integers(2 ** 63))
+                h.bit_generator.state = type(g.bit_generator)(seed).state
         if self._pool is None and self.n_shards > 1:
             from .threads import init_threads
             init_threads()        # thread settings and SciPy's BLAS, before the pool starts
@@ -114,11 +136,6 @@ class DataParallel:
                                             initializer=_serial_thread)
             from threadpoolctl import ThreadpoolController
             self._blas = ThreadpoolController().select(user_api="blas").lib_controllers
-        generators = self.model.generators()
-        for r in self._replicas[:n - 1]:
-            for g, h in zip(generators, r.generators()):
-                seed = int(g.integers(2 ** 63))
-                h.bit_generator.state = type(g.bit_generator)(seed).state
 
     @contextlib.contextmanager
     def _serial(self):
@@ -141,7 +158,7 @@ class DataParallel:
         shard finishes before the first error (shard order) is raised."""
         results, error = [], None
         with self._serial():      # before the shards start: none of them may use 2 threads
-            futures = [self._pool.submit(fn, self._replicas[k - 1], *shards[k])
+            futures = [self._pool.submit(fn, self._replicas[k - 1].module, *shards[k])
                        for k in range(1, len(shards))]
             try:
                 results.append(fn(self.model, *shards[0]))
@@ -193,11 +210,11 @@ class DataParallel:
         if n == 1:
             self.model.backward()
             return
-        self._run(_backward, [(w, k > 0) for k, w in enumerate(self._weights[:n])])
-        replica_params = [r.parameters() for r in self._replicas[:n - 1]]
-        for k, p in enumerate(self.model.parameters()):
-            for params in replica_params:
-                p.grad += params[k].grad
+        own = [()] + [r.params for r in self._replicas[:n - 1]]   # the model's add up
+        self._run(_backward, list(zip(self._weights[:n], own)))
+        for k, p in enumerate(self._params):
+            for r in self._replicas[:n - 1]:
+                p.grad += r.params[k].grad
 
     def close(self):
         """Stop the shard threads (they also stop with the process)."""
@@ -220,9 +237,9 @@ def _forward(module, x, targets) -> float:
     return float(loss)
 
 
-def _backward(module, weight, zero_first) -> None:
-    if zero_first:            # a replica's gradients hold only its own shard's
-        module.zero_grad()
+def _backward(module, weight, own_params) -> None:
+    for p in own_params:      # a replica's gradients hold only its own shard's
+        p.grad.fill(0)
     dlogits, _ = module.loss_fn.backward(1.0)
     dlogits *= dlogits.dtype.type(weight)     # this shard's share of the whole batch's mean
     module.backward(dlogits)

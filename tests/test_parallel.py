@@ -163,7 +163,7 @@ def test_inference_mode_split_keeps_nothing():
         _, loss1 = model(x, y)
         dp = DataParallel(model, 2)
         assert dp.forward(x, y) == pytest.approx(float(loss1), rel=1e-12)
-    assert all(m._cache is None for r in [model] + dp._replicas for m in r.modules())
+    assert all(m._cache is None for r in [model] + [r.module for r in dp._replicas] for m in r.modules())
 
 
 def test_a_failing_shard_raises_and_leaves_the_gradients_untouched():
