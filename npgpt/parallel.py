@@ -12,10 +12,13 @@ and serial kernels, and meet the others twice per step (after the forwards, afte
 backwards). NumPy's products and ufuncs and npgpt's kernels all release the GIL, so the
 shards run truly at once. The replicas' gradients are then added into the model's.
 
-Measured on 2 cores, training step with AdamW, p20 of 40 steps: tiny config 55 -> 44 ms,
-small 554 -> 520 ms; gpt2-124M at batch 4 x 64 tokens (128 rows per shard, each weight read
-by both threads for few rows) 1,263 -> 1,311 ms, which is why :func:`auto_shards` splits only
-when every shard keeps at least ``n_embd`` rows.
+Measured on 2 cores (training step with AdamW; this machine's other tenants move single
+runs by +-15%): tiny config 52-54 ms a step split, against 47-75 ms (median 57) unsplit over
+four alternating runs; small 595-627 against ~621 ms; gpt2-124M at batch 4 x 64 tokens (128
+rows per shard, each weight read by both threads for few rows) 1,311 against 1,263 ms, which
+is why :func:`auto_shards` splits only when every shard keeps at least ``n_embd`` rows.
+Against one shard alone on one thread, the split step costs 5-7% more: the two meetings,
+the gradient sum and the threads' turns at the GIL between their NumPy calls.
 
 The result is the gradient of the whole batch's loss: shard k's loss gradient is weighted by
 its share of the counted targets (targets equal to the loss's ``ignore_index`` do not count),
