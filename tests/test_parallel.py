@@ -42,36 +42,38 @@ def assert_grads_close(a, b, rtol=1e-12):
         assert np.abs(g - h).max() <= rtol * scale
 
 
+def batch(seed, B=4, high=V):
+    rng = np.random.default_rng(seed)
+    return rng.integers(0, high, (B, T)), rng.integers(0, high, (B, T))
+
+
+def assert_split_matches_one_pass(model, x, y, n_shards=2, rtol=1e-12):
+    """The split loss and gradients equal one pass's (float64: to rounding)."""
+    loss1, g1 = one_pass(model, x, y)
+    loss2, g2 = split_pass(model, x, y, n_shards)
+    assert loss2 == pytest.approx(loss1, rel=rtol)
+    assert_grads_close(g2, g1, rtol)
+    return g2
+
+
 @settings(max_examples=12, deadline=None)
 @given(B=st.integers(1, 6), n_shards=st.integers(1, 4), seed=st.integers(0, 2 ** 16),
        pos=st.sampled_from(["learned", "rope"]))
 def test_split_equals_one_pass_with_uneven_shards_and_ignored_targets(B, n_shards, seed, pos):
-    model = small_gpt(pos=pos)
-    rng = np.random.default_rng(seed)
-    x = rng.integers(0, V, (B, T))
-    y = rng.integers(0, V, (B, T))
-    y[rng.random((B, T)) < 0.3] = -100          # ignored targets, unevenly over the shards
-    loss1, g1 = one_pass(model, x, y)
-    loss2, g2 = split_pass(model, x, y, n_shards)
-    assert abs(loss1 - loss2) <= 1e-12 * max(abs(loss1), 1.0)
-    assert_grads_close(g2, g1)
+    x, y = batch(seed, B)
+    y[np.random.default_rng(seed).random((B, T)) < 0.3] = -100   # ignored, unevenly over shards
+    assert_split_matches_one_pass(small_gpt(pos=pos), x, y, n_shards)
 
 
 def test_a_shard_with_every_target_ignored_counts_for_nothing():
-    model = small_gpt()
-    rng = np.random.default_rng(0)
-    x, y = rng.integers(0, V, (4, T)), rng.integers(0, V, (4, T))
+    x, y = batch(0)
     y[2:] = -100
-    loss1, g1 = one_pass(model, x, y)
-    loss2, g2 = split_pass(model, x, y, 2)
-    assert loss2 == pytest.approx(loss1, rel=1e-12)
-    assert_grads_close(g2, g1)
+    assert_split_matches_one_pass(small_gpt(), x, y)
 
 
 def test_gradients_add_into_what_the_model_already_holds():
     model = small_gpt()
-    rng = np.random.default_rng(1)
-    x, y = rng.integers(0, V, (4, T)), rng.integers(0, V, (4, T))
+    x, y = batch(1)
     _, g1 = one_pass(model, x, y)
     model.zero_grad()
     dp = DataParallel(model, 2)
@@ -86,38 +88,22 @@ def test_classifier_splits_too():
                            rng=np.random.default_rng(0))
     rng = np.random.default_rng(2)
     x, y = rng.integers(1, V, (5, T)), rng.integers(0, 3, 5)
-    loss1, g1 = one_pass(model, x, y)
-    loss2, g2 = split_pass(model, x, y, 2)
-    assert loss2 == pytest.approx(loss1, rel=1e-12)
-    assert_grads_close(g2, g1)
+    assert_split_matches_one_pass(model, x, y)
 
 
 def test_float32_split_matches_one_pass_to_rounding():
-    model = small_gpt("float32")
-    rng = np.random.default_rng(3)
-    x, y = rng.integers(0, V, (6, T)), rng.integers(0, V, (6, T))
-    loss1, g1 = one_pass(model, x, y)
-    loss2, g2 = split_pass(model, x, y, 2)
-    assert loss2 == pytest.approx(loss1, rel=1e-6)
-    assert_grads_close(g2, g1, rtol=1e-5)
-    assert all(g.dtype == np.float32 for g in g2)
+    grads = assert_split_matches_one_pass(small_gpt("float32"), *batch(3, B=6), rtol=1e-5)
+    assert all(g.dtype == np.float32 for g in grads)
 
 
 def test_numpy_backend_runs_in_the_shard_threads_too():
-    model = small_gpt()
-    rng = np.random.default_rng(4)
-    x, y = rng.integers(0, V, (4, T)), rng.integers(0, V, (4, T))
     with kernels.use("numpy"):
-        loss1, g1 = one_pass(model, x, y)
-        loss2, g2 = split_pass(model, x, y, 2)
-    assert loss2 == pytest.approx(loss1, rel=1e-12)
-    assert_grads_close(g2, g1)
+        assert_split_matches_one_pass(small_gpt(), *batch(4))
 
 
 def test_replicas_follow_in_place_updates_and_replaced_arrays():
     model = small_gpt()
-    rng = np.random.default_rng(5)
-    x, y = rng.integers(0, V, (4, T)), rng.integers(0, V, (4, T))
+    x, y = batch(5)
     dp = DataParallel(model, 2)
     opt = AdamW([{"params": model.parameters()}], lr=1e-2)
     for _ in range(3):                     # the optimizer writes the shared arrays in place
@@ -156,8 +142,7 @@ def test_shards_draw_different_dropout_masks_and_runs_repeat():
 
 def test_inference_mode_split_keeps_nothing():
     model = small_gpt()
-    rng = np.random.default_rng(6)
-    x, y = rng.integers(0, V, (4, T)), rng.integers(0, V, (4, T))
+    x, y = batch(6)
     model.eval()
     with npgpt.no_grad():
         _, loss1 = model(x, y)
@@ -168,8 +153,7 @@ def test_inference_mode_split_keeps_nothing():
 
 def test_a_failing_shard_raises_and_leaves_the_gradients_untouched():
     model = small_gpt()
-    rng = np.random.default_rng(7)
-    x, y = rng.integers(0, V, (4, T)), rng.integers(0, V, (4, T))
+    x, y = batch(7)
     bad = y.copy()
     bad[3, 0] = V + 5                      # only the second shard holds the bad target
     dp = DataParallel(model, 2)
@@ -188,8 +172,7 @@ def test_a_failing_shard_raises_and_leaves_the_gradients_untouched():
 
 def test_thread_settings_are_restored_after_each_phase():
     model = small_gpt("float32")
-    rng = np.random.default_rng(8)
-    x, y = rng.integers(0, V, (4, T)), rng.integers(0, V, (4, T))
+    x, y = batch(8)
     before = get_num_threads()
     dp = DataParallel(model, 2)
     dp.forward(x, y)
