@@ -57,7 +57,7 @@ import npgpt
 from npgpt import kernels
 from npgpt.memory import retain_freed_memory
 from npgpt.optim import AdamW
-from npgpt.parallel import DataParallel, auto_shards
+from npgpt.parallel import MODES, DataParallel, shards_for
 from npgpt.threads import get_num_threads, set_num_threads
 
 CONFIGS = {
@@ -174,9 +174,7 @@ def npgpt_system(cfg, backend="numba", model=None, data_parallel="auto"):
     no_decay = [p for _, p in named if p.data.ndim < 2]
     opt = AdamW([{"params": decay, "weight_decay": WEIGHT_DECAY},
                  {"params": no_decay, "weight_decay": 0.0}], lr=LR, betas=BETAS, eps=EPS)
-    from npgpt.kernels._jit import n_threads      # here: numba's threads start after torch's
-    n = {"off": 1, "on": n_threads()}.get(data_parallel) or auto_shards(
-        model, cfg["batch"], cfg["T"], n_threads())
+    n = shards_for(data_parallel, model, cfg["batch"], cfg["T"])   # starts numba's threads
     runner = DataParallel(model, n)
 
     def step(x, y):
@@ -334,7 +332,7 @@ def main(argv=None):
     ap.add_argument("--systems", default="npgpt,npgpt-numpy,torch")
     ap.add_argument("--rounds", type=int, default=3,
                     help="with --isolated: the systems take turns this many times (median)")
-    ap.add_argument("--data-parallel", default="auto", choices=["auto", "on", "off"],
+    ap.add_argument("--data-parallel", default="auto", choices=MODES,
                     help="npgpt's batch split across the threads, as TrainConfig.data_parallel")
     ap.add_argument("--isolated", action="store_true",
                     help="run each system alone in its own process instead of interleaved")

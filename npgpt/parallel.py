@@ -43,19 +43,37 @@ from .layers.loss import CrossEntropyLoss
 from .module import Module
 
 
+MODES = ("auto", "on", "off")     # TrainConfig.data_parallel, --data-parallel
+
+
 def auto_shards(model: Module, batch_size: int, block_size: int, n_threads: int | None = None
                 ) -> int:
     """How many shards :class:`DataParallel` should cut a (batch_size, block_size) batch into:
     one per thread, when the batch has a row for each and every shard keeps at least
     ``n_embd`` token rows; otherwise 1 (no split: the threads work inside each operation)."""
-    if n_threads is None:
-        from .kernels._jit import n_threads as numba_threads
-        n_threads = numba_threads()
+    n_threads = _threads() if n_threads is None else n_threads
     n = min(int(n_threads), int(batch_size))
     n_embd = getattr(getattr(model, "config", None), "n_embd", None)
     if n < 2 or n_embd is None or not isinstance(getattr(model, "loss_fn", None), CrossEntropyLoss):
         return 1
     return n if batch_size * block_size // n >= n_embd else 1
+
+
+def shards_for(mode: str, model: Module, batch_size: int, block_size: int) -> int:
+    """The shard count of a mode in :data:`MODES`: "off" 1, "on" one per thread (at most one
+    per batch row), "auto" :func:`auto_shards`."""
+    if mode not in MODES:
+        raise ConfigError(f"data_parallel={mode!r} must be one of {', '.join(MODES)}")
+    if mode == "off":
+        return 1
+    if mode == "on":
+        return max(1, min(_threads(), int(batch_size)))
+    return auto_shards(model, batch_size, block_size)
+
+
+def _threads() -> int:
+    from .kernels._jit import n_threads      # imports numba: not at ``import npgpt``
+    return n_threads()
 
 
 @dataclasses.dataclass
@@ -71,7 +89,8 @@ class DataParallel:
     then ``model.backward()`` do (the gradients are *added* into the model's ``grad``).
 
     model: ``forward(x, targets) -> (logits, loss)`` with a :class:`CrossEntropyLoss` as
-    ``model.loss_fn`` and ``backward(dlogits)`` (GPT, the classifier, ...).
+    ``model.loss_fn`` and ``backward(dlogits)`` (GPT, the classifier, ...); with one shard,
+    any model with ``forward(x, targets)`` and ``backward()``, run as it is.
     n_shards: number of row blocks (default: numba's thread count); a batch with fewer rows
     is cut into one row per shard.
 
@@ -81,14 +100,12 @@ class DataParallel:
     """
 
     def __init__(self, model: Module, n_shards: int | None = None):
-        if not isinstance(getattr(model, "loss_fn", None), CrossEntropyLoss):
-            raise ConfigError(f"DataParallel needs a model whose loss_fn is a CrossEntropyLoss; "
-                              f"{type(model).__name__} has none")
-        if n_shards is None:
-            from .kernels._jit import n_threads
-            n_shards = n_threads()
+        n_shards = _threads() if n_shards is None else n_shards
         if not isinstance(n_shards, (int, np.integer)) or n_shards < 1:
             raise ConfigError(f"n_shards must be a positive integer, got {n_shards!r}")
+        if n_shards > 1 and not isinstance(getattr(model, "loss_fn", None), CrossEntropyLoss):
+            raise ConfigError(f"DataParallel needs a model whose loss_fn is a CrossEntropyLoss "
+                              f"to split its batch; {type(model).__name__} has none")
         self.model = model
         self.n_shards = int(n_shards)
         self.shard_losses: list[float] = []    # each shard's own mean loss, last forward

@@ -34,10 +34,7 @@ from .io import load_checkpoint, save_checkpoint
 from .memory import retain_freed_memory
 from .module import no_grad
 from .optim import AdamW, clip_grad_norm, cosine_schedule
-from .parallel import DataParallel, auto_shards
-
-
-DATA_PARALLEL = ("auto", "on", "off")
+from .parallel import MODES, DataParallel, shards_for
 
 
 @dataclass
@@ -87,9 +84,9 @@ class TrainConfig:
         for name in ("beta1", "beta2"):
             if not 0 <= getattr(self, name) < 1:
                 raise ConfigError(f"{name}={getattr(self, name)!r} must be in [0, 1)")
-        if self.data_parallel not in DATA_PARALLEL:
+        if self.data_parallel not in MODES:
             raise ConfigError(f"data_parallel={self.data_parallel!r} must be one of "
-                              f"{', '.join(DATA_PARALLEL)}")
+                              f"{', '.join(MODES)}")
 
 
 def param_groups(model, weight_decay: float) -> list[dict]:
@@ -134,7 +131,7 @@ class Trainer:
         self.config = config = config or TrainConfig()
         self.model = model
         if config.data_parallel == "on":
-            DataParallel(model, 1)          # refuses a model it cannot split, before any step
+            DataParallel(model, 2)          # refuses a model it cannot split, before any step
         model_block = getattr(getattr(model, "config", None), "block_size", None)
         if model_block is not None and config.block_size > model_block:
             raise ConfigError(f"block_size={config.block_size} is longer than the model's "
@@ -161,18 +158,11 @@ class Trainer:
         self.history: list[dict] = []       # the metrics lines of this run, as dicts
         self._parallel: DataParallel | None = None
 
-    def _forward_backward_runner(self):
-        """The DataParallel that runs this step's forward and backward, or None (the model
-        itself, its threads inside each operation); see TrainConfig.data_parallel."""
+    def _runner(self) -> DataParallel:
+        """What runs this step's forward and backward: the batch split across the threads,
+        or (one shard) the model itself; see TrainConfig.data_parallel."""
         c = self.config
-        if c.data_parallel == "off":
-            return None
-        from .kernels._jit import n_threads
-        n = n_threads()
-        if c.data_parallel == "auto":
-            n = auto_shards(self.model, c.batch_size, c.block_size, n)
-        if n < 2:
-            return None
+        n = shards_for(c.data_parallel, self.model, c.batch_size, c.block_size)
         if self._parallel is None or self._parallel.n_shards != n:
             if self._parallel is not None:
                 self._parallel.close()
@@ -191,19 +181,13 @@ class Trainer:
         self.optimizer.set_lr(lr)
         self.optimizer.zero_grad()
         total = 0.0
-        parallel = self._forward_backward_runner()
+        runner = self._runner()
         for _ in range(c.grad_accum):
             x, y = get_batch(self.train_data, c.batch_size, c.block_size, self.rng)
-            if parallel is not None:
-                loss = parallel.forward(x, y)
-            else:
-                loss = float(self.model.forward(x, y)[1])
+            loss = runner.forward(x, y)
             if not math.isfinite(loss):
                 self._non_finite("loss", loss)
-            if parallel is not None:
-                parallel.backward()
-            else:
-                self.model.backward()
+            runner.backward()
             total += loss
         if c.grad_accum > 1:
             scale = 1.0 / c.grad_accum
@@ -236,9 +220,7 @@ class Trainer:
         if self.val_data is not None:
             splits["val"] = self.val_data
         out = {}
-        parallel = self._forward_backward_runner()
-        forward = parallel.forward if parallel is not None else (
-            lambda x, y: float(self.model.forward(x, y)[1]))
+        forward = self._runner().forward
         self.model.eval()
         try:
             with no_grad():

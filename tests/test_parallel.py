@@ -233,7 +233,7 @@ def test_trainer_split_or_not_trains_the_same(tmp_path, two_threads):
         model = small_gpt("float32")
         trainer = Trainer(model, data, data, _train_config(tmp_path / mode, data_parallel=mode))
         trainer.train()
-        assert (trainer._parallel is not None) == (mode == "on")
+        assert trainer._parallel.n_shards == (2 if mode == "on" else 1)
         runs[mode] = [r["loss"] for r in trainer.history if "loss" in r], model
     (on, m_on), (off, m_off) = runs["on"], runs["off"]
     assert on == pytest.approx(off, rel=1e-4)
@@ -265,3 +265,17 @@ def test_trainer_refuses_a_bad_mode_or_a_model_it_cannot_split(tmp_path):
         pass
     with pytest.raises(ConfigError, match="loss_fn"):
         Trainer(NoLoss(), np.zeros(100, int), None, _train_config(tmp_path, data_parallel="on"))
+
+
+def test_shards_for_each_mode(two_threads):
+    from npgpt.parallel import shards_for
+    tiny = npgpt.GPT(npgpt.GPTConfig(vocab_size=512, block_size=64, n_layer=1, n_head=4,
+                                     n_embd=128), seed=0)
+    assert shards_for("off", tiny, 16, 64) == 1
+    assert shards_for("on", tiny, 16, 64) == 2
+    assert shards_for("on", tiny, 2, 4) == 2          # on: split even where auto would not
+    assert shards_for("on", tiny, 1, 64) == 1         # but never below one row per shard
+    assert shards_for("auto", tiny, 16, 64) == 2
+    assert shards_for("auto", tiny, 2, 4) == 1
+    with pytest.raises(ConfigError, match="data_parallel"):
+        shards_for("yes", tiny, 16, 64)
