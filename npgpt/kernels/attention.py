@@ -85,6 +85,14 @@ def _copy(dst, src):
 
 
 @jit(inline="always")
+def _contiguous(a):
+    """A contiguous copy of a 2-D array (one head of a strided q, k or v)."""
+    out = np.empty(a.shape, a.dtype)
+    _copy(out, a)
+    return out
+
+
+@jit(inline="always")
 def _add(dst, src):
     """dst[:, :] += src."""
     for i in range(src.shape[0]):
@@ -147,10 +155,8 @@ def _forward(q, k, v, mask, has_mask, causal, scale, neg_inf, zero, block, out, 
     S = k.shape[2]
     for bh in prange(B * H):
         b, h = bh // H, bh % H
-        kh = np.empty((S, hs), q.dtype)               # (S, hs): one copy per head
-        vh = np.empty((S, hs), q.dtype)
-        _copy(kh, k[b, h])
-        _copy(vh, v[b, h])
+        kh = _contiguous(k[b, h])                     # (S, hs): one copy per head
+        vh = _contiguous(v[b, h])
         qb = np.empty((block, hs), q.dtype)
         ob = np.empty((block, hs), q.dtype)
         buf = np.empty(block * S, q.dtype)
@@ -180,12 +186,7 @@ def _backward(dout, q, k, v, probs, scale, causal, zero, block, dq, dk, dv):
     S = k.shape[2]
     for bh in prange(B * H):
         b, h = bh // H, bh % H
-        qh = np.empty((T, hs), q.dtype)
-        kh = np.empty((S, hs), q.dtype)
-        vh = np.empty((S, hs), q.dtype)
-        _copy(qh, q[b, h])
-        _copy(kh, k[b, h])
-        _copy(vh, v[b, h])
+        qh, kh, vh = _contiguous(q[b, h]), _contiguous(k[b, h]), _contiguous(v[b, h])
         dkh = np.zeros((S, hs), q.dtype)
         dvh = np.zeros((S, hs), q.dtype)
         db = np.empty((block, hs), q.dtype)
