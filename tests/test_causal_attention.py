@@ -6,15 +6,18 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from npgpt import gradcheck, kernels
+from npgpt.errors import InputError
 from npgpt.kernels import attention as ka
 from npgpt.layers.attention import MultiHeadAttention
 
 
 @settings(max_examples=20)
 @given(B=st.integers(1, 5), H=st.integers(1, 4), T=st.integers(1, 40), hs=st.integers(1, 8),
-       block=st.integers(1, 16), magnitude=st.sampled_from([1.0, 30.0, 1e3]),
+       block=st.integers(1, 16), heads=st.integers(1, 4), magnitude=st.sampled_from([1.0, 30.0, 1e3]),
        dtype=st.sampled_from([np.float32, np.float64]), seed=st.integers(0, 2**16))
-def test_blocked_causal_attention_matches_reference(B, H, T, hs, block, magnitude, dtype, seed):
+def test_blocked_causal_attention_matches_reference(B, H, T, hs, block, heads, magnitude, dtype,
+                                                    seed):
+    """Any query block and any number of heads per task (the last task's group may be short)."""
     rng = np.random.default_rng(seed)
     # q and k large (huge logits), v ordinary; q a non-contiguous view
     q = (rng.standard_normal((B, T, H, hs)) * magnitude).astype(dtype).transpose(0, 2, 1, 3)
@@ -22,14 +25,15 @@ def test_blocked_causal_attention_matches_reference(B, H, T, hs, block, magnitud
     v = rng.standard_normal((B, H, T, hs)).astype(dtype)
     dout = rng.standard_normal((B, H, T, hs)).astype(dtype)
     out_ref, probs_ref = ka.attention_forward_ref(q, k, v, causal=True)
-    out, probs = ka.attention_forward_numba(q, k, v, causal=True, block=block)
+    out, probs = ka.attention_forward_numba(q, k, v, causal=True, block=block, heads=heads)
     tol = dict(rtol=1e-4, atol=1e-4) if dtype == np.float32 else dict(rtol=1e-10, atol=1e-10)
     assert out.dtype == probs.dtype == dtype
     np.testing.assert_allclose(probs, probs_ref, **tol)
     np.testing.assert_allclose(out, out_ref, **tol)
     assert np.all(np.triu(probs, 1) == 0)
     grads_ref = ka.attention_backward_ref(dout, q, k, v, probs_ref)
-    grads = ka.attention_backward_numba(dout, q, k, v, probs, causal=True, block=block)
+    grads = ka.attention_backward_numba(dout, q, k, v, probs, causal=True, block=block,
+                                         heads=heads)
     scale = max(1.0, float(np.abs(grads_ref[0]).max()), float(np.abs(grads_ref[1]).max()))
     for g, g_ref in zip(grads, grads_ref):
         assert g.dtype == dtype
@@ -62,9 +66,9 @@ def test_attention_layer_takes_the_blocked_kernel_with_the_same_result(rng):
 
 @settings(max_examples=20)
 @given(B=st.integers(1, 3), H=st.integers(1, 3), T=st.integers(1, 30), extra=st.integers(0, 20),
-       hs=st.integers(1, 8), block=st.integers(1, 16), causal=st.booleans(),
-       padded=st.booleans(), seed=st.integers(0, 2**16))
-def test_blocked_attention_with_masks_and_cache_matches_reference(B, H, T, extra, hs, block,
+       hs=st.integers(1, 8), block=st.integers(1, 16), heads=st.integers(1, 3),
+       causal=st.booleans(), padded=st.booleans(), seed=st.integers(0, 2**16))
+def test_blocked_attention_with_masks_and_cache_matches_reference(B, H, T, extra, hs, block, heads,
                                                                  causal, padded, seed):
     """T queries at the end of S = T + extra keys (a KV cache), causal or not, padded keys;
     strided inputs, and results written into strided views as the attention layer does."""
@@ -78,7 +82,7 @@ def test_blocked_attention_with_masks_and_cache_matches_reference(B, H, T, extra
     out_ref, probs_ref = ka.attention_forward_ref(q, k, v, causal, mask)
     y = np.empty((B, T, H, hs))
     out, probs = ka.attention_forward_numba(q, k, v, causal, mask, out=y.transpose(0, 2, 1, 3),
-                                            block=block)
+                                            block=block, heads=heads)
     np.testing.assert_allclose(probs, probs_ref, rtol=1e-12, atol=1e-12)
     np.testing.assert_allclose(y.transpose(0, 2, 1, 3), out_ref, rtol=1e-12, atol=1e-12)
     assert not np.isnan(probs).any()
@@ -86,6 +90,14 @@ def test_blocked_attention_with_masks_and_cache_matches_reference(B, H, T, extra
     dqkv = np.empty((B, S, 3, H, hs))
     dq = np.empty((B, H, T, hs))
     views = dq, dqkv[:, :, 1].transpose(0, 2, 1, 3), dqkv[:, :, 2].transpose(0, 2, 1, 3)
-    ka.attention_backward_numba(dout, q, k, v, probs, None, causal, *views, block=block)
+    ka.attention_backward_numba(dout, q, k, v, probs, None, causal, *views, block=block,
+                                heads=heads)
     for g, g_ref in zip(views, grads_ref):
         np.testing.assert_allclose(g, g_ref, rtol=1e-10, atol=1e-10)
+
+
+@pytest.mark.parametrize("heads", [0, -1, 1.5])
+def test_attention_kernel_refuses_a_bad_heads_per_task(heads, rng):
+    q = rng.standard_normal((1, 2, 3, 4))
+    with pytest.raises(InputError, match="heads per task"):
+        ka.attention_forward_numba(q, q, q, heads=heads)

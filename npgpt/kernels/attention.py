@@ -27,7 +27,7 @@ from numba import prange
 
 from ..errors import InputError
 from ._exp import exp_inplace
-from ._jit import jit, row_kernel
+from ._jit import jit, n_threads, row_kernel
 from .softmax import softmax_backward_ref, softmax_forward_ref
 
 _BLOCK = 64          # queries per block: large enough for BLAS, small enough to skip work
@@ -82,14 +82,6 @@ def _copy(dst, src):
         d, s = dst[i], src[i]
         for j in range(src.shape[1]):
             d[j] = s[j]
-
-
-@jit(inline="always")
-def _contiguous(a):
-    """A contiguous copy of a 2-D array (one head of a strided q, k or v)."""
-    out = np.empty(a.shape, a.dtype)
-    _copy(out, a)
-    return out
 
 
 @jit(inline="always")
@@ -149,80 +141,144 @@ def _softmax_block(p, t0, T, S, causal, mask, has_mask, b, scale, neg_inf, zero,
                 row[s] *= inv
 
 
+@jit(inline="always")
+def _gather(dst, src, b, h0):
+    """dst[j] = src[b, h0 + j] for the heads of one task, (n, L, hs) <- (B, H, L, hs): row by
+    row, each row's heads together, so the heads of a (B, T, 3, H, hs) projection are read in
+    address order."""
+    for t in range(dst.shape[1]):
+        for j in range(dst.shape[0]):
+            d, s = dst[j, t], src[b, h0 + j, t]
+            for c in range(d.shape[0]):
+                d[c] = s[c]
+
+
+@jit(inline="always")
+def _scatter(dst, src, b, h0):
+    """dst[b, h0 + j] = src[j], the other way round from _gather."""
+    for t in range(src.shape[1]):
+        for j in range(src.shape[0]):
+            d, s = dst[b, h0 + j, t], src[j, t]
+            for c in range(d.shape[0]):
+                d[c] = s[c]
+
+
+@jit(inline="always")
+def _task(task, H, heads):
+    """The batch row and the first and last + 1 head of one task (``heads`` heads a task)."""
+    groups = (H + heads - 1) // heads
+    b, h0 = task // groups, (task % groups) * heads
+    return b, h0, min(H, h0 + heads)
+
+
 @row_kernel
-def _forward(q, k, v, mask, has_mask, causal, scale, neg_inf, zero, block, out, probs):
+def _forward(q, k, v, mask, has_mask, causal, scale, neg_inf, zero, block, heads, out, probs):
     B, H, T, hs = q.shape
     S = k.shape[2]
-    for bh in prange(B * H):
-        b, h = bh // H, bh % H
-        kh = _contiguous(k[b, h])                     # (S, hs): one copy per head
-        vh = _contiguous(v[b, h])
-        qb = np.empty((block, hs), q.dtype)
+    for task in prange(B * ((H + heads - 1) // heads)):
+        b, h0, h1 = _task(task, H, heads)
+        qs = np.empty((h1 - h0, T, hs), q.dtype)
+        ks = np.empty((h1 - h0, S, hs), q.dtype)
+        vs = np.empty((h1 - h0, S, hs), q.dtype)
+        outs = np.empty((h1 - h0, T, hs), q.dtype)
+        _gather(qs, q, b, h0)
+        _gather(ks, k, b, h0)
+        _gather(vs, v, b, h0)
         ob = np.empty((block, hs), q.dtype)
         buf = np.empty(block * S, q.dtype)
         bits = np.empty(block * S, np.int32)
-        for t0 in range(0, T, block):
-            t1 = min(T, t0 + block)
-            n = t1 - t0
-            w = _keys_seen(causal, T, S, t1)
-            if w == 0:                                # no key visible to the whole block
-                _fill(probs[b, h, t0:t1], zero)
-                _fill(out[b, h, t0:t1], zero)
-                continue
-            p = buf[:n * w].reshape(n, w)
-            qn, on = qb[:n], ob[:n]
-            _copy(qn, q[b, h, t0:t1])
-            np.dot(qn, kh[:w].T, p)
-            _softmax_block(p, t0, T, S, causal, mask, has_mask, b, scale, neg_inf, zero, bits)
-            np.dot(p, vh[:w], on)
-            _copy(out[b, h, t0:t1], on)
-            _copy(probs[b, h, t0:t1, :w], p)
-            _fill(probs[b, h, t0:t1, w:], zero)
+        for j in range(h1 - h0):
+            h = h0 + j
+            for t0 in range(0, T, block):
+                t1 = min(T, t0 + block)
+                n = t1 - t0
+                w = _keys_seen(causal, T, S, t1)
+                if w == 0:                                # no key visible to the whole block
+                    _fill(probs[b, h, t0:t1], zero)
+                    _fill(outs[j, t0:t1], zero)
+                    continue
+                p = buf[:n * w].reshape(n, w)
+                on = ob[:n]
+                np.dot(qs[j, t0:t1], ks[j, :w].T, p)
+                _softmax_block(p, t0, T, S, causal, mask, has_mask, b, scale, neg_inf, zero, bits)
+                np.dot(p, vs[j, :w], on)
+                _copy(outs[j, t0:t1], on)
+                _copy(probs[b, h, t0:t1, :w], p)
+                _fill(probs[b, h, t0:t1, w:], zero)
+        _scatter(out, outs, b, h0)
 
 
 @row_kernel
-def _backward(dout, q, k, v, probs, scale, causal, zero, block, dq, dk, dv):
+def _backward(dout, q, k, v, probs, scale, causal, zero, block, heads, dq, dk, dv):
     B, H, T, hs = q.shape
     S = k.shape[2]
-    for bh in prange(B * H):
-        b, h = bh // H, bh % H
-        qh, kh, vh = _contiguous(q[b, h]), _contiguous(k[b, h]), _contiguous(v[b, h])
-        dkh = np.zeros((S, hs), q.dtype)
-        dvh = np.zeros((S, hs), q.dtype)
-        db = np.empty((block, hs), q.dtype)
+    for task in prange(B * ((H + heads - 1) // heads)):
+        b, h0, h1 = _task(task, H, heads)
+        qs = np.empty((h1 - h0, T, hs), q.dtype)
+        ks = np.empty((h1 - h0, S, hs), q.dtype)
+        vs = np.empty((h1 - h0, S, hs), q.dtype)
+        douts = np.empty((h1 - h0, T, hs), q.dtype)
+        _gather(qs, q, b, h0)
+        _gather(ks, k, b, h0)
+        _gather(vs, v, b, h0)
+        _gather(douts, dout, b, h0)
+        dqs = np.empty((h1 - h0, T, hs), q.dtype)
+        dks = np.zeros((h1 - h0, S, hs), q.dtype)
+        dvs = np.zeros((h1 - h0, S, hs), q.dtype)
         tmp = np.empty((max(S, block), hs), q.dtype)
         pbuf = np.empty(block * S, q.dtype)
         dbuf = np.empty(block * S, q.dtype)
-        for t0 in range(0, T, block):
-            t1 = min(T, t0 + block)
-            n = t1 - t0
-            w = _keys_seen(causal, T, S, t1)
-            if w == 0:
-                _fill(dq[b, h, t0:t1], zero)
-                continue
-            p = pbuf[:n * w].reshape(n, w)
-            ds = dbuf[:n * w].reshape(n, w)
-            _copy(p, probs[b, h, t0:t1, :w])
-            do = db[:n]
-            _copy(do, dout[b, h, t0:t1])
-            tw = tmp[:w]
-            np.dot(p.T, do, tw)                      # dv += p^T dout
-            _add(dvh[:w], tw)
-            np.dot(do, vh[:w].T, ds)                 # dprobs, turned into dscores in place
-            for i in range(n):
-                pr, dr = p[i], ds[i]
-                dot = zero
-                for s in range(w):
-                    dot += dr[s] * pr[s]
-                for s in range(w):
-                    dr[s] = scale * pr[s] * (dr[s] - dot)
-            tn = tmp[:n]
-            np.dot(ds, kh[:w], tn)
-            _copy(dq[b, h, t0:t1], tn)
-            np.dot(ds.T, qh[t0:t1], tw)
-            _add(dkh[:w], tw)
-        _copy(dk[b, h], dkh)
-        _copy(dv[b, h], dvh)
+        for j in range(h1 - h0):
+            h = h0 + j
+            for t0 in range(0, T, block):
+                t1 = min(T, t0 + block)
+                n = t1 - t0
+                w = _keys_seen(causal, T, S, t1)
+                if w == 0:
+                    _fill(dqs[j, t0:t1], zero)
+                    continue
+                p = pbuf[:n * w].reshape(n, w)
+                ds = dbuf[:n * w].reshape(n, w)
+                _copy(p, probs[b, h, t0:t1, :w])
+                do = douts[j, t0:t1]
+                tw = tmp[:w]
+                np.dot(p.T, do, tw)                      # dv += p^T dout
+                _add(dvs[j, :w], tw)
+                np.dot(do, vs[j, :w].T, ds)              # dprobs, turned into dscores in place
+                for i in range(n):
+                    pr, dr = p[i], ds[i]
+                    dot = zero
+                    for s in range(w):
+                        dot += dr[s] * pr[s]
+                    for s in range(w):
+                        dr[s] = scale * pr[s] * (dr[s] - dot)
+                tn = tmp[:n]
+                np.dot(ds, ks[j, :w], tn)
+                _copy(dqs[j, t0:t1], tn)
+                np.dot(ds.T, qs[j, t0:t1], tw)
+                _add(dks[j, :w], tw)
+        _scatter(dq, dqs, b, h0)
+        _scatter(dk, dks, b, h0)
+        _scatter(dv, dvs, b, h0)
+
+
+# A task's copies of its heads (backward: q, dout, dq at T rows, k, v, dk, dv at S) stay
+# within this many bytes, so they are still in L2 when the products read them.
+_TASK_BYTES = 1 << 18
+
+
+def _heads_per_task(q, S, parallel, heads):
+    """Heads per task: as many as fit _TASK_BYTES, but with 4 tasks per thread or more when
+    the kernel runs parallel (a single batch row then goes one head per task)."""
+    B, H, T, hs = q.shape
+    if heads is not None:
+        if not isinstance(heads, (int, np.integer)) or heads < 1:
+            raise InputError(f"attention heads per task must be a positive integer, got {heads!r}")
+        return min(int(heads), H)
+    fit = _TASK_BYTES // max(1, (3 * T + 4 * S) * hs * q.dtype.itemsize)
+    if parallel:
+        fit = min(fit, B * H // (4 * n_threads()))
+    return max(1, min(H, fit))
 
 
 def _mask(key_padding_mask, q, k):
@@ -236,7 +292,7 @@ def _mask(key_padding_mask, q, k):
 
 
 def attention_forward_numba(q, k, v, causal=True, key_padding_mask=None, scale=None, out=None,
-                            block=_BLOCK):
+                            block=_BLOCK, heads=None):
     _check(q, k, v)
     mask, has_mask = _mask(key_padding_mask, q, k)
     B, H, T, hs = q.shape
@@ -245,13 +301,15 @@ def attention_forward_numba(q, k, v, causal=True, key_padding_mask=None, scale=N
     out = np.empty_like(q) if out is None else out
     probs = np.empty((B, H, T, S), q.dtype)
     t = q.dtype.type
-    _forward.pick(probs.size)(q, k, v, mask, has_mask, bool(causal), t(_scale(q, scale)),
-                              t(-np.inf), t(0), int(block), out, probs)
+    kernel = _forward.pick(probs.size)
+    heads = _heads_per_task(q, S, kernel is _forward.parallel, heads)
+    kernel(q, k, v, mask, has_mask, bool(causal), t(_scale(q, scale)), t(-np.inf), t(0),
+           int(block), heads, out, probs)
     return out, probs
 
 
 def attention_backward_numba(dout, q, k, v, probs, scale=None, causal=False, dq=None, dk=None,
-                             dv=None, block=_BLOCK):
+                             dv=None, block=_BLOCK, heads=None):
     """``causal=True`` (probs from a causal forward) lets each block skip the keys after its
     last query; without it every key is visited, which is right for probs from any forward."""
     dtype = q.dtype
@@ -263,6 +321,8 @@ def attention_backward_numba(dout, q, k, v, probs, scale=None, causal=False, dq=
         grads.append(np.empty(like.shape, dtype) if g is None else g)
     dq, dk, dv = grads
     t = dtype.type
-    _backward.pick(probs.size)(dout, q, k, v, probs, t(_scale(q, scale)), bool(causal), t(0),
-                               int(block), dq, dk, dv)
+    kernel = _backward.pick(probs.size)
+    heads = _heads_per_task(q, k.shape[2], kernel is _backward.parallel, heads)
+    kernel(dout, q, k, v, probs, t(_scale(q, scale)), bool(causal), t(0), int(block), heads,
+           dq, dk, dv)
     return dq, dk, dv
