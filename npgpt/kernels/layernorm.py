@@ -7,6 +7,11 @@ forward:   mean = mean(x)   rstd = 1 / sqrt(var(x) + eps)   xhat = (x - mean) * 
 backward:  g = dy * weight
            dx = rstd * (g - mean(g) - xhat * mean(g * xhat))
            dweight = sum dy * xhat      dbias = sum dy        (sums over every row)
+
+The kernels sum in the input's dtype: float32 sums run 16 lanes wide and are split across
+those lanes (fastmath reassociation), where float64 accumulators converted every element and
+ran half as wide (one (512, 128) float32 call, one thread: forward 24 -> 19 us, backward
+61 -> 35 us). Each row's mean and variance are still taken in two passes.
 """
 import numpy as np
 from numba import prange
@@ -35,46 +40,49 @@ def layernorm_backward_ref(dy, x, weight, mean, rstd):
 
 
 @row_kernel
-def _forward(x, weight, bias, eps, y, mean, rstd):
+def _forward(x, weight, bias, eps, y, mean, rstd, zero, one, inv_c):
     N, C = x.shape
     for i in prange(N):
-        s = 0.0                                  # float64 accumulators, whatever the dtype
+        xr, yr = x[i], y[i]
+        s = zero                                 # sums in the input dtype, SIMD-wide
         for c in range(C):
-            s += x[i, c]
-        mu = s / C
-        s2 = 0.0
+            s += xr[c]
+        mu = s * inv_c
+        s2 = zero
         for c in range(C):                       # two passes: no cancellation in var
-            d = x[i, c] - mu
+            d = xr[c] - mu
             s2 += d * d
+        r = one / np.sqrt(s2 * inv_c + eps)
         mean[i] = mu
-        rstd[i] = 1.0 / np.sqrt(s2 / C + eps)
-        m, r = mean[i], rstd[i]                  # read back in the input dtype: float32 stays float32
+        rstd[i] = r
         for c in range(C):
-            y[i, c] = (x[i, c] - m) * r * weight[c] + bias[c]
+            yr[c] = (xr[c] - mu) * r * weight[c] + bias[c]
 
 
 @row_kernel
-def _backward(dy, x, weight, mean, rstd, dx, dweight_part, dbias_part):
+def _backward(dy, x, weight, mean, rstd, dx, dweight_part, dbias_part, zero, inv_c):
     N, C = x.shape
     K = dweight_part.shape[0]
     for k in prange(K):                          # block k owns partial sums k: race-free
+        dw, db = dweight_part[k], dbias_part[k]
         for i in range(k * N // K, (k + 1) * N // K):
             m, r = mean[i], rstd[i]
-            g_sum = 0.0
-            gx_sum = 0.0
+            xr, dyr, dxr = x[i], dy[i], dx[i]
+            g_sum = zero
+            gx_sum = zero
             for c in range(C):
-                xhat = (x[i, c] - m) * r
-                g = dy[i, c] * weight[c]
+                xhat = (xr[c] - m) * r
+                g = dyr[c] * weight[c]
                 g_sum += g
                 gx_sum += g * xhat
-                dweight_part[k, c] += dy[i, c] * xhat
-                dbias_part[k, c] += dy[i, c]
-            g_mean = g_sum / C
-            gx_mean = gx_sum / C
+                dw[c] += dyr[c] * xhat
+                db[c] += dyr[c]
+            g_mean = g_sum * inv_c
+            gx_mean = gx_sum * inv_c
             for c in range(C):
-                xhat = (x[i, c] - m) * r
+                xhat = (xr[c] - m) * r
                 # term 1: g; term 2: the mean's path; term 3: the variance's path
-                dx[i, c] = r * (dy[i, c] * weight[c] - g_mean - xhat * gx_mean)
+                dxr[c] = r * (dyr[c] * weight[c] - g_mean - xhat * gx_mean)
 
 
 def layernorm_forward_numba(x, weight, bias, eps):
@@ -86,7 +94,9 @@ def layernorm_forward_numba(x, weight, bias, eps):
     y = np.empty_like(x2)
     mean = np.empty(N, x.dtype)
     rstd = np.empty(N, x.dtype)
-    _forward.pick(x2.size)(x2, np.ascontiguousarray(weight), np.ascontiguousarray(bias), float(eps), y, mean, rstd)
+    t = x.dtype.type
+    _forward.pick(x2.size)(x2, np.ascontiguousarray(weight), np.ascontiguousarray(bias), t(eps),
+                           y, mean, rstd, t(0), t(1), t(1.0 / C))
     lead = x.shape[:-1]
     return y.reshape(x.shape), mean.reshape(lead), rstd.reshape(lead)
 
@@ -98,9 +108,11 @@ def layernorm_backward_numba(dy, x, weight, mean, rstd):
     N = x2.shape[0]
     K = n_chunks(N)
     dx = np.empty_like(x2)
-    dweight_part = np.zeros((K, C), np.float64)
-    dbias_part = np.zeros((K, C), np.float64)
-    _backward.pick(x2.size)(dy2, x2, np.ascontiguousarray(weight), np.ascontiguousarray(mean).reshape(-1),
-              np.ascontiguousarray(rstd).reshape(-1), dx, dweight_part, dbias_part)
-    return (dx.reshape(x.shape), dweight_part.sum(0).astype(x.dtype),
-            dbias_part.sum(0).astype(x.dtype))
+    dweight_part = np.zeros((K, C), x.dtype)
+    dbias_part = np.zeros((K, C), x.dtype)
+    t = x.dtype.type
+    _backward.pick(x2.size)(dy2, x2, np.ascontiguousarray(weight),
+                            np.ascontiguousarray(mean).reshape(-1),
+                            np.ascontiguousarray(rstd).reshape(-1), dx, dweight_part, dbias_part,
+                            t(0), t(1.0 / C))
+    return dx.reshape(x.shape), dweight_part.sum(0), dbias_part.sum(0)

@@ -27,33 +27,36 @@ def rmsnorm_backward_ref(dy, x, weight, rstd):
 
 
 @row_kernel
-def _forward(x, weight, eps, y, rstd):
+def _forward(x, weight, eps, y, rstd, zero, one, inv_c):
     N, C = x.shape
     for i in prange(N):
-        s2 = 0.0
+        xr, yr = x[i], y[i]
+        s2 = zero                                # in the input dtype, as LayerNorm's
         for c in range(C):
-            s2 += x[i, c] * x[i, c]
-        rstd[i] = 1.0 / np.sqrt(s2 / C + eps)
-        r = rstd[i]                              # in the input dtype
+            s2 += xr[c] * xr[c]
+        r = one / np.sqrt(s2 * inv_c + eps)
+        rstd[i] = r
         for c in range(C):
-            y[i, c] = x[i, c] * r * weight[c]
+            yr[c] = xr[c] * r * weight[c]
 
 
 @row_kernel
-def _backward(dy, x, weight, rstd, dx, dweight_part):
+def _backward(dy, x, weight, rstd, dx, dweight_part, zero, inv_c):
     N, C = x.shape
     K = dweight_part.shape[0]
     for k in prange(K):                          # block k owns partial sum k: race-free
+        dw = dweight_part[k]
         for i in range(k * N // K, (k + 1) * N // K):
             r = rstd[i]
-            gx_sum = 0.0
+            xr, dyr, dxr = x[i], dy[i], dx[i]
+            gx_sum = zero
             for c in range(C):
-                xhat = x[i, c] * r
-                gx_sum += dy[i, c] * weight[c] * xhat
-                dweight_part[k, c] += dy[i, c] * xhat
-            gx_mean = gx_sum / C
+                xhat = xr[c] * r
+                gx_sum += dyr[c] * weight[c] * xhat
+                dw[c] += dyr[c] * xhat
+            gx_mean = gx_sum * inv_c
             for c in range(C):
-                dx[i, c] = r * (dy[i, c] * weight[c] - x[i, c] * r * gx_mean)
+                dxr[c] = r * (dyr[c] * weight[c] - xr[c] * r * gx_mean)
 
 
 def rmsnorm_forward_numba(x, weight, eps):
@@ -61,7 +64,8 @@ def rmsnorm_forward_numba(x, weight, eps):
     x2 = np.ascontiguousarray(x).reshape(-1, C)
     y = np.empty_like(x2)
     rstd = np.empty(x2.shape[0], x.dtype)
-    _forward.pick(x2.size)(x2, np.ascontiguousarray(weight), float(eps), y, rstd)
+    t = x.dtype.type
+    _forward.pick(x2.size)(x2, np.ascontiguousarray(weight), t(eps), y, rstd, t(0), t(1), t(1.0 / C))
     return y.reshape(x.shape), rstd.reshape(x.shape[:-1])
 
 
@@ -70,7 +74,8 @@ def rmsnorm_backward_numba(dy, x, weight, rstd):
     x2 = np.ascontiguousarray(x).reshape(-1, C)
     dy2 = np.ascontiguousarray(dy).reshape(-1, C)
     dx = np.empty_like(x2)
-    dweight_part = np.zeros((n_chunks(x2.shape[0]), C), np.float64)
-    _backward.pick(x2.size)(dy2, x2, np.ascontiguousarray(weight), np.ascontiguousarray(rstd).reshape(-1),
-              dx, dweight_part)
-    return dx.reshape(x.shape), dweight_part.sum(0).astype(x.dtype)
+    dweight_part = np.zeros((n_chunks(x2.shape[0]), C), x.dtype)
+    t = x.dtype.type
+    _backward.pick(x2.size)(dy2, x2, np.ascontiguousarray(weight),
+                            np.ascontiguousarray(rstd).reshape(-1), dx, dweight_part, t(0), t(1.0 / C))
+    return dx.reshape(x.shape), dweight_part.sum(0)
