@@ -2,18 +2,27 @@
 
 numba turns ``np.exp`` on a scalar into a libm call per element (~11 ns for float32 here,
 against ~2 ns for NumPy's SIMD ufunc), which made softmax and cross-entropy no faster than
-NumPy. For float32, :func:`exp_inplace` evaluates exp in two branch-free loops LLVM vectorises:
+NumPy. For float32, :func:`exp` is branch-free arithmetic that LLVM vectorises inside the
+caller's loop:
 
     n = round(x / ln 2),  r = x - n ln 2  (ln 2 split in two for exactness),
     exp(x) = p(r) * 2^n   with p Cephes' degree-7 polynomial (relative error ~1e-7)
-    2^n is built from its bits, (n + 127) << 23, in an int32 scratch viewed as float32.
+    2^n is built from its bits, (n + 127) << 23, reinterpreted as a float32.
 
 x < -87.3 gives 0 (so -inf masks give exact zeros), x > 88 gives inf. float64 keeps ``np.exp``
 (float64 runs are for gradient checks, where exactness matters and speed does not).
+
+The reinterpretation is one LLVM ``bitcast`` (:func:`_float32_from_bits`), so exp is a scalar
+function a kernel calls in the loop that also computes its argument and uses its result.
+The previous form, a pass over an array that wrote the bits to an int32 scratch and a second
+pass that multiplied them in, took 115 us over 262,144 floats against 91 us for one loop of
+``exp``, and GELU's forward went from 140 to 104 us once its three passes became one loop
+(one thread).
 """
+import llvmlite.ir
 import numpy as np
 from numba import types
-from numba.extending import overload
+from numba.extending import intrinsic, overload
 
 from ._jit import FASTMATH
 
@@ -27,33 +36,42 @@ _P = tuple(np.float32(c) for c in (1.9875691500e-4, 1.3981999507e-3, 8.333451907
 _ZERO, _ONE, _HALF, _INF = np.float32(0), np.float32(1), np.float32(0.5), np.float32(np.inf)
 
 
-def exp_inplace(a, bits):
-    """a[:] = exp(a) for a 1-D contiguous float array; bits: int32 scratch of a's size."""
-    a[:] = np.exp(a)
+@intrinsic
+def _float32_from_bits(typingctx, bits):
+    """The float32 whose IEEE bits are the low 32 bits of an integer (no conversion)."""
+    if not isinstance(bits, types.Integer):
+        return None
+
+    def codegen(context, builder, signature, args):
+        value = args[0]
+        if bits.bitwidth > 32:
+            value = builder.trunc(value, llvmlite.ir.IntType(32))
+        elif bits.bitwidth < 32:
+            value = builder.zext(value, llvmlite.ir.IntType(32))
+        return builder.bitcast(value, context.get_value_type(types.float32))
+
+    return types.float32(bits), codegen
 
 
-def _exp_float32(a, bits):
-    scale = bits.view(np.float32)
+def exp(x):
+    """exp of a float scalar, in its dtype; only inside jitted kernels."""
+    return np.exp(x)
+
+
+def _exp_float32(x):
     P0, P1, P2, P3, P4, P5 = _P
-    for i in range(a.size):
-        x = min(max(a[i], _LO), _HI)
-        n = np.floor(x * _LOG2E + _HALF)
-        r = x - n * _LN2_HI - n * _LN2_LO
-        p = ((((((P0 * r + P1) * r + P2) * r + P3) * r + P4) * r + P5) * r * r + r) + _ONE
-        v = a[i]
-        a[i] = _ZERO if v < _LO else (_INF if v > _HI else p)
-        bits[i] = (np.int32(n) + np.int32(127)) << np.int32(23)
-    for i in range(a.size):
-        a[i] *= scale[i]
+    c = min(max(x, _LO), _HI)
+    n = np.floor(c * _LOG2E + _HALF)
+    r = c - n * _LN2_HI - n * _LN2_LO
+    p = ((((((P0 * r + P1) * r + P2) * r + P3) * r + P4) * r + P5) * r * r + r) + _ONE
+    p *= _float32_from_bits((np.int32(n) + np.int32(127)) << np.int32(23))
+    return _ZERO if x < _LO else (_INF if x > _HI else p)
 
 
-def _exp_generic(a, bits):
-    for i in range(a.size):
-        a[i] = np.exp(a[i])
+def _exp_generic(x):
+    return np.exp(x)
 
 
-@overload(exp_inplace, jit_options={"fastmath": FASTMATH, "error_model": "numpy"})
-def _exp_inplace_overload(a, bits):
-    if isinstance(a, types.Array) and a.dtype == types.float32:
-        return _exp_float32
-    return _exp_generic
+@overload(exp, inline="always", jit_options={"fastmath": FASTMATH, "error_model": "numpy"})
+def _exp_overload(x):
+    return _exp_float32 if x == types.float32 else _exp_generic

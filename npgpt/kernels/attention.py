@@ -13,9 +13,9 @@ scores to memory between steps. The kernel takes one head at a time and its quer
 blocks of ``block`` (64): scores, softmax and products stay in cache, and with the causal
 mask a block meets only the keys its last query can see, so the products do (n + 1) / 2n of
 the work for n blocks (T = 256: 62%) and the softmax touches only those keys. Each product
-writes into a scratch buffer (``np.dot(a, b, out)``: no temporary per call), and the block's
-exponentials are one call over the whole block, not one per row (measured one head of tiny's
-shape, T = 64, hs = 32: 17.6 -> 8.4 us forward).
+writes into a scratch buffer (``np.dot(a, b, out)``: no temporary per call), and each row's
+exponentials and their sum are one loop (measured one head of tiny's shape, T = 64, hs = 32:
+17.6 -> 8.4 us forward).
 
 q, k, v and dout may be strided views (the heads of a (B, T, 3, H, hs) projection, say), and
 ``out``, ``dq``, ``dk``, ``dv`` may be given as views to write into: each head is copied into a
@@ -26,7 +26,7 @@ import numpy as np
 from numba import prange
 
 from ..errors import InputError
-from ._exp import exp_inplace
+from ._exp import exp
 from ._jit import jit, n_threads, row_kernel
 from .softmax import softmax_backward_ref, softmax_forward_ref
 
@@ -109,7 +109,7 @@ def _keys_seen(causal, T, S, t1):
 
 
 @jit(inline="always")
-def _softmax_block(p, t0, T, S, causal, mask, has_mask, b, scale, neg_inf, zero, bits):
+def _softmax_block(p, t0, T, S, causal, mask, has_mask, b, scale, neg_inf, zero, one):
     """p: (n, w) scores of queries t0 .. t0 + n - 1 against keys 0 .. w - 1, in place to their
     softmax. Masked keys (padded, or after a causal query's position) get probability 0; a
     query that sees no key gets a row of zeros."""
@@ -122,22 +122,18 @@ def _softmax_block(p, t0, T, S, causal, mask, has_mask, b, scale, neg_inf, zero,
             x = neg_inf if has_mask and mask[b, s] else row[s] * scale
             row[s] = x
             top = max(top, x)
-        if top == neg_inf:                       # nothing visible: exp(-inf) = 0 everywhere
-            row[:] = neg_inf
-            continue
-        for s in range(end):
-            row[s] -= top
-        for s in range(end, w):
-            row[s] = neg_inf
-    exp_inplace(p.reshape(-1), bits[:n * w])     # one call for the block: no per-row overhead
-    for i in range(n):
-        row = p[i]
+        if top == neg_inf:                       # nothing visible
+            end = 0
         z = zero
-        for s in range(w):
-            z += row[s]
-        if z > zero:
-            inv = 1.0 / z
-            for s in range(w):
+        for s in range(end):                     # a padded key: exp(-inf) = 0
+            e = exp(row[s] - top)
+            row[s] = e
+            z += e
+        for s in range(end, w):
+            row[s] = zero
+        if end > 0:
+            inv = one / z
+            for s in range(end):
                 row[s] *= inv
 
 
@@ -172,7 +168,8 @@ def _task(task, H, heads):
 
 
 @row_kernel
-def _forward(q, k, v, mask, has_mask, causal, scale, neg_inf, zero, block, heads, out, probs):
+def _forward(q, k, v, mask, has_mask, causal, scale, neg_inf, zero, one, block, heads, out,
+             probs):
     B, H, T, hs = q.shape
     S = k.shape[2]
     for task in prange(B * ((H + heads - 1) // heads)):
@@ -186,7 +183,6 @@ def _forward(q, k, v, mask, has_mask, causal, scale, neg_inf, zero, block, heads
         _gather(vs, v, b, h0)
         ob = np.empty((block, hs), q.dtype)
         buf = np.empty(block * S, q.dtype)
-        bits = np.empty(block * S, np.int32)
         for j in range(h1 - h0):
             h = h0 + j
             for t0 in range(0, T, block):
@@ -200,7 +196,8 @@ def _forward(q, k, v, mask, has_mask, causal, scale, neg_inf, zero, block, heads
                 p = buf[:n * w].reshape(n, w)
                 on = ob[:n]
                 np.dot(qs[j, t0:t1], ks[j, :w].T, p)
-                _softmax_block(p, t0, T, S, causal, mask, has_mask, b, scale, neg_inf, zero, bits)
+                _softmax_block(p, t0, T, S, causal, mask, has_mask, b, scale, neg_inf, zero,
+                               one)
                 np.dot(p, vs[j, :w], on)
                 _copy(outs[j, t0:t1], on)
                 _copy(probs[b, h, t0:t1, :w], p)
@@ -303,7 +300,7 @@ def attention_forward_numba(q, k, v, causal=True, key_padding_mask=None, scale=N
     t = q.dtype.type
     kernel = _forward.pick(probs.size)
     heads = _heads_per_task(q, S, kernel is _forward.parallel, heads)
-    kernel(q, k, v, mask, has_mask, bool(causal), t(_scale(q, scale)), t(-np.inf), t(0),
+    kernel(q, k, v, mask, has_mask, bool(causal), t(_scale(q, scale)), t(-np.inf), t(0), t(1),
            int(block), heads, out, probs)
     return out, probs
 

@@ -13,7 +13,7 @@ import numpy as np
 from numba import prange
 
 from ..errors import InputError
-from ._exp import exp_inplace
+from ._exp import exp
 from ._jit import n_chunks, row_kernel
 
 
@@ -50,7 +50,6 @@ def cross_entropy_forward_backward_ref(logits, targets, ignore_index=-100):
 def _forward_backward(logits, tops, targets, ignore_index, inv_n, n_blocks, dlogits, row_loss):
     N, V = logits.shape
     for k in prange(n_blocks):                   # block k owns rows [k N / K, (k+1) N / K)
-        bits = np.empty(V, np.int32)             # exp's scratch, one per block
         for i in range(k * N // n_blocks, (k + 1) * N // n_blocks):
             row = dlogits[i]
             target = targets[i]
@@ -59,12 +58,11 @@ def _forward_backward(logits, tops, targets, ignore_index, inv_n, n_blocks, dlog
                 row[:] = 0.0
                 continue
             top = tops[i]
-            for v in range(V):                   # exp(logits - max) computed once, in dlogits
-                row[v] = logits[i, v] - top
-            exp_inplace(row, bits)
             z = 0.0                              # float64 sum over up to 50k terms
-            for v in range(V):
-                z += row[v]
+            for v in range(V):                   # exp(logits - max) computed once, in dlogits
+                e = exp(logits[i, v] - top)
+                row[v] = e
+                z += e
             row_loss[i] = np.log(z) - (logits[i, target] - top)
             scale = inv_n / z
             for v in range(V):

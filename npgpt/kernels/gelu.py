@@ -11,12 +11,12 @@ import math
 import numpy as np
 from numba import prange
 
-from ._exp import exp_inplace
-from ._jit import jit, row_kernel
+from ._exp import exp
+from ._jit import row_kernel
 
 _K = math.sqrt(2.0 / math.pi)
 _A = 0.044715
-_BLOCK = 1 << 12        # elements per block: its exp scratch stays in L1/L2
+_BLOCK = 1 << 12        # elements per parallel block
 
 # Each block works on slices of the arrays, indexed from 0. Indexing the whole array at
 # lo + j instead, inside a prange loop, costs a negative-index check per element that LLVM
@@ -36,26 +36,15 @@ def gelu_tanh_backward_ref(dy, x):
 # The kernels use 0.5 (1 + tanh u) = sigmoid(2u) = 1 / (1 + exp(-2u)), so one vectorised exp
 # is all they evaluate; then 0.5 (1 - tanh^2 u) = 2 s (1 - s) with s = sigmoid(2u).
 
-@jit(inline="always")
-def _exp_minus_2u(xs, k2, a):
-    """exp(-2u), u = k (x + a x^3), for one block of x: a fresh array of the block's size."""
-    e = np.empty(xs.size, xs.dtype)
-    for j in range(xs.size):
-        v = xs[j]
-        e[j] = -k2 * (v + a * v * v * v)
-    exp_inplace(e, np.empty(xs.size, np.int32))
-    return e
-
-
 @row_kernel
 def _forward(x, y, k2, a, one):
     n = x.size
     for b in prange((n + _BLOCK - 1) // _BLOCK):
         sl = slice(b * _BLOCK, (b + 1) * _BLOCK)
         xs, ys = x[sl], y[sl]
-        e = _exp_minus_2u(xs, k2, a)
         for j in range(xs.size):
-            ys[j] = xs[j] / (one + e[j])
+            v = xs[j]
+            ys[j] = v / (one + exp(-k2 * (v + a * v * v * v)))      # x * sigmoid(2u)
 
 
 @row_kernel
@@ -64,10 +53,9 @@ def _backward(dy, x, dx, k2, a, one, three):
     for b in prange((n + _BLOCK - 1) // _BLOCK):
         sl = slice(b * _BLOCK, (b + 1) * _BLOCK)
         xs, dys, dxs = x[sl], dy[sl], dx[sl]
-        e = _exp_minus_2u(xs, k2, a)
         for j in range(xs.size):
             v = xs[j]
-            s = one / (one + e[j])
+            s = one / (one + exp(-k2 * (v + a * v * v * v)))
             # term 1: d(x) * s; term 2: x * ds/du * du/dx, with ds/d(2u) = s (1 - s)
             dxs[j] = dys[j] * (s + v * s * (one - s) * k2 * (one + three * a * v * v))
 

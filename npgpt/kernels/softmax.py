@@ -13,7 +13,7 @@ import numpy as np
 from numba import prange
 
 from ..errors import InputError
-from ._exp import exp_inplace
+from ._exp import exp
 from ._jit import jit, n_chunks, row_kernel
 
 
@@ -53,42 +53,39 @@ def softmax_backward_ref(dprobs, probs, scale=1.0):
 
 
 @jit(inline="always")
-def softmax_row_inplace(row, end, neg_inf, bits):
+def softmax_row_inplace(row, end, neg_inf, zero, one):
     """row[:end] holds scaled scores, -inf where masked, and becomes their softmax; row[end:]
-    (keys a causal query cannot see) and a row with no visible key become zeros.
-    bits: exp's int32 scratch of the row's size. Shared by the softmax and attention kernels."""
+    (keys a causal query cannot see) and a row with no visible key become zeros."""
     top = neg_inf                                # typed like the row: float32 stays float32
     for s in range(end):
         top = max(top, row[s])
     if top == neg_inf:                           # no visible key: zeros, by definition
-        row[:] = 0.0
-        return
-    for s in range(end):
-        row[s] -= top                            # masked: -inf - top = -inf, and exp gives 0
+        end = 0
+    z = zero
+    for s in range(end):                         # masked: exp(-inf - top) = 0
+        e = exp(row[s] - top)
+        row[s] = e
+        z += e
     for s in range(end, row.shape[0]):
-        row[s] = neg_inf
-    exp_inplace(row, bits)
-    z = 0.0
-    for s in range(end):
-        z += row[s]
-    inv = 1.0 / z
-    for s in range(end):
-        row[s] *= inv
+        row[s] = zero
+    if end > 0:
+        inv = one / z
+        for s in range(end):
+            row[s] *= inv
 
 
 @row_kernel
-def _forward(scores, mask, has_mask, causal, scale, neg_inf, n_blocks, probs):
+def _forward(scores, mask, has_mask, causal, scale, neg_inf, zero, one, n_blocks, probs):
     B, M, T, S = scores.shape
     R = B * M * T
     for k in prange(n_blocks):                   # block k owns rows [k R / K, (k+1) R / K)
-        bits = np.empty(S, np.int32)             # exp's scratch, one per block
         for r in range(k * R // n_blocks, (k + 1) * R // n_blocks):
             b, h, t = r // (M * T), (r // T) % M, r % T
             row = probs[b, h, t]
             end = max(0, min(S, S - T + t + 1)) if causal else S   # keys [0, end) are visible
             for s in range(end):
                 row[s] = neg_inf if has_mask and mask[b, s] else scores[b, h, t, s] * scale
-            softmax_row_inplace(row, end, neg_inf, bits)
+            softmax_row_inplace(row, end, neg_inf, zero, one)
 
 
 @row_kernel
@@ -111,8 +108,9 @@ def softmax_forward_numba(scores, causal=False, key_padding_mask=None, scale=1.0
     has_mask = mask is not None
     if not has_mask:
         mask = np.zeros((1, 1), np.bool_)
-    _forward.pick(s4.size)(s4, np.ascontiguousarray(mask), has_mask, bool(causal), scores.dtype.type(scale),
-             scores.dtype.type(-np.inf), n_chunks(s4.size // S), probs)
+    t = scores.dtype.type
+    _forward.pick(s4.size)(s4, np.ascontiguousarray(mask), has_mask, bool(causal), t(scale),
+                           t(-np.inf), t(0), t(1), n_chunks(s4.size // S), probs)
     return probs.reshape(scores.shape)
 
 
