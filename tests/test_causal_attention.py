@@ -42,7 +42,7 @@ def test_blocked_causal_attention_matches_reference(B, H, T, hs, block, heads, m
 
 @pytest.mark.parametrize("backend", ["numba", "numpy"])
 def test_attention_layer_over_several_blocks_matches_finite_differences(backend, rng):
-    T = 70                                         # two 64-query blocks on the numba path
+    T = 70                                         # three 32-query blocks on the numba path
     mha = MultiHeadAttention(6, 2, dtype=np.float64, rng=rng)
     x = rng.standard_normal((2, T, 6))
     with kernels.use(backend):
@@ -96,8 +96,11 @@ def test_blocked_attention_with_masks_and_cache_matches_reference(B, H, T, extra
         np.testing.assert_allclose(g, g_ref, rtol=1e-10, atol=1e-10)
 
 
-@pytest.mark.parametrize("heads", [0, -1, 1.5])
-def test_attention_kernel_refuses_a_bad_heads_per_task(heads, rng):
+@pytest.mark.parametrize("name, match", [("heads", "heads per task"), ("block", "block")])
+@pytest.mark.parametrize("value", [0, -1, 1.5])
+def test_attention_kernel_refuses_a_bad_block_or_heads_per_task(name, match, value, rng):
     q = rng.standard_normal((1, 2, 3, 4))
-    with pytest.raises(InputError, match="heads per task"):
-        ka.attention_forward_numba(q, q, q, heads=heads)
+    with pytest.raises(InputError, match=match):
+        ka.attention_forward_numba(q, q, q, **{name: value})
+    with pytest.raises(InputError, match=match):
+        ka.attention_backward_numba(q, q, q, q, np.ones((1, 2, 3, 3)), **{name: value})
