@@ -8,6 +8,7 @@ A parallel region costs a thread wake-up and a barrier: microseconds on a quiet 
 whole scheduler slice (~8-20 ms measured here) when another process holds the other core.
 So every parallel kernel also exists serial, and small calls run serial.
 """
+import hashlib
 import os
 import types
 
@@ -53,6 +54,51 @@ FASTMATH = {"nsz", "arcp", "contract", "afn", "reassoc"}
 # other busy processes, a parallel region can wait a whole scheduler slice for its second thread
 # (measured here: 25 us quiet, ~8 ms busy); raise NPGPT_PARALLEL_MIN_ELEMENTS there.
 PARALLEL_MIN_ELEMENTS = int(os.environ.get("NPGPT_PARALLEL_MIN_ELEMENTS") or 1 << 18)
+
+
+# numba keys a cached kernel on its own source file only, but the kernels inline helpers from
+# the package's other files (exp, the copy loops, the softmax row): after an upgrade that
+# changed only a helper, a kernel would load its stale machine code. Kernels defined in this
+# package are therefore stamped with a hash of all of its source files instead.
+_KERNELS_DIR = os.path.dirname(os.path.abspath(__file__))
+
+
+def sources_stamp(directory: str = _KERNELS_DIR) -> bytes:
+    """A hash of the names and contents of the .py files in ``directory``."""
+    digest = hashlib.sha256()
+    for name in sorted(os.listdir(directory)):
+        if name.endswith(".py"):
+            with open(os.path.join(directory, name), "rb") as f:
+                digest.update(name.encode() + b"\0" + f.read() + b"\0")
+    return digest.digest()
+
+
+def _stamp_kernel_caches() -> None:
+    from numba.core import caching
+
+    stamp = sources_stamp()
+
+    class _PackageStamp:
+        def get_source_stamp(self):
+            return stamp
+
+        @classmethod
+        def from_function(cls, py_func, py_file):
+            if os.path.dirname(os.path.abspath(py_file)) != _KERNELS_DIR:
+                return None
+            return super().from_function(py_func, py_file)
+
+    try:
+        impl = getattr(caching, "CacheImpl", None) or caching._CacheImpl    # (older numba)
+        bases = (caching.UserProvidedCacheLocator, caching.InTreeCacheLocator,
+                 caching.UserWideCacheLocator)
+        impl._locator_classes[:0] = [
+            type("Kernels" + base.__name__, (_PackageStamp, base), {}) for base in bases]
+    except AttributeError:      # another numba layout: its own per-file stamps apply
+        pass
+
+
+_stamp_kernel_caches()
 
 
 def jit(parallel: bool = False, inline: str = "never"):

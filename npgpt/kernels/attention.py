@@ -31,9 +31,8 @@ import numpy as np
 from numba import prange
 
 from ..errors import InputError
-from ._exp import exp
 from ._jit import jit, n_threads, row_kernel
-from .softmax import softmax_backward_ref, softmax_forward_ref
+from .softmax import softmax_backward_ref, softmax_forward_ref, softmax_row_inplace
 
 
 def _block(T: int, block) -> int:
@@ -137,19 +136,7 @@ def _softmax_block(p, t0, T, S, causal, mask, has_mask, b, scale, neg_inf, zero,
             x = neg_inf if has_mask and mask[b, s] else row[s] * scale
             row[s] = x
             top = max(top, x)
-        if top == neg_inf:                       # nothing visible
-            end = 0
-        z = zero
-        for s in range(end):                     # a padded key: exp(-inf) = 0
-            e = exp(row[s] - top)
-            row[s] = e
-            z += e
-        for s in range(end, w):
-            row[s] = zero
-        if end > 0:
-            inv = one / z
-            for s in range(end):
-                row[s] *= inv
+        softmax_row_inplace(row, end, top, neg_inf, zero, one)
 
 
 @jit(inline="always")

@@ -53,12 +53,10 @@ def softmax_backward_ref(dprobs, probs, scale=1.0):
 
 
 @jit(inline="always")
-def softmax_row_inplace(row, end, neg_inf, zero, one):
-    """row[:end] holds scaled scores, -inf where masked, and becomes their softmax; row[end:]
-    (keys a causal query cannot see) and a row with no visible key become zeros."""
-    top = neg_inf                                # typed like the row: float32 stays float32
-    for s in range(end):
-        top = max(top, row[s])
+def softmax_row_inplace(row, end, top, neg_inf, zero, one):
+    """row[:end] holds scaled scores, -inf where masked, with maximum ``top``, and becomes their
+    softmax; row[end:] (keys a causal query cannot see) and a row with no visible key become
+    zeros. Shared by the softmax and attention kernels."""
     if top == neg_inf:                           # no visible key: zeros, by definition
         end = 0
     z = zero
@@ -83,9 +81,12 @@ def _forward(scores, mask, has_mask, causal, scale, neg_inf, zero, one, n_blocks
             b, h, t = r // (M * T), (r // T) % M, r % T
             row = probs[b, h, t]
             end = max(0, min(S, S - T + t + 1)) if causal else S   # keys [0, end) are visible
+            top = neg_inf                        # typed like the row: float32 stays float32
             for s in range(end):
-                row[s] = neg_inf if has_mask and mask[b, s] else scores[b, h, t, s] * scale
-            softmax_row_inplace(row, end, neg_inf, zero, one)
+                x = neg_inf if has_mask and mask[b, s] else scores[b, h, t, s] * scale
+                row[s] = x
+                top = max(top, x)
+            softmax_row_inplace(row, end, top, neg_inf, zero, one)
 
 
 @row_kernel
