@@ -35,13 +35,13 @@ from ._jit import jit, n_threads, row_kernel
 from .softmax import softmax_backward_ref, softmax_forward_ref, softmax_row_inplace
 
 
-def _block(T: int, block) -> int:
+def _block(T: int, causal: bool, block) -> int:
     """Queries per block: large enough for BLAS, small enough that the causal mask skips work.
-    64, or 32 for T <= 128, where the two halves skip a quarter of the products (one head,
-    one thread, hs = 32 and 64 at T = 64: forward 14.8 -> 13.4 and 31.9 -> 27.1 us, backward
-    18.7 -> 17.7 and 47.6 -> 39.7 us)."""
+    64, or 32 for causal T <= 128, where the two halves skip a quarter of the products (one
+    head, one thread, hs = 32 and 64 at T = 64: forward 14.8 -> 13.4 and 31.9 -> 27.1 us,
+    backward 18.7 -> 17.7 and 47.6 -> 39.7 us; without the mask, 32 only adds calls)."""
     if block is None:
-        return 32 if T <= 128 else 64
+        return 32 if causal and T <= 128 else 64
     if not isinstance(block, (int, np.integer)) or block < 1:
         raise InputError(f"attention block must be a positive integer, got {block!r}")
     return int(block)
@@ -303,7 +303,7 @@ def attention_forward_numba(q, k, v, causal=True, key_padding_mask=None, scale=N
     kernel = _forward.pick(probs.size)
     heads = _heads_per_task(q, S, kernel is _forward.parallel, heads)
     kernel(q, k, v, mask, has_mask, bool(causal), t(_scale(q, scale)), t(-np.inf), t(0), t(1),
-           _block(T, block), heads, out, probs)
+           _block(T, causal, block), heads, out, probs)
     return out, probs
 
 
@@ -323,5 +323,5 @@ def attention_backward_numba(dout, q, k, v, probs, scale=None, causal=False, dq=
     kernel = _backward.pick(probs.size)
     heads = _heads_per_task(q, k.shape[2], kernel is _backward.parallel, heads)
     kernel(dout, q, k, v, probs, t(_scale(q, scale)), bool(causal), t(0),
-           _block(q.shape[2], block), heads, dq, dk, dv)
+           _block(q.shape[2], causal, block), heads, dq, dk, dv)
     return dq, dk, dv
