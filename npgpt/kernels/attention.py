@@ -162,6 +162,19 @@ def _scatter(dst, src, b, h0):
 
 
 @jit(inline="always")
+def _gather_qkv(q, k, v, b, h0, h1):
+    """Contiguous copies of heads h0 .. h1 - 1 of batch row b of q, k and v."""
+    T, S, hs = q.shape[2], k.shape[2], q.shape[3]
+    qs = np.empty((h1 - h0, T, hs), q.dtype)
+    ks = np.empty((h1 - h0, S, hs), q.dtype)
+    vs = np.empty((h1 - h0, S, hs), q.dtype)
+    _gather(qs, q, b, h0)
+    _gather(ks, k, b, h0)
+    _gather(vs, v, b, h0)
+    return qs, ks, vs
+
+
+@jit(inline="always")
 def _task(task, H, heads):
     """The batch row and the first and last + 1 head of one task (``heads`` heads a task)."""
     groups = (H + heads - 1) // heads
@@ -176,13 +189,8 @@ def _forward(q, k, v, mask, has_mask, causal, scale, neg_inf, zero, one, block, 
     S = k.shape[2]
     for task in prange(B * ((H + heads - 1) // heads)):
         b, h0, h1 = _task(task, H, heads)
-        qs = np.empty((h1 - h0, T, hs), q.dtype)
-        ks = np.empty((h1 - h0, S, hs), q.dtype)
-        vs = np.empty((h1 - h0, S, hs), q.dtype)
+        qs, ks, vs = _gather_qkv(q, k, v, b, h0, h1)
         outs = np.empty((h1 - h0, T, hs), q.dtype)
-        _gather(qs, q, b, h0)
-        _gather(ks, k, b, h0)
-        _gather(vs, v, b, h0)
         ob = np.empty((block, hs), q.dtype)
         buf = np.empty(block * S, q.dtype)
         for j in range(h1 - h0):
@@ -213,13 +221,8 @@ def _backward(dout, q, k, v, probs, scale, causal, zero, block, heads, dq, dk, d
     S = k.shape[2]
     for task in prange(B * ((H + heads - 1) // heads)):
         b, h0, h1 = _task(task, H, heads)
-        qs = np.empty((h1 - h0, T, hs), q.dtype)
-        ks = np.empty((h1 - h0, S, hs), q.dtype)
-        vs = np.empty((h1 - h0, S, hs), q.dtype)
+        qs, ks, vs = _gather_qkv(q, k, v, b, h0, h1)
         douts = np.empty((h1 - h0, T, hs), q.dtype)
-        _gather(qs, q, b, h0)
-        _gather(ks, k, b, h0)
-        _gather(vs, v, b, h0)
         _gather(douts, dout, b, h0)
         dqs = np.empty((h1 - h0, T, hs), q.dtype)
         dks = np.zeros((h1 - h0, S, hs), q.dtype)
