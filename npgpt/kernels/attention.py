@@ -175,8 +175,14 @@ def _gather_qkv(q, k, v, b, h0, h1):
 
 
 @jit(inline="always")
+def _n_tasks(B, H, heads):
+    """Tasks of ``heads`` heads of one batch row (the last group of a row may be short)."""
+    return B * ((H + heads - 1) // heads)
+
+
+@jit(inline="always")
 def _task(task, H, heads):
-    """The batch row and the first and last + 1 head of one task (``heads`` heads a task)."""
+    """The batch row and the first and last + 1 head of one task."""
     groups = (H + heads - 1) // heads
     b, h0 = task // groups, (task % groups) * heads
     return b, h0, min(H, h0 + heads)
@@ -187,11 +193,10 @@ def _forward(q, k, v, mask, has_mask, causal, scale, neg_inf, zero, one, block, 
              probs):
     B, H, T, hs = q.shape
     S = k.shape[2]
-    for task in prange(B * ((H + heads - 1) // heads)):
+    for task in prange(_n_tasks(B, H, heads)):
         b, h0, h1 = _task(task, H, heads)
         qs, ks, vs = _gather_qkv(q, k, v, b, h0, h1)
         outs = np.empty((h1 - h0, T, hs), q.dtype)
-        ob = np.empty((block, hs), q.dtype)
         buf = np.empty(block * S, q.dtype)
         for j in range(h1 - h0):
             h = h0 + j
@@ -204,12 +209,10 @@ def _forward(q, k, v, mask, has_mask, causal, scale, neg_inf, zero, one, block, 
                     _fill(outs[j, t0:t1], zero)
                     continue
                 p = buf[:n * w].reshape(n, w)
-                on = ob[:n]
                 np.dot(qs[j, t0:t1], ks[j, :w].T, p)
                 _softmax_block(p, t0, T, S, causal, mask, has_mask, b, scale, neg_inf, zero,
                                one)
-                np.dot(p, vs[j, :w], on)
-                _copy(outs[j, t0:t1], on)
+                np.dot(p, vs[j, :w], outs[j, t0:t1])
                 _copy(probs[b, h, t0:t1, :w], p)
                 _fill(probs[b, h, t0:t1, w:], zero)
         _scatter(out, outs, b, h0)
@@ -219,7 +222,7 @@ def _forward(q, k, v, mask, has_mask, causal, scale, neg_inf, zero, one, block, 
 def _backward(dout, q, k, v, probs, scale, causal, zero, block, heads, dq, dk, dv):
     B, H, T, hs = q.shape
     S = k.shape[2]
-    for task in prange(B * ((H + heads - 1) // heads)):
+    for task in prange(_n_tasks(B, H, heads)):
         b, h0, h1 = _task(task, H, heads)
         qs, ks, vs = _gather_qkv(q, k, v, b, h0, h1)
         douts = np.empty((h1 - h0, T, hs), q.dtype)
@@ -227,7 +230,7 @@ def _backward(dout, q, k, v, probs, scale, causal, zero, block, heads, dq, dk, d
         dqs = np.empty((h1 - h0, T, hs), q.dtype)
         dks = np.zeros((h1 - h0, S, hs), q.dtype)
         dvs = np.zeros((h1 - h0, S, hs), q.dtype)
-        tmp = np.empty((max(S, block), hs), q.dtype)
+        tmp = np.empty((S, hs), q.dtype)
         pbuf = np.empty(block * S, q.dtype)
         dbuf = np.empty(block * S, q.dtype)
         for j in range(h1 - h0):
@@ -254,9 +257,7 @@ def _backward(dout, q, k, v, probs, scale, causal, zero, block, heads, dq, dk, d
                         dot += dr[s] * pr[s]
                     for s in range(w):
                         dr[s] = scale * pr[s] * (dr[s] - dot)
-                tn = tmp[:n]
-                np.dot(ds, ks[j, :w], tn)
-                _copy(dqs[j, t0:t1], tn)
+                np.dot(ds, ks[j, :w], dqs[j, t0:t1])
                 np.dot(ds.T, qs[j, t0:t1], tw)
                 _add(dks[j, :w], tw)
         _scatter(dq, dqs, b, h0)
