@@ -1,7 +1,7 @@
 """One training step (forward + backward + AdamW) of npgpt against PyTorch eager, same machine.
 
     python benchmarks/bench_train_step.py [--config tiny|small|gpt2|all] [--threads 2]
-                                          [--steps 10] [--warmup 3] [--isolated [--rounds 3]]
+                                          [--steps 10] [--min-seconds 2] [--warmup 3] [--isolated [--rounds 3]]
                                           [--data-parallel auto|on|off]
                                           [--cold-start] [--json out.json]
 
@@ -19,7 +19,8 @@ GELU, tied LM head, no dropout) on the same random batches:
                    installed
 
 The steps are interleaved (one step of each system in turn), so a change in machine load hits
-all of them alike; the figures are medians after warm-up. Interleaving has a cost of its own:
+all of them alike; the figures are medians after warm-up, of at least ``--steps`` steps and
+``--min-seconds`` of each system's stepping. Interleaving has a cost of its own:
 a thread pool left spinning by one system (OpenBLAS's, PyTorch's OpenMP) slows the next one's
 first operations, and in one process npgpt's numba and PyTorch share one OpenMP runtime, set
 up with PyTorch's long spin (see ``_util.start_torch``), which slows npgpt's kernels.
@@ -251,7 +252,11 @@ def cold_start(config="tiny") -> dict:
 
 # ---- the run --------------------------------------------------------------------------------
 
-def bench_config(name, systems_wanted, steps, warmup, data_parallel="auto"):
+def bench_config(name, systems_wanted, steps, warmup, data_parallel="auto", min_seconds=0.0):
+    """Median step time of each system, interleaved: one step of each in turn, ``warmup``
+    steps, then at least ``steps`` timed ones and until each system has been timed for
+    ``min_seconds`` (a 40 ms step sampled ten times spans under half a second, shorter
+    than the bursts of load on a shared machine)."""
     cfg = CONFIGS[name]
     B, T, V = cfg["batch"], cfg["T"], cfg["vocab_size"]
     rng = np.random.default_rng(0)
@@ -271,7 +276,9 @@ def bench_config(name, systems_wanted, steps, warmup, data_parallel="auto"):
             systems[sysname], model = npgpt_system(cfg, backend, model, data_parallel)
     times = {s: [] for s in systems}
     first = {}
-    for i, (x, y) in enumerate(batches):
+    i = 0
+    while i < warmup + steps or any(sum(t) < min_seconds for t in times.values()):
+        x, y = batches[i % len(batches)]
         for sysname, step in systems.items():      # interleaved: one step of each in turn
             t0 = time.perf_counter()
             step(x, y)
@@ -280,6 +287,7 @@ def bench_config(name, systems_wanted, steps, warmup, data_parallel="auto"):
                 first[sysname] = dt
             if i >= warmup:
                 times[sysname].append(dt)
+        i += 1
     P, flops = model_flops(cfg)
     rows = []
     for sysname, samples in times.items():
@@ -287,7 +295,7 @@ def bench_config(name, systems_wanted, steps, warmup, data_parallel="auto"):
         rows.append({"config": name, "system": sysname, "ms_per_step": ms,
                      "best_ms": 1e3 * min(samples), "tokens_per_s": B * T / (ms / 1e3),
                      "gflops": flops / (ms / 1e3) / 1e9, "first_step_s": first[sysname],
-                     "params": P, "flops_per_step": flops,
+                     "params": P, "flops_per_step": flops, "steps": len(samples),
                      "shards": getattr(systems[sysname], "shards", None)})
     return rows
 
@@ -307,6 +315,7 @@ def bench_isolated(name, args) -> list[dict]:
                 subprocess.run([sys.executable, os.path.abspath(__file__), "--config", name,
                                 "--systems", sysname, "--threads", str(args.threads),
                                 "--steps", str(args.steps), "--warmup", str(args.warmup),
+                                "--min-seconds", str(args.min_seconds),
                                 "--data-parallel", args.data_parallel,
                                 "--json", f.name], check=True, capture_output=True)
                 with open(f.name) as g:
@@ -329,6 +338,8 @@ def main(argv=None):
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--steps", type=int, default=10, help="timed steps per system")
     ap.add_argument("--warmup", type=int, default=3)
+    ap.add_argument("--min-seconds", type=float, default=2.0,
+                    help="keep timing steps until each system has run this long (per round)")
     ap.add_argument("--systems", default="npgpt,npgpt-numpy,torch")
     ap.add_argument("--rounds", type=int, default=3,
                     help="with --isolated: the systems take turns this many times (median)")
@@ -358,7 +369,7 @@ def main(argv=None):
             rows += bench_isolated(name, args)
         else:
             rows += bench_config(name, args.systems.split(","), args.steps, args.warmup,
-                                 args.data_parallel)
+                                 args.data_parallel, args.min_seconds)
     sgemm_after = sgemm_gflops()
     roof = max(sgemm, sgemm_after)
     for row in rows:
@@ -372,8 +383,8 @@ def main(argv=None):
     import numba
     print(f"\ntraining step, float32, {args.threads} threads, "
           f"{f'each system alone in its own process, {args.rounds} rounds taking turns' if args.isolated else 'interleaved'} (numba layer "
-          f"{numba.threading_layer()}), median of {args.steps} steps "
-          f"after {args.warmup} warm-up; sgemm {sgemm:.0f} GFLOP/s before, "
+          f"{numba.threading_layer()}), median of at least {args.steps} steps and "
+          f"{args.min_seconds:g} s after {args.warmup} warm-up; sgemm {sgemm:.0f} GFLOP/s before, "
           f"{sgemm_after:.0f} after")
     print_table(rows, [("config", "config", "s"), ("system", "system", "s"),
                        ("ms_per_step", "ms/step", ".1f"), ("tokens_per_s", "tokens/s", ",.0f"),
@@ -387,7 +398,7 @@ def main(argv=None):
     suspect = report_load(load_before, load_after, args.threads, LOAD_LIMIT)
     result = {"benchmark": "train_step", "isolated": args.isolated, "suspect": suspect, "cold_start": cold,
               "numba_threading_layer": numba.threading_layer(), "blas_threads": blas_pools, "threads": args.threads, "threads_set": get_num_threads(),
-              "data_parallel": args.data_parallel, "steps": args.steps, "warmup": args.warmup, "sgemm_gflops": [sgemm, sgemm_after],
+              "data_parallel": args.data_parallel, "steps": args.steps, "min_seconds": args.min_seconds, "warmup": args.warmup, "sgemm_gflops": [sgemm, sgemm_after],
               "load_before": load_before, "load_after": load_after, "machine": machine(),
               "rows": rows}
     return emit_json(result, args.json)
