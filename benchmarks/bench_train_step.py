@@ -181,8 +181,7 @@ def npgpt_system(cfg, backend="numba", model=None, data_parallel="auto"):
     def step(x, y):
         with kernels.use(backend):
             opt.zero_grad()
-            loss = runner.forward(x, y)
-            runner.backward()
+            loss = runner.forward_backward(x, y)
             opt.step()
         return loss
     step.shards = n

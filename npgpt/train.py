@@ -184,10 +184,9 @@ class Trainer:
         runner = self._runner()
         for _ in range(c.grad_accum):
             x, y = get_batch(self.train_data, c.batch_size, c.block_size, self.rng)
-            loss = runner.forward(x, y)
+            loss = runner.forward_backward(x, y)     # the shards meet once (npgpt.parallel)
             if not math.isfinite(loss):
                 self._non_finite("loss", loss)
-            runner.backward()
             total += loss
         if c.grad_accum > 1:
             scale = 1.0 / c.grad_accum

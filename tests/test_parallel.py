@@ -27,11 +27,15 @@ def one_pass(model, x, y):
     return float(loss), [p.grad.copy() for p in model.parameters()]
 
 
-def split_pass(model, x, y, n_shards):
+def split_pass(model, x, y, n_shards, fused=False):
+    """forward then backward, or (fused) forward_backward, on a fresh DataParallel."""
     model.zero_grad()
     dp = DataParallel(model, n_shards)
-    loss = dp.forward(x, y)
-    dp.backward()
+    if fused:
+        loss = dp.forward_backward(x, y)
+    else:
+        loss = dp.forward(x, y)
+        dp.backward()
     dp.close()
     return loss, [p.grad.copy() for p in model.parameters()]
 
@@ -48,11 +52,12 @@ def batch(seed, B=4, high=V):
 
 
 def assert_split_matches_one_pass(model, x, y, n_shards=2, rtol=1e-12):
-    """The split loss and gradients equal one pass's (float64: to rounding)."""
+    """The split loss and gradients, by either API, equal one pass's (float64: to rounding)."""
     loss1, g1 = one_pass(model, x, y)
-    loss2, g2 = split_pass(model, x, y, n_shards)
-    assert loss2 == pytest.approx(loss1, rel=rtol)
-    assert_grads_close(g2, g1, rtol)
+    for fused in (False, True):
+        loss2, g2 = split_pass(model, x, y, n_shards, fused)
+        assert loss2 == pytest.approx(loss1, rel=rtol)
+        assert_grads_close(g2, g1, rtol)
     return g2
 
 
@@ -77,9 +82,9 @@ def test_gradients_add_into_what_the_model_already_holds():
     _, g1 = one_pass(model, x, y)
     model.zero_grad()
     dp = DataParallel(model, 2)
-    for _ in range(2):                     # two micro-batches: grads accumulate with +=
-        dp.forward(x, y)
-        dp.backward()
+    dp.forward(x, y)                       # two micro-batches: grads accumulate with +=
+    dp.backward()
+    dp.forward_backward(x, y)
     assert_grads_close([p.grad for p in model.parameters()], [2 * g for g in g1])
 
 
@@ -170,6 +175,25 @@ def test_a_failing_shard_raises_and_leaves_the_gradients_untouched():
     assert_grads_close([p.grad for p in model.parameters()], g1)
 
 
+@pytest.mark.parametrize("bad_row", [0, 3])      # in the model's own shard, in the replica's
+def test_forward_backward_with_a_failing_shard_raises_and_leaves_the_gradients_untouched(bad_row):
+    model = small_gpt()
+    x, y = batch(7)
+    bad = y.copy()
+    bad[bad_row, 0] = V + 5
+    dp = DataParallel(model, 2)
+    model.zero_grad()
+    with pytest.raises(InputError, match="outside"):
+        dp.forward_backward(x, bad)
+    assert all(not p.grad.any() for p in model.parameters())
+    with pytest.raises(BackwardError):
+        dp.backward()                      # forward_backward leaves nothing to differentiate
+    loss1, g1 = one_pass(model, x, y)      # and the next step works
+    model.zero_grad()
+    assert dp.forward_backward(x, y) == pytest.approx(loss1, rel=1e-12)
+    assert_grads_close([p.grad for p in model.parameters()], g1)
+
+
 def test_thread_settings_are_restored_after_each_phase():
     model = small_gpt("float32")
     x, y = batch(8)
@@ -178,6 +202,8 @@ def test_thread_settings_are_restored_after_each_phase():
     dp.forward(x, y)
     assert get_num_threads() == before
     dp.backward()
+    assert get_num_threads() == before
+    dp.forward_backward(x, y)
     assert get_num_threads() == before
 
 
