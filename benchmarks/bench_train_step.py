@@ -73,7 +73,7 @@ LOAD_LIMIT = 1.5       # load average above which the figures are flagged as sus
 def set_threads(n: int) -> dict:
     """npgpt's one thread setting, then SciPy's OpenBLAS down to one thread.
 
-    numba kernels call ``np.dot`` through SciPy's own OpenBLAS (a second copy beside NumPy's)
+    numba kernels call gemm through SciPy's own OpenBLAS (a second copy beside NumPy's)
     from inside loops that are already parallel over heads; with both OpenBLAS pools at n
     threads they spin against each other on 2 cores (small config, 2 threads: 2.0 s/step,
     against 0.86 s with SciPy's at 1). ``npgpt.threads.set_num_threads`` gives every BLAS n,

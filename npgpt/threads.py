@@ -49,8 +49,8 @@ def set_num_threads(n: int) -> int:
 def _limit_scipy_blas() -> None:
     """SciPy's OpenBLAS (a second copy beside NumPy's) to one thread.
 
-    numba runs ``np.dot`` inside kernels through SciPy's BLAS, from loops already parallel over
-    heads; with that pool at n threads too, the two OpenBLAS pools spin against each other
+    The attention kernel calls gemm through SciPy's BLAS (``npgpt.kernels._blas``), from loops
+    already parallel over heads; with that pool at n threads too, the two OpenBLAS pools spin against each other
     (small config, 2 threads: 2.0 s/step, against 0.86 s with SciPy's at one). threadpoolctl
     limits only loaded libraries, so it is loaded first.
     """

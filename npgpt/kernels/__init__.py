@@ -89,7 +89,7 @@ def rope_backward(dy, cos, sin, interleaved=False):
 
 
 def attention_forward(q, k, v, causal=True, key_padding_mask=None, scale=None, out=None):
-    """Scaled dot-product attention, a few heads of one batch row at a time, in cache.
+    """Scaled dot-product attention, one head at a time, its scores and softmax in cache.
 
     q: (B, H, T, hs), k, v: (B, H, S, hs), key_padding_mask: (B, S) bool (True = padded);
     scale defaults to 1/sqrt(hs). -> (out (B, H, T, hs), probs (B, H, T, S)); no dropout.

@@ -104,7 +104,7 @@ class ScaledDotProductAttention(Module):
     ``weights`` (before dropout), to print or plot.
 
     Without grouping (Hkv = H) and without dropout in training, both directions run in the
-    fused kernel ``npgpt.kernels.attention`` (a few heads at a time, scores kept in cache; its
+    fused kernel ``npgpt.kernels.attention`` (a head at a time, scores kept in cache; its
     NumPy twin under ``kernels.use("numpy")``); otherwise in the stacked matmuls below.
     """
 

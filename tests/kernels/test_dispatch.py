@@ -96,7 +96,7 @@ def test_set_num_threads_keeps_numpy_blas_at_n_and_scipy_blas_at_one():
              for i in threadpool_info() if i["user_api"] == "blas"}
     assert pools.get("numpy.libs", 2) == 2      # NumPy's matmuls get both threads
     if "scipy.libs" in pools:
-        assert pools["scipy.libs"] == 1          # numba's np.dot pool does not spin against it
+        assert pools["scipy.libs"] == 1          # the kernels' gemm pool does not spin against it
 
 
 _LAYER_PROBE = """
