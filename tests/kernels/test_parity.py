@@ -54,7 +54,7 @@ def parallel_always(monkeypatch):
 
 # Large enough that each kernel's blocks come out several, the last one partial: GELU's blocks
 # are 4,096 elements (here 3 * 37 * 4 * 96), AdamW's 32,768 (here 96 * 384), attention's
-# queries 64 (here T = 37 is one block, T = 150 three).
+# queries 32 or 64 (here T = 37 is two causal blocks or one plain one, T = 150 three).
 PARALLEL_SHAPES = [{"B": 3, "T": 37, "H": 4, "C": 96, "V": 301},
                    {"B": 2, "T": 150, "H": 2, "C": 16, "V": 7}]
 
