@@ -20,8 +20,10 @@ runs by +-15%): tiny config 52-54 ms a step split, against 47-75 ms (median 57) 
 four alternating runs; small 595-627 against ~621 ms; gpt2-124M at batch 4 x 64 tokens (128
 rows per shard, each weight read by both threads for few rows) 1,311 against 1,263 ms, which
 is why :func:`auto_shards` splits only when every shard keeps at least ``n_embd`` rows.
-Against one shard alone on one thread, the split step costs 5-7% more: the two meetings,
-the gradient sum and the threads' turns at the GIL between their NumPy calls.
+Against one shard alone on one thread, the split step (tiny, 16 sequences on two threads
+against 8 on one) costs 5-8% more in its fastest tenth of steps and ~15% in its median: the
+meetings, the gradient sum, the threads' turns at the GIL between their NumPy calls, and
+above all each shard's memory traffic slowing the other.
 
 The result is the gradient of the whole batch's loss: shard k's loss gradient is weighted by
 its share of the counted targets (targets equal to the loss's ``ignore_index`` do not count),
