@@ -179,15 +179,15 @@ class DataParallel:
             for lib, n in saved_blas:
                 lib.set_num_threads(n)
 
-    def _run(self, fn, shards: list):
-        """fn(module, *args) for shard 0 on this thread and the others on the pool; every
-        shard finishes before the first error (shard order) is raised."""
+    def _run(self, own, tasks: list):
+        """own() on this thread while each ``(fn, args)`` of ``tasks`` runs on the pool; all
+        of them finish before the first error (own's, then the tasks' in order) is raised.
+        Returns own's result and then the tasks'."""
         results, error = [], None
         with self._serial():      # before the shards start: none of them may use 2 threads
-            futures = [self._pool.submit(fn, self._replicas[k - 1].module, *shards[k])
-                       for k in range(1, len(shards))]
+            futures = [self._pool.submit(fn, *args) for fn, args in tasks]
             try:
-                results.append(fn(self.model, *shards[0]))
+                results.append(own())
             except BaseException as e:     # noqa: BLE001 - re-raised once the others are done
                 error = e
             for f in futures:
@@ -203,21 +203,17 @@ class DataParallel:
     def forward(self, x, targets) -> float:
         """The whole batch's mean loss over counted targets (a float); keeps each shard's
         activations for :meth:`backward` (in training mode, outside ``no_grad``)."""
-        x, targets = np.asarray(x), np.asarray(targets)
-        self._active = 0
         shards, weights = self._split(x, targets)
         n = len(shards)
         if n == 1:
-            _, loss = self.model.forward(x, targets)
-            self.shard_losses = [float(loss)]
-            self._weights = [1.0]
-            self._active = 1
-            return float(loss)
-        losses = self._run(_forward, shards)
-        self._weights = weights
-        self.shard_losses = losses
-        self._active = n
-        return float(np.dot(self._weights, losses))
+            _, loss = self.model.forward(*shards[0])
+            losses = [float(loss)]
+        else:
+            losses = self._run(lambda: _forward(self.model, *shards[0]),
+                               [(_forward, (r.module, *shard))
+                                for r, shard in zip(self._replicas, shards[1:])])
+        self._weights, self.shard_losses, self._active = weights, losses, n
+        return float(np.dot(weights, losses))
 
     def forward_backward(self, x, targets) -> float:
         """:meth:`forward` then :meth:`backward` in one call, with the same loss and gradients,
@@ -225,44 +221,36 @@ class DataParallel:
         while the model's own thread waits only for the replicas' forwards to succeed before its
         backward (so a failing forward still leaves the gradients untouched) and then for their
         backwards. Returns the whole batch's mean loss."""
-        x, targets = np.asarray(x), np.asarray(targets)
-        self._active = 0
         shards, weights = self._split(x, targets)
         n = len(shards)
         if n == 1:
-            _, loss = self.model.forward(x, targets)
+            _, loss = self.model.forward(*shards[0])
             self.model.backward()
             self.shard_losses = [float(loss)]
             return float(loss)
         forwarded = [threading.Event() for _ in range(n - 1)]
         losses = [None] * n
-        with self._serial():
-            futures = [self._pool.submit(_forward_backward, self._replicas[k - 1], shards[k],
-                                         weights[k], losses, k, forwarded[k - 1])
-                       for k in range(1, n)]
-            error = None
-            try:
-                losses[0] = _forward(self.model, *shards[0])
-                for event in forwarded:
-                    event.wait()
-                if all(loss is not None for loss in losses):
-                    _backward(self.model, weights[0], ())
-            except BaseException as e:     # noqa: BLE001 - re-raised once the others are done
-                error = e
-            for f in futures:
-                try:
-                    f.result()
-                except BaseException as e:     # noqa: BLE001
-                    error = error or e
-        if error is not None:
-            raise error
+
+        def own():
+            losses[0] = _forward(self.model, *shards[0])
+            for event in forwarded:
+                event.wait()
+            if all(loss is not None for loss in losses):   # every forward succeeded
+                _backward(self.model, weights[0], ())
+
+        self._run(own, [(_forward_backward, (r, shards[k], weights[k], losses, k,
+                                             forwarded[k - 1]))
+                        for k, r in enumerate(self._replicas[:n - 1], start=1)])
         self._add_replica_grads(n)
         self.shard_losses = losses
         return float(np.dot(weights, losses))
 
     def _split(self, x, targets):
         """The batch's row blocks ``[(x_k, targets_k)]`` (one block when not split, after
-        which the replicas are ready) and each block's share of the counted targets."""
+        which the replicas are ready) and each block's share of the counted targets; any
+        forward kept for :meth:`backward` is dropped first."""
+        self._active = 0
+        x, targets = np.asarray(x), np.asarray(targets)
         if x.ndim < 1 or targets.shape[:1] != x.shape[:1]:
             raise InputError(f"x and targets must have the same batch size, got shapes "
                              f"{x.shape} and {targets.shape}")
@@ -291,8 +279,10 @@ class DataParallel:
         if n == 1:
             self.model.backward()
             return
-        own = [()] + [r.params for r in self._replicas[:n - 1]]   # the model's add up
-        self._run(_backward, list(zip(self._weights[:n], own)))
+        weights = self._weights
+        self._run(lambda: _backward(self.model, weights[0], ()),    # the model's add up
+                  [(_backward, (r.module, w, r.params))
+                   for r, w in zip(self._replicas, weights[1:n])])
         self._add_replica_grads(n)
 
     def close(self):
