@@ -103,19 +103,25 @@ def test_attention_kernel_refuses_a_bad_block(value, rng):
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_attention_kernel_takes_and_fills_arrays_strided_along_their_last_axis(dtype, rng):
-    """BLAS needs rows with unit stride: other inputs are copied, other outputs filled after."""
+@pytest.mark.parametrize("layout", ["every other column", "rows reversed"])
+def test_attention_kernel_takes_and_fills_views_blas_cannot(dtype, layout, rng):
+    """BLAS reads rows forwards with unit stride: other inputs are copied, other outputs are
+    computed aside and copied into the given views."""
     B, H, T, hs = 2, 3, 9, 4
+    # inputs from the first half of a wide array, results into its second half
+    pick = {"every other column": lambda a, i: a[..., i::2],
+            "rows reversed": lambda a, i: a[..., ::-1, i * hs:(i + 1) * hs]}[layout]
     wide = rng.standard_normal((4, B, H, T, 2 * hs)).astype(dtype)
-    q, k, v, dout = (w[..., ::2] for w in wide)               # every other element
+    q, k, v, dout = (pick(w, 0) for w in wide)
     out_ref, probs_ref = ka.attention_forward_ref(q, k, v, causal=True)
     grads_ref = ka.attention_backward_ref(dout, q, k, v, probs_ref)
     into = np.full((4, B, H, T, 2 * hs), np.nan, dtype)
-    out, probs = ka.attention_forward_numba(q, k, v, causal=True, out=into[0, ..., 1::2], block=4)
-    grads = ka.attention_backward_numba(dout, q, k, v, probs, causal=True, dq=into[1, ..., 1::2],
-                                        dk=into[2, ..., 1::2], dv=into[3, ..., 1::2], block=4)
+    views = [pick(a, 1) for a in into]
+    out, probs = ka.attention_forward_numba(q, k, v, causal=True, out=views[0], block=4)
+    grads = ka.attention_backward_numba(dout, q, k, v, probs, causal=True, dq=views[1],
+                                        dk=views[2], dv=views[3], block=4)
     tol = 1e-5 if dtype == np.float32 else 1e-12
-    for got, ref, i in zip((out, *grads), (out_ref, *grads_ref), range(4)):
+    for got, ref, view, i in zip((out, *grads), (out_ref, *grads_ref), views, range(4)):
         assert got.base is into                               # written where it was asked to be
-        np.testing.assert_allclose(into[i, ..., 1::2], ref, rtol=tol, atol=tol)
-        assert np.isnan(into[i, ..., ::2]).all()              # and nowhere else
+        np.testing.assert_allclose(view, ref, rtol=tol, atol=tol)
+        assert np.isnan(pick(into[i], 0)).all()               # and nowhere else

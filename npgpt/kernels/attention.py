@@ -183,17 +183,25 @@ def _backward(dout, q, k, v, probs, scale, causal, zero, one, block, dq, dk, dv)
             _fill(dv[b, h], zero)
 
 
+def _blas_ready(a) -> bool:
+    """Whether BLAS takes each (rows, columns) matrix of ``a`` where it lies: unit stride
+    along the last axis, and rows that follow each other forwards at least a row apart."""
+    rows, cols = a.shape[-2:]
+    item = a.itemsize
+    cols_ok = cols <= 1 or a.strides[-1] == item
+    rows_ok = rows <= 1 or (a.strides[-2] % item == 0 and a.strides[-2] >= max(1, cols) * item)
+    return cols_ok and rows_ok
+
+
 def _rows(a):
-    """``a``, or a copy of it, with unit stride along its last axis, as BLAS takes it."""
-    return a if a.strides[-1] == a.itemsize or a.shape[-1] <= 1 else np.ascontiguousarray(a)
+    """``a``, or a contiguous copy of it when BLAS could not read it where it lies."""
+    return a if _blas_ready(a) else np.ascontiguousarray(a)
 
 
 def _target(given, shape, dtype):
     """Where the kernel writes a result: the given array when BLAS can write into it, else a
     fresh one (copied into the given array afterwards by :func:`_deliver`)."""
-    if given is not None and (given.strides[-1] == given.itemsize or shape[-1] <= 1):
-        return given
-    return np.empty(shape, dtype)
+    return given if given is not None and _blas_ready(given) else np.empty(shape, dtype)
 
 
 def _deliver(given, result):
