@@ -73,8 +73,9 @@ def _fortran_gemm(typingctx, ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ld
 @jit(inline="always")
 def gemm(a, ta, b, tb, c, alpha, beta):
     """c = alpha * op(a) @ op(b) + beta * c, op(x) = x.T if t else x, for 2-D float32 or
-    float64 arrays whose rows are contiguous (unit stride along the last axis; any row
-    stride). With beta = 0, c is only written (BLAS does not read it)."""
+    float64 arrays whose rows are contiguous (unit stride along the last axis) and follow each
+    other forwards, at least a row apart: the caller makes sure of it (BLAS would read and
+    write out of bounds otherwise). With beta = 0, c is only written (BLAS does not read it)."""
     m, n = c.shape
     k = a.shape[0] if ta else a.shape[1]
     if m == 0 or n == 0:
