@@ -70,7 +70,8 @@ def _scale(q, scale):
 
 
 def _into(out, value):
-    if out is None:
+    """``value`` delivered into ``out`` if one was given (and is not value itself)."""
+    if out is None or out is value:
         return value
     out[...] = value
     return out
@@ -200,15 +201,8 @@ def _rows(a):
 
 def _target(given, shape, dtype):
     """Where the kernel writes a result: the given array when BLAS can write into it, else a
-    fresh one (copied into the given array afterwards by :func:`_deliver`)."""
+    fresh one (copied into the given array afterwards by :func:`_into`)."""
     return given if given is not None and _blas_ready(given) else np.empty(shape, dtype)
-
-
-def _deliver(given, result):
-    if given is None or given is result:
-        return result
-    given[...] = result
-    return given
 
 
 def _mask(key_padding_mask, q, k):
@@ -234,7 +228,7 @@ def attention_forward_numba(q, k, v, causal=True, key_padding_mask=None, scale=N
     _forward.pick(probs.size)(_rows(q), _rows(k), _rows(v), mask, has_mask, bool(causal),
                               t(_scale(q, scale)), t(-np.inf), t(0), t(1),
                               _block(T, causal, block), result, probs)
-    return _deliver(out, result), probs
+    return _into(out, result), probs
 
 
 def attention_backward_numba(dout, q, k, v, probs, scale=None, causal=False, dq=None, dk=None,
@@ -252,4 +246,4 @@ def attention_backward_numba(dout, q, k, v, probs, scale=None, causal=False, dq=
     _backward.pick(probs.size)(_rows(dout), _rows(q), _rows(k), _rows(v), probs,
                                t(_scale(q, scale)), bool(causal), t(0), t(1),
                                _block(q.shape[2], causal, block), *results)
-    return tuple(_deliver(g, r) for g, r in zip(given, results))
+    return tuple(_into(g, r) for g, r in zip(given, results))
