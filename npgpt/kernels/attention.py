@@ -32,7 +32,8 @@ from numba import prange
 from ..errors import InputError
 from ._blas import gemm
 from ._jit import jit, row_kernel
-from .softmax import softmax_backward_ref, softmax_forward_ref, softmax_row_inplace
+from .softmax import (softmax_backward_ref, softmax_backward_row, softmax_forward_ref,
+                      softmax_row_inplace)
 
 
 def _block(T: int, causal: bool, block) -> int:
@@ -171,12 +172,7 @@ def _backward(dout, q, k, v, probs, scale, causal, zero, one, block, dq, dk, dv)
             ds = buf[:n * w].reshape(n, w)
             gemm(do, False, v[b, h, :w], True, ds, one, zero)          # dprobs, then in place:
             for i in range(n):                                          # dscores
-                pr, dr = P[t0 + i], ds[i]
-                dot = zero
-                for s in range(w):
-                    dot += dr[s] * pr[s]
-                for s in range(w):
-                    dr[s] = scale * pr[s] * (dr[s] - dot)
+                softmax_backward_row(P[t0 + i], ds[i], ds[i], w, scale, zero)
             gemm(ds, False, k[b, h, :w], False, dq[b, h, t0:t1], one, zero)   # dq = ds k
             gemm(ds, True, q[b, h, t0:t1], False, dk[b, h, :w], one, add)     # dk += ds^T q
         if first:                                         # no block saw a key

@@ -72,6 +72,18 @@ def softmax_row_inplace(row, end, top, neg_inf, zero, one):
             row[s] *= inv
 
 
+@jit(inline="always")
+def softmax_backward_row(probs, dprobs, dscores, end, scale, zero):
+    """dscores[:end] = scale * probs * (dprobs - sum(dprobs * probs)) over one row's first
+    ``end`` entries (``dscores`` may be ``dprobs``: each entry is read before it is written).
+    ``zero`` types the sum. Shared by the softmax and attention kernels."""
+    dot = zero
+    for s in range(end):
+        dot += dprobs[s] * probs[s]
+    for s in range(end):
+        dscores[s] = scale * probs[s] * (dprobs[s] - dot)
+
+
 @row_kernel
 def _forward(scores, mask, has_mask, causal, scale, neg_inf, zero, one, n_blocks, probs):
     B, M, T, S = scores.shape
@@ -93,11 +105,7 @@ def _forward(scores, mask, has_mask, causal, scale, neg_inf, zero, one, n_blocks
 def _backward(dprobs, probs, scale, dscores):
     N, S = probs.shape
     for i in prange(N):
-        dot = 0.0
-        for s in range(S):
-            dot += dprobs[i, s] * probs[i, s]
-        for s in range(S):
-            dscores[i, s] = scale * probs[i, s] * (dprobs[i, s] - dot)
+        softmax_backward_row(probs[i], dprobs[i], dscores[i], S, scale, 0.0)
 
 
 def softmax_forward_numba(scores, causal=False, key_padding_mask=None, scale=1.0):
