@@ -21,7 +21,7 @@ import time
 # OpenBLAS's workers spin ~2^28 cycles after each product, on the core numba's parallel
 # kernels need next; 2^4 puts them to sleep at once (small: 0.90 -> 0.79 s/step). Set before
 # NumPy loads (an explicit setting in the environment wins); ``import npgpt`` sets the same.
-# numba's threading layer and OpenMP spin are npgpt's own choice (npgpt/kernels/_jit.py).
+# numba's threading layer and OpenMP spin are npgpt's own choice (npgpt/runtime/jit.py).
 os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "4")
 
 import numpy as np
@@ -33,7 +33,7 @@ from _util import emit_json, load_note, machine, print_table, report_load, start
 from bench_train_step import CONFIGS, LOAD_LIMIT, npgpt_config, set_threads, torch_model
 
 import npgpt
-from npgpt.threads import get_num_threads
+from npgpt.runtime.threads import get_num_threads
 
 
 def npgpt_decoder(cfg):

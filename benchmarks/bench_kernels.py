@@ -26,7 +26,7 @@ import statistics
 from _util import load_note, machine, print_table, time_samples
 
 from npgpt.kernels import KERNELS, VARIANTS, kernel
-from npgpt.threads import get_num_threads, set_num_threads
+from npgpt.runtime.threads import get_num_threads, set_num_threads
 
 CONFIGS = {
     "tiny": {"B": 16, "T": 64, "C": 128, "V": 512, "H": 4},

@@ -20,7 +20,7 @@ import sys
 # OpenBLAS's workers spin ~2^28 cycles after each product, on the core numba's parallel
 # kernels need next; 2^4 puts them to sleep at once (small: 0.90 -> 0.79 s/step). Set before
 # NumPy loads (an explicit setting in the environment wins); ``import npgpt`` sets the same.
-# numba's threading layer and OpenMP spin are npgpt's own choice (npgpt/kernels/_jit.py).
+# numba's threading layer and OpenMP spin are npgpt's own choice (npgpt/runtime/jit.py).
 os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "4")
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))

@@ -10,7 +10,7 @@ GELU, tied LM head, no dropout) on the same random batches:
 
 - ``npgpt``        numba kernels (the default backend), the step run as npgpt's Trainer runs
                    it: the batch split across the threads when each shard keeps at least
-                   n_embd token rows (``npgpt.parallel``; the ``shards`` column; change it
+                   n_embd token rows (``npgpt.runtime.parallel``; the ``shards`` column; change it
                    with ``--data-parallel``)
 - ``npgpt-numpy``  the same model with every kernel swapped for its NumPy twin
                    (``npgpt.kernels.use("numpy")``)
@@ -44,7 +44,7 @@ import time
 # OpenBLAS's workers spin ~2^28 cycles after each product, on the core numba's parallel
 # kernels need next; 2^4 puts them to sleep at once (small: 0.90 -> 0.79 s/step). Set before
 # NumPy loads (an explicit setting in the environment wins); ``import npgpt`` sets the same.
-# numba's threading layer and OpenMP spin are npgpt's own choice (npgpt/kernels/_jit.py).
+# numba's threading layer and OpenMP spin are npgpt's own choice (npgpt/runtime/jit.py).
 os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "4")
 
 import numpy as np
@@ -56,10 +56,10 @@ from _util import emit_json, load_note, machine, print_table, report_load, start
 
 import npgpt
 from npgpt import kernels
-from npgpt.memory import retain_freed_memory
+from npgpt.runtime.memory import retain_freed_memory
 from npgpt.optim import AdamW
-from npgpt.parallel import MODES, DataParallel, shards_for
-from npgpt.threads import get_num_threads, set_num_threads
+from npgpt.runtime.parallel import MODES, DataParallel, shards_for
+from npgpt.runtime.threads import get_num_threads, set_num_threads
 
 CONFIGS = {
     "tiny": dict(vocab_size=512, T=64, n_embd=128, n_layer=4, n_head=4, batch=16),
@@ -76,7 +76,7 @@ def set_threads(n: int) -> dict:
     numba kernels call gemm through SciPy's own OpenBLAS (a second copy beside NumPy's)
     from inside loops that are already parallel over heads; with both OpenBLAS pools at n
     threads they spin against each other on 2 cores (small config, 2 threads: 2.0 s/step,
-    against 0.86 s with SciPy's at 1). ``npgpt.threads.set_num_threads`` gives every BLAS n,
+    against 0.86 s with SciPy's at 1). ``npgpt.runtime.threads.set_num_threads`` gives every BLAS n,
     so the limit is applied here. Returns ``{library path: threads}``.
     """
     set_num_threads(n)
@@ -167,7 +167,7 @@ def npgpt_config(cfg):
 
 def npgpt_system(cfg, backend="numba", model=None, data_parallel="auto"):
     """npgpt's step as its Trainer runs it: with ``data_parallel`` "auto" the batch is split
-    across the threads (npgpt.parallel) when every shard keeps >= n_embd token rows."""
+    across the threads (npgpt.runtime.parallel) when every shard keeps >= n_embd token rows."""
     retain_freed_memory()          # as npgpt's Trainer does: no page faults on every step
     model = model if model is not None else npgpt.GPT(npgpt_config(cfg), seed=0)
     named = list(model.named_parameters())

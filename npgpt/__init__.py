@@ -1,12 +1,5 @@
 """npgpt: a transformer language-model toolkit in NumPy, every backward written by hand."""
-import os as _os
-import sys as _sys
-
-# OpenBLAS's idle workers spin for a long while after each product, on the core numba's
-# kernels need next (measured: small config 0.90 -> 0.79 s/step with a short timeout). It can
-# only be set before NumPy loads its OpenBLAS; a value the user set is kept.
-if "numpy" not in _sys.modules:
-    _os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "4")
+from . import runtime  # noqa: F401  (first: it sets OpenBLAS up before NumPy loads)
 from . import errors
 from .module import Module, ModuleList, Parameter, no_grad
 from .gradcheck import gradcheck

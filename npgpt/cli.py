@@ -310,7 +310,7 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     try:
         if args.threads is not None:
-            from .threads import set_num_threads
+            from .runtime.threads import set_num_threads
             set_num_threads(args.threads)
         return args.func(args) or 0
     except NpgptError as e:

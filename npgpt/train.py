@@ -31,10 +31,10 @@ from . import __version__
 from .data import TokenData, check_length, get_batch, tokenizer_identity
 from .errors import CheckpointError, ConfigError, TrainingError
 from .io import load_checkpoint, save_checkpoint
-from .memory import retain_freed_memory
+from .runtime.memory import retain_freed_memory
 from .module import no_grad
 from .optim import AdamW, clip_grad_norm, cosine_schedule
-from .parallel import MODES, DataParallel, shards_for
+from .runtime.parallel import MODES, DataParallel, shards_for
 
 
 @dataclass
@@ -64,7 +64,7 @@ class TrainConfig:
     save_checkpoints: bool = True  # write out_dir/checkpoint at each evaluation
     progress: bool = True         # show a tqdm progress bar
     plot: bool = True             # write out_dir/loss.png (needs matplotlib)
-    data_parallel: str = "auto"   # split each batch across threads (npgpt.parallel): on, off,
+    data_parallel: str = "auto"   # split each batch across threads (npgpt.runtime.parallel): on, off,
     #                               or auto: when every thread gets >= n_embd token rows
 
     def __post_init__(self):
@@ -184,7 +184,7 @@ class Trainer:
         runner = self._runner()
         for _ in range(c.grad_accum):
             x, y = get_batch(self.train_data, c.batch_size, c.block_size, self.rng)
-            loss = runner.forward_backward(x, y)     # the shards meet once (npgpt.parallel)
+            loss = runner.forward_backward(x, y)     # the shards meet once (npgpt.runtime.parallel)
             if not math.isfinite(loss):
                 self._non_finite("loss", loss)
             total += loss
@@ -240,7 +240,7 @@ class Trainer:
         until = c.max_steps if until is None else min(until, c.max_steps)
         self.out_dir.mkdir(parents=True, exist_ok=True)
         self._trim_metrics()
-        retain_freed_memory()         # each step reuses the last one's pages (npgpt.memory)
+        retain_freed_memory()         # each step reuses the last one's pages (npgpt.runtime.memory)
         self.model.train()
         bar = self._progress_bar(until)
         tokens_per_step = c.batch_size * c.block_size * c.grad_accum

@@ -1,4 +1,4 @@
-"""npgpt.parallel: a batch split across threads gives the one-pass loss and gradients."""
+"""npgpt.runtime.parallel: a batch split across threads gives the one-pass loss and gradients."""
 import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st
@@ -8,8 +8,8 @@ from npgpt import kernels
 from npgpt.errors import BackwardError, ConfigError, InputError
 from npgpt.models.classifier import TextClassifier
 from npgpt.optim import AdamW
-from npgpt.parallel import DataParallel, auto_shards
-from npgpt.threads import get_num_threads
+from npgpt.runtime.parallel import DataParallel, auto_shards
+from npgpt.runtime.threads import get_num_threads
 
 V, T = 32, 8
 
@@ -294,7 +294,7 @@ def test_trainer_refuses_a_bad_mode_or_a_model_it_cannot_split(tmp_path):
 
 
 def test_shards_for_each_mode(two_threads):
-    from npgpt.parallel import shards_for
+    from npgpt.runtime.parallel import shards_for
     tiny = npgpt.GPT(npgpt.GPTConfig(vocab_size=512, block_size=64, n_layer=1, n_head=4,
                                      n_embd=128), seed=0)
     assert shards_for("off", tiny, 16, 64) == 1

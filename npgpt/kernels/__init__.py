@@ -4,7 +4,7 @@ Every function here dispatches to the current backend (see :mod:`npgpt.kernels.r
 ``NPGPT_KERNELS=numpy`` or ``with npgpt.kernels.use("numpy"):`` runs the references instead.
 Nothing is imported or compiled until an op is first called; numba kernels are cached on disk.
 Inputs may be non-contiguous; outputs have the input's dtype (float32 stays float32).
-Threads: ``npgpt.threads.set_num_threads`` / ``NPGPT_NUM_THREADS``; calls touching fewer than
+Threads: ``npgpt.runtime.threads.set_num_threads`` / ``NPGPT_NUM_THREADS``; calls touching fewer than
 ``NPGPT_PARALLEL_MIN_ELEMENTS`` (default 2**18) elements run single-threaded.
 
 Shapes: B batch, T queries, S keys, C channels, V vocabulary, N rows (any leading shape

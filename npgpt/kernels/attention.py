@@ -18,7 +18,7 @@ n blocks (T = 256: 62%) and the softmax touches only those keys. The backward go
 the blocks last first: the last block sees every key, so its products set dk and dv and the
 earlier blocks' add into them (BLAS's beta = 1).
 
-The products run on BLAS called directly (:func:`npgpt.kernels._blas.gemm`), which takes
+The products run on BLAS called directly (:func:`npgpt.runtime.blas.gemm`), which takes
 each matrix with its own row stride: q, k, v and dout may be strided views (the heads of a
 (B, T, 3, H, hs) projection, say), and ``out``, ``dq``, ``dk``, ``dv`` may be given as views
 to write into, so neither the layer nor the kernel copies heads around (a view whose last
@@ -30,8 +30,8 @@ import numpy as np
 from numba import prange
 
 from ..errors import InputError
-from ._blas import gemm
-from ._jit import jit, row_kernel
+from ..runtime.blas import gemm
+from ..runtime.jit import jit, row_kernel
 from .softmax import (softmax_backward_ref, softmax_backward_row, softmax_forward_ref,
                       softmax_row_inplace)
 

@@ -11,7 +11,7 @@ import numpy as np
 from numba import prange
 
 from ..errors import InputError
-from ._jit import n_threads, row_kernel
+from ..runtime.jit import n_threads, row_kernel
 
 
 def _check(dweight, idx, dy):

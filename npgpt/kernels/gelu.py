@@ -11,8 +11,8 @@ import math
 import numpy as np
 from numba import prange
 
-from ._exp import exp
-from ._jit import row_kernel
+from ..runtime.exp import exp
+from ..runtime.jit import row_kernel
 
 _K = math.sqrt(2.0 / math.pi)
 _A = 0.044715

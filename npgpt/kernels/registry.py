@@ -232,7 +232,7 @@ def kernel(name: str, backend: str | None = None) -> Callable:
         if name not in KERNELS:
             raise ConfigError(f"unknown kernel {name!r}; known: {sorted(KERNELS)}")
         if backend == "numba":
-            from ..threads import init_threads
+            from ..runtime.threads import init_threads
             init_threads()
         fn = _resolved[(name, backend)] = KERNELS[name].function(backend)
     return fn

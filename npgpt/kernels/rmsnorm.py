@@ -10,7 +10,7 @@ backward:  g = dy * weight
 import numpy as np
 from numba import prange
 
-from ._jit import n_chunks, row_kernel
+from ..runtime.jit import n_chunks, row_kernel
 
 
 def rmsnorm_forward_ref(x, weight, eps):

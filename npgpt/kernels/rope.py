@@ -12,7 +12,7 @@ import numpy as np
 from numba import prange
 
 from ..errors import InputError
-from ._jit import row_kernel
+from ..runtime.jit import row_kernel
 
 
 def _check(x, cos, sin):

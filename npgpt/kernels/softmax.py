@@ -13,8 +13,8 @@ import numpy as np
 from numba import prange
 
 from ..errors import InputError
-from ._exp import exp
-from ._jit import jit, n_chunks, row_kernel
+from ..runtime.exp import exp
+from ..runtime.jit import jit, n_chunks, row_kernel
 
 
 def _check_mask(scores, key_padding_mask):

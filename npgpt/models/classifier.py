@@ -13,14 +13,14 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..errors import BackwardError, ConfigError, InputError
+from ..errors import ConfigError, InputError
 from ..layers.attention import MultiHeadAttention
 from ..layers.embedding import Embedding, LearnedPositionalEmbedding
 from ..layers.ffn import MLP
 from ..layers.linear import Linear
 from ..layers.loss import CrossEntropyLoss
 from ..layers.norm import LayerNorm
-from ..module import Module
+from .base import Model
 
 
 def masked_mean(h: np.ndarray, mask: np.ndarray) -> np.ndarray:
@@ -33,7 +33,7 @@ def masked_mean(h: np.ndarray, mask: np.ndarray) -> np.ndarray:
     return np.einsum("bt,btc->bc", weights, h), weights
 
 
-class TextClassifier(Module):
+class TextClassifier(Model):
     """Embedding + one self-attention layer + MLP + masked mean pooling + a linear head.
 
     forward(idx (B, T) int, targets (B,) int or None, padding_mask (B, T) bool or None)
@@ -59,7 +59,7 @@ class TextClassifier(Module):
             raise ConfigError(f"pad_id={pad_id} must be an id in [0, vocab_size={vocab_size})")
         rng = rng if rng is not None else np.random.default_rng()
         self.vocab_size, self.block_size, self.n_classes = vocab_size, block_size, n_classes
-        self.layernorm, self.pad_id = layernorm, pad_id
+        self.layernorm, self.pad_id, self.n_embd = layernorm, pad_id, n_embd
         mlp_hidden = 4 * n_embd if mlp_hidden is None else mlp_hidden
         self.wte = Embedding(vocab_size, n_embd, dtype=dtype, rng=rng, std=0.1)
         self.wpe = LearnedPositionalEmbedding(block_size, n_embd, dtype=dtype, rng=rng, std=0.02)
@@ -82,7 +82,14 @@ class TextClassifier(Module):
         mask = idx != self.pad_id if padding_mask is None else np.asarray(padding_mask, bool)
         if mask.shape != (B, T):
             raise InputError(f"padding_mask must have shape (B, T) = ({B}, {T}), got {mask.shape}")
-        x = self.wte(idx) + self.wpe(np.arange(T))
+        if targets is not None:
+            targets = np.asarray(targets)
+            if targets.shape != (B,):
+                raise InputError(f"targets must have shape (B,) = ({B},), got {targets.shape}")
+        return self._forward((idx, mask), targets)
+
+    def _logits(self, idx, mask):
+        x = self.wte(idx) + self.wpe(np.arange(idx.shape[1]))
         h = x + self.attn(x, key_padding_mask=mask)
         if self.layernorm:
             h = self.ln_1(h)
@@ -90,23 +97,10 @@ class TextClassifier(Module):
         if self.layernorm:
             h = self.ln_2(h)
         pooled, weights = masked_mean(h, mask)
-        logits = self.head(pooled)
         self.save(weights)
-        loss = None
-        if targets is not None:
-            targets = np.asarray(targets)
-            if targets.shape != (B,):
-                raise InputError(f"targets must have shape (B,) = ({B},), got {targets.shape}")
-            loss = self.loss_fn(logits, targets)
-        self._has_loss = targets is not None
-        return logits, loss
+        return self.head(pooled)
 
-    def backward(self, dlogits=None):
-        if dlogits is None:
-            if self._cache is None or not getattr(self, "_has_loss", False):
-                raise BackwardError("TextClassifier.backward() needs a forward with targets "
-                                    "(or pass dlogits)")
-            dlogits, _ = self.loss_fn.backward(1.0)
+    def _logits_backward(self, dlogits):
         (weights,) = self.saved()
         dpooled = self.head.backward(dlogits)                       # (B, C)
         dh = weights[:, :, None] * dpooled[:, None, :]              # (B, T, C)

@@ -9,11 +9,11 @@ so a GPT-2 state dict loads as it is; LLaMA-style MLPs use LLaMA's names (``gate
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
-from ..errors import BackwardError, ConfigError, InputError
+from ..errors import ConfigError, InputError
 from ..layers.attention import KVCache, MultiHeadAttention
 from ..layers.dropout import Dropout
 from ..layers.embedding import Embedding, LearnedPositionalEmbedding
@@ -24,6 +24,7 @@ from ..layers.norm import LayerNorm, RMSNorm
 from ..layers.positional import SinusoidalPositionalEncoding
 from ..layers.rope import RotaryEmbedding
 from ..module import Module, ModuleList
+from .base import Model
 
 POSITIONS = ("learned", "sinusoidal", "rope", "none")
 NORMS = ("layernorm", "rmsnorm")
@@ -187,12 +188,13 @@ class Block(Module):
         return dh
 
 
-class GPT(Module):
+class GPT(Model):
     """A decoder-only transformer language model.
 
     forward(idx (B, T) int, targets (B, T) int or None) -> (logits (B, T, V), loss or None)
     backward(dlogits=None): from the mean cross-entropy of the last forward, or from any
-    upstream dlogits (B, T, V); returns None (the input is integer ids).
+    upstream dlogits (B, T, V); returns None (the input is integer ids). A large training
+    batch runs split across the threads (``data_parallel``, see :mod:`npgpt.models.base`).
     """
 
     def __init__(self, config: GPTConfig, seed: int | None = 0):
@@ -244,6 +246,15 @@ class GPT(Module):
 
     def forward(self, idx, targets=None, key_padding_mask=None, kv_cache=None):
         idx = self._check_idx(idx)
+        if targets is not None:
+            targets = self._check_idx(targets, "targets")
+            if targets.shape != idx.shape:
+                raise InputError(f"targets shape {targets.shape} != idx shape {idx.shape}")
+        if kv_cache is not None:
+            return self._forward((idx, key_padding_mask, kv_cache), targets, splittable=False)
+        return self._forward((idx, key_padding_mask), targets)
+
+    def _logits(self, idx, key_padding_mask=None, kv_cache=None):
         B, T = idx.shape
         offset = kv_cache[0].length if kv_cache is not None else 0
         positions = np.arange(offset, offset + T)
@@ -258,22 +269,10 @@ class GPT(Module):
                       kv_cache=kv_cache[i] if kv_cache is not None else None)
         if self.config.prenorm:
             x = self.ln_f(x)
-        logits = self._head_forward(x)
         self.save(x)
-        loss = None
-        if targets is not None:
-            targets = self._check_idx(targets, "targets")
-            if targets.shape != idx.shape:
-                raise InputError(f"targets shape {targets.shape} != idx shape {idx.shape}")
-            loss = self.loss_fn(logits, targets)
-        self._has_loss = targets is not None
-        return logits, loss
+        return self._head_forward(x)
 
-    def backward(self, dlogits=None):
-        if dlogits is None:
-            if self._cache is None or not getattr(self, "_has_loss", False):
-                raise BackwardError("GPT.backward() needs a forward with targets (or pass dlogits)")
-            dlogits, _ = self.loss_fn.backward(1.0)
+    def _logits_backward(self, dlogits):
         (x,) = self.saved()
         dx = self._head_backward(dlogits, x)
         if self.config.prenorm:
@@ -284,7 +283,6 @@ class GPT(Module):
         if self.config.pos == "learned":
             self.wpe.backward(dx)
         self.wte.backward(dx)
-        return None
 
     # --- inference ---------------------------------------------------------------------
     def new_kv_cache(self, batch_size: int, max_len: int | None = None) -> list[KVCache]:

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..errors import BackwardError, ConfigError, InputError
+from ..errors import ConfigError, InputError
 from ..layers.attention import CrossAttention, MultiHeadAttention
 from ..layers.dropout import Dropout
 from ..layers.embedding import Embedding
@@ -30,6 +30,7 @@ from ..layers.loss import CrossEntropyLoss, log_softmax
 from ..layers.norm import LayerNorm
 from ..layers.positional import SinusoidalPositionalEncoding
 from ..module import Module, ModuleList, no_grad
+from .base import Model
 
 
 @dataclass
@@ -169,7 +170,7 @@ class DecoderLayer(Module):
         return dc + self.self_attn.backward(self.drop_1.backward(dc)), dmemory
 
 
-class Transformer(Module):
+class Transformer(Model):
     """The encoder-decoder Transformer.
 
     forward(src (B, S) int, tgt_in (B, T) int, tgt_out (B, T) int or None,
@@ -181,7 +182,10 @@ class Transformer(Module):
     backward(dlogits=None): from the loss of the last forward, or from any dlogits
     (B, T, V_tgt); returns None (both inputs are integer ids). The decoder's gradient with
     respect to memory, summed over the decoder layers, flows back through the encoder.
+    A large training batch runs split across the threads (see :mod:`npgpt.models.base`).
     """
+
+    _targets_name = "tgt_out"
 
     def __init__(self, config: Seq2SeqConfig, seed: int | None = 0):
         dtype = np.dtype(config.dtype)
@@ -254,25 +258,20 @@ class Transformer(Module):
         src = self._check_ids(src, "src", self.config.src_vocab_size)
         if src_padding_mask is None:
             src_padding_mask = self.padding_mask(src)
-        memory = self.encode(src, src_padding_mask)
-        logits = self.decode(tgt_in, memory, src_padding_mask)
-        self.save(True)
-        loss = None
         if tgt_out is not None:
             tgt_out = np.asarray(tgt_out)
             if tgt_out.shape != np.shape(tgt_in):
                 raise InputError(f"tgt_out shape {tgt_out.shape} != tgt_in shape "
                                  f"{np.shape(tgt_in)}")
-            loss = self.loss_fn(logits, tgt_out)
-        self._has_loss = tgt_out is not None
-        return logits, loss
+        return self._forward((src, tgt_in, src_padding_mask), tgt_out)
 
-    def backward(self, dlogits=None):
-        if dlogits is None:
-            if self._cache is None or not getattr(self, "_has_loss", False):
-                raise BackwardError("Transformer.backward() needs a forward with tgt_out "
-                                    "(or pass dlogits)")
-            dlogits, _ = self.loss_fn.backward(1.0)
+    def _logits(self, src, tgt_in, src_padding_mask):
+        memory = self.encode(src, src_padding_mask)
+        logits = self.decode(tgt_in, memory, src_padding_mask)
+        self.save(True)
+        return logits
+
+    def _logits_backward(self, dlogits):
         self.saved()
         # decoder, bottom-up; memory's gradient is the sum over the decoder layers
         dx = self.lm_head.backward(dlogits)

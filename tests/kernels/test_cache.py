@@ -5,20 +5,26 @@ from pathlib import Path
 
 import numpy as np
 
-from npgpt.kernels import _jit, gelu
+from npgpt.kernels import gelu
+from npgpt.runtime import jit as _jit
 
 
 def test_the_stamp_changes_with_any_source_file(tmp_path):
-    for path in Path(_jit._KERNELS_DIR).glob("*.py"):
-        shutil.copy(path, tmp_path / path.name)
-    before = _jit.sources_stamp(str(tmp_path))
-    assert _jit.sources_stamp(str(tmp_path)) == before
-    helper = tmp_path / "_exp.py"
+    dirs = []
+    for source in (_jit._KERNELS_DIR, _jit._RUNTIME_DIR):
+        copy = tmp_path / Path(source).name
+        copy.mkdir()
+        for path in Path(source).glob("*.py"):
+            shutil.copy(path, copy / path.name)
+        dirs.append(str(copy))
+    before = _jit.sources_stamp(*dirs)
+    assert _jit.sources_stamp(*dirs) == before
+    helper = tmp_path / "runtime" / "exp.py"
     helper.write_text(helper.read_text() + "\n# a changed helper\n")
-    assert _jit.sources_stamp(str(tmp_path)) != before
-    (tmp_path / "notes.txt").write_text("not a source")
+    assert _jit.sources_stamp(*dirs) != before
+    (tmp_path / "runtime" / "notes.txt").write_text("not a source")
     helper.write_text(helper.read_text().replace("\n# a changed helper\n", ""))
-    assert _jit.sources_stamp(str(tmp_path)) == before
+    assert _jit.sources_stamp(*dirs) == before
 
 
 def test_kernels_are_cached_under_the_package_stamp():

@@ -6,7 +6,8 @@ import sys
 import numpy as np
 import pytest
 
-from npgpt import kernels, threads
+from npgpt import kernels
+from npgpt.runtime import threads
 from npgpt.errors import ConfigError
 from npgpt.kernels import layernorm, registry
 
@@ -52,7 +53,7 @@ def test_env_var_selects_the_numpy_references():
 
 
 def test_importing_npgpt_imports_no_kernel_and_compiles_nothing():
-    code = ("import sys, npgpt, npgpt.kernels, npgpt.threads; "
+    code = ("import sys, npgpt, npgpt.kernels, npgpt.runtime.threads; "
             "print('numba' in sys.modules, any(m.startswith('npgpt.kernels.') and m != "
             "'npgpt.kernels.registry' for m in sys.modules))")
     assert _python(code) == "False False"
@@ -69,7 +70,7 @@ def test_set_num_threads_sets_numba_and_blas():
 
 
 def test_set_num_threads_still_holds_after_kernels_compile():
-    code = ("import numpy as np, npgpt.threads as t, npgpt.kernels as k; t.set_num_threads(1); "
+    code = ("import numpy as np, npgpt.runtime.threads as t, npgpt.kernels as k; t.set_num_threads(1); "
             "k.layernorm_forward(np.zeros((2, 3), np.float32), np.ones(3, np.float32), None); "
             "print(t.get_num_threads())")
     assert _python(code) in ("{'numba': 1, 'blas': 1}", "{'numba': 1, 'blas': None}")
@@ -90,7 +91,7 @@ def test_bad_thread_counts_are_config_errors(bad):
 def test_set_num_threads_keeps_numpy_blas_at_n_and_scipy_blas_at_one():
     from threadpoolctl import threadpool_info
 
-    from npgpt.threads import set_num_threads
+    from npgpt.runtime.threads import set_num_threads
     set_num_threads(2)
     pools = {os.path.basename(os.path.dirname(i["filepath"])): i["num_threads"]
              for i in threadpool_info() if i["user_api"] == "blas"}
@@ -102,7 +103,7 @@ def test_set_num_threads_keeps_numpy_blas_at_n_and_scipy_blas_at_one():
 _LAYER_PROBE = """
 import os
 import numba
-from npgpt.kernels import _jit
+from npgpt.runtime import jit as _jit
 print(numba.threading_layer(), os.environ.get("GOMP_SPINCOUNT"))
 """
 
@@ -125,7 +126,7 @@ def test_retain_freed_memory_stops_page_faults_in_a_repeated_loop():
     glibc's defaults, and once with freed memory kept (glibc on Linux; elsewhere False)."""
     code = """
 import resource, numpy as np
-from npgpt.memory import retain_freed_memory
+from npgpt.runtime.memory import retain_freed_memory
 def faults():
     before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
     for _ in range(5):

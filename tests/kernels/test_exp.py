@@ -3,8 +3,8 @@ the float32 range (so -inf masks give 0), inf above; float64 is the C library's 
 import numpy as np
 import pytest
 
-from npgpt.kernels._exp import exp
-from npgpt.kernels._jit import jit
+from npgpt.runtime.exp import exp
+from npgpt.runtime.jit import jit
 
 
 @jit()

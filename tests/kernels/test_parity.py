@@ -48,7 +48,7 @@ def test_kernel_accepts_non_contiguous_inputs(label, name, maker, shape, dtype, 
 def parallel_always(monkeypatch):
     """Every row kernel runs its prange-parallel version, whatever the size or thread count
     (small calls run the serial one: the parity tests above exercise only that)."""
-    from npgpt.kernels import _jit
+    from npgpt.runtime import jit as _jit
     monkeypatch.setattr(_jit.RowKernel, "pick", lambda self, n_elements: self.parallel)
 
 

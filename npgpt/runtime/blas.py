@@ -11,7 +11,7 @@ shape, one thread: forward 17.5 -> 12.9 us, backward 20.4 -> 12.5 us).
 
 The BLAS is SciPy's (``scipy.linalg.cython_blas``, Fortran calling convention: column-major,
 every argument by reference), the one ``np.dot`` in numba uses, kept at one thread by
-``npgpt.threads``. Its ``sgemm``/``dgemm`` are registered with LLVM under the names below
+``npgpt.runtime.threads``. Its ``sgemm``/``dgemm`` are registered with LLVM under the names below
 when this module is imported, and the kernels call them by name, so cached machine code
 links to them again in a new process (an address baked into the code could not be cached).
 A row-major ``c = op(a) op(b)`` is the column-major ``c^T = op(b)^T op(a)^T``: b is passed
@@ -23,7 +23,7 @@ from numba import types
 from numba.core import cgutils
 from numba.extending import get_cython_function_address, intrinsic
 
-from ._jit import jit
+from .jit import jit
 
 _SYMBOLS = {types.float32: ("sgemm", "npgpt_sgemm"), types.float64: ("dgemm", "npgpt_dgemm")}
 for _name, _symbol in _SYMBOLS.values():

@@ -44,9 +44,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-from .errors import BackwardError, ConfigError, InputError
-from .layers.loss import CrossEntropyLoss
-from .module import Module
+from ..errors import BackwardError, ConfigError, InputError
+from ..module import Module
 
 
 MODES = ("auto", "on", "off")     # TrainConfig.data_parallel, --data-parallel
@@ -59,8 +58,8 @@ def auto_shards(model: Module, batch_size: int, block_size: int, n_threads: int 
     ``n_embd`` token rows; otherwise 1 (no split: the threads work inside each operation)."""
     n_threads = _threads() if n_threads is None else n_threads
     n = min(int(n_threads), int(batch_size))
-    n_embd = getattr(getattr(model, "config", None), "n_embd", None)
-    if n < 2 or n_embd is None or not isinstance(getattr(model, "loss_fn", None), CrossEntropyLoss):
+    n_embd = getattr(getattr(model, "config", None), "n_embd", getattr(model, "n_embd", None))
+    if n < 2 or n_embd is None or not _splittable(model):
         return 1
     return n if batch_size * block_size // n >= n_embd else 1
 
@@ -77,8 +76,15 @@ def shards_for(mode: str, model: Module, batch_size: int, block_size: int) -> in
     return auto_shards(model, batch_size, block_size)
 
 
+def _splittable(model) -> bool:
+    """Whether the model's loss is a mean over counted targets (a cross-entropy with an
+    ``ignore_index``), which is what lets shards be weighted by their counts."""
+    loss_fn = getattr(model, "loss_fn", None)
+    return hasattr(loss_fn, "ignore_index") and hasattr(loss_fn, "backward")
+
+
 def _threads() -> int:
-    from .kernels._jit import n_threads      # imports numba: not at ``import npgpt``
+    from .jit import n_threads      # imports numba: not at ``import npgpt``
     return n_threads()
 
 
@@ -109,7 +115,7 @@ class DataParallel:
         n_shards = _threads() if n_shards is None else n_shards
         if not isinstance(n_shards, (int, np.integer)) or n_shards < 1:
             raise ConfigError(f"n_shards must be a positive integer, got {n_shards!r}")
-        if n_shards > 1 and not isinstance(getattr(model, "loss_fn", None), CrossEntropyLoss):
+        if n_shards > 1 and not _splittable(model):
             raise ConfigError(f"DataParallel needs a model whose loss_fn is a CrossEntropyLoss "
                               f"to split its batch; {type(model).__name__} has none")
         self.model = model
@@ -187,7 +193,8 @@ class DataParallel:
         with self._serial():      # before the shards start: none of them may use 2 threads
             futures = [self._pool.submit(fn, *args) for fn, args in tasks]
             try:
-                results.append(own())
+                with _shard():
+                    results.append(own())
             except BaseException as e:     # noqa: BLE001 - re-raised once the others are done
                 error = e
             for f in futures:
@@ -203,17 +210,48 @@ class DataParallel:
     def forward(self, x, targets) -> float:
         """The whole batch's mean loss over counted targets (a float); keeps each shard's
         activations for :meth:`backward` (in training mode, outside ``no_grad``)."""
-        shards, weights = self._split(x, targets)
+        shards, weights = self._split((x,), targets)
         n = len(shards)
-        if n == 1:
-            _, loss = self.model.forward(*shards[0])
-            losses = [float(loss)]
+        own = lambda: _forward(self.model, shards[0])     # noqa: E731
+        if n == 1:           # the model whole, its operations using every thread
+            losses = [own()]
         else:
-            losses = self._run(lambda: _forward(self.model, *shards[0]),
-                               [(_forward, (r.module, *shard))
-                                for r, shard in zip(self._replicas, shards[1:])])
+            losses = self._run(own, [(_forward, (r.module, shard))
+                                     for r, shard in zip(self._replicas, shards[1:])])
         self._weights, self.shard_losses, self._active = weights, losses, n
         return float(np.dot(weights, losses))
+
+    def forward_rows(self, fn, inputs: tuple) -> list:
+        """``fn(module, *inputs_k)`` on each shard's rows of ``inputs`` (arrays with the batch
+        first, or None), the model's own on this thread; returns the shards' results in row
+        order. With :meth:`backward_rows`, this splits a model's layers and leaves its loss
+        whole: the caller joins the outputs and computes the loss on them."""
+        shards = self._split_rows(inputs)
+        self._active = len(shards)
+        own = lambda: _as_shard(fn, self.model, *shards[0])     # noqa: E731
+        if len(shards) == 1:
+            return [own()]
+        return self._run(own, [(_as_shard, (fn, r.module, *shard))
+                               for r, shard in zip(self._replicas, shards[1:])])
+
+    def backward_rows(self, fn, dout) -> None:
+        """``fn(module, dout_k)`` on each shard of the last :meth:`forward_rows`, ``dout_k``
+        being its rows of ``dout``; the replicas' gradients are then added into the model's."""
+        n, self._active = self._active, 0
+        if n == 0:
+            raise BackwardError("DataParallel.backward_rows() called with no forward_rows to "
+                                "differentiate")
+        b = self._bounds
+        if np.shape(dout)[:1] != (b[-1],):
+            raise InputError(f"the gradient must have the batch's {b[-1]} rows first, got "
+                             f"shape {np.shape(dout)}")
+        pieces = [dout[lo:hi] for lo, hi in zip(b[:-1], b[1:])]
+        if n == 1:
+            _as_shard(fn, self.model, pieces[0])
+            return
+        self._run(lambda: _as_shard(fn, self.model, pieces[0]),
+                  [(_zeroed_backward, (fn, r, d)) for r, d in zip(self._replicas, pieces[1:])])
+        self._add_replica_grads(n)
 
     def forward_backward(self, x, targets) -> float:
         """:meth:`forward` then :meth:`backward` in one call, with the same loss and gradients,
@@ -221,18 +259,17 @@ class DataParallel:
         while the model's own thread waits only for the replicas' forwards to succeed before its
         backward (so a failing forward still leaves the gradients untouched) and then for their
         backwards. Returns the whole batch's mean loss."""
-        shards, weights = self._split(x, targets)
+        shards, weights = self._split((x,), targets)
         n = len(shards)
         if n == 1:
-            _, loss = self.model.forward(*shards[0])
-            self.model.backward()
-            self.shard_losses = [float(loss)]
-            return float(loss)
+            self.shard_losses = [_forward(self.model, shards[0])]
+            _as_shard(type(self.model).backward, self.model)
+            return self.shard_losses[0]
         forwarded = [threading.Event() for _ in range(n - 1)]
         losses = [None] * n
 
         def own():
-            losses[0] = _forward(self.model, *shards[0])
+            losses[0] = _forward(self.model, shards[0])
             for event in forwarded:
                 event.wait()
             if all(loss is not None for loss in losses):   # every forward succeeded
@@ -245,25 +282,36 @@ class DataParallel:
         self.shard_losses = losses
         return float(np.dot(weights, losses))
 
-    def _split(self, x, targets):
-        """The batch's row blocks ``[(x_k, targets_k)]`` (one block when not split, after
-        which the replicas are ready) and each block's share of the counted targets; any
-        forward kept for :meth:`backward` is dropped first."""
+    def _split(self, inputs: tuple, targets):
+        """The batch's row blocks ``[(inputs_k, targets_k)]`` and each block's share of the
+        counted targets; any forward kept for :meth:`backward` is dropped first."""
         self._active = 0
-        x, targets = np.asarray(x), np.asarray(targets)
-        if x.ndim < 1 or targets.shape[:1] != x.shape[:1]:
-            raise InputError(f"x and targets must have the same batch size, got shapes "
-                             f"{x.shape} and {targets.shape}")
-        n = min(self.n_shards, len(x))
-        if n <= 1:
-            return [(x, targets)], [1.0]
-        self._sync(n)
-        bounds = np.linspace(0, len(x), n + 1).round().astype(int)
-        shards = [(x[a:b], targets[a:b]) for a, b in zip(bounds[:-1], bounds[1:])]
+        targets = np.asarray(targets)
+        blocks = self._split_rows((*inputs, targets))
+        shards = [(block[:-1], block[-1]) for block in blocks]
+        if len(shards) == 1:
+            return shards, [1.0]
         ignore = self.model.loss_fn.ignore_index
         counts = np.array([np.count_nonzero(t != ignore) for _, t in shards], np.float64)
         total = counts.sum()
-        return shards, (list(counts / total) if total > 0 else [0.0] * n)
+        return shards, (list(counts / total) if total > 0 else [0.0] * len(shards))
+
+    def _split_rows(self, arrays: tuple) -> list[tuple]:
+        """Each shard's rows of ``arrays`` (None stays None): one block when the batch is not
+        split, after which the replicas are ready; the bounds are kept for the backward."""
+        arrays = tuple(None if a is None else np.asarray(a) for a in arrays)
+        x = arrays[0]
+        if x.ndim < 1 or any(a is not None and a.shape[:1] != x.shape[:1] for a in arrays):
+            raise InputError(f"inputs and targets must have the same batch size, got shapes "
+                             f"{', '.join(str(a.shape) for a in arrays if a is not None)}")
+        n = min(self.n_shards, len(x))
+        if n <= 1:
+            self._bounds = [0, len(x)]
+            return [arrays]
+        self._sync(n)
+        bounds = self._bounds = list(np.linspace(0, len(x), n + 1).round().astype(int))
+        return [tuple(None if a is None else a[lo:hi] for a in arrays)
+                for lo, hi in zip(bounds[:-1], bounds[1:])]
 
     def _add_replica_grads(self, n: int) -> None:
         for k, p in enumerate(self._params):
@@ -277,13 +325,18 @@ class DataParallel:
             raise BackwardError("DataParallel.backward() called with no forward to "
                                 "differentiate: run forward() first")
         if n == 1:
-            self.model.backward()
+            _as_shard(type(self.model).backward, self.model)
             return
         weights = self._weights
         self._run(lambda: _backward(self.model, weights[0], ()),    # the model's add up
                   [(_backward, (r.module, w, r.params))
                    for r, w in zip(self._replicas, weights[1:n])])
         self._add_replica_grads(n)
+
+    def __deepcopy__(self, memo):
+        """A copy of a model holding a DataParallel gets none (threads and replicas are not
+        copied; the copy makes its own when it needs one)."""
+        return None
 
     def close(self):
         """Stop the shard threads (they also stop with the process)."""
@@ -296,13 +349,43 @@ class DataParallel:
 
 
 def _serial_thread():
-    """A shard thread runs numba's serial kernels (its thread count is per thread)."""
+    """A shard thread runs numba's serial kernels (its thread count is per thread) and only
+    shards."""
     import numba
     numba.set_num_threads(1)
+    _local.shard = True
 
 
-def _forward(module, x, targets) -> float:
-    _, loss = module.forward(x, targets)
+_local = threading.local()
+
+
+def in_shard() -> bool:
+    """Whether this thread is running one shard of a split step: a model asked to forward
+    there runs its rows whole, never splitting them again."""
+    return getattr(_local, "shard", False)
+
+
+@contextlib.contextmanager
+def _shard():
+    """This thread runs a shard for the span of the block."""
+    before = in_shard()
+    _local.shard = True
+    try:
+        yield
+    finally:
+        _local.shard = before
+
+
+def _as_shard(fn, *args):
+    """fn(*args) as one shard of a split step."""
+    with _shard():
+        return fn(*args)
+
+
+def _forward(module, shard) -> float:
+    (x,), targets = shard
+    with _shard():
+        _, loss = module.forward(x, targets)
     return float(loss)
 
 
@@ -310,15 +393,25 @@ def _forward_backward(replica: _Replica, shard, weight, losses, k, forwarded) ->
     """A replica's forward, ``forwarded`` set once it has ended (``losses[k]`` holds the loss
     if it succeeded), then its backward."""
     try:
-        losses[k] = _forward(replica.module, *shard)
+        losses[k] = _forward(replica.module, shard)
     finally:
         forwarded.set()
     _backward(replica.module, weight, replica.params)
 
 
-def _backward(module, weight, own_params) -> None:
-    for p in own_params:      # a replica's gradients hold only its own shard's
+def _zero(params) -> None:
+    for p in params:          # a replica's gradients hold only its own shard's
         p.grad.fill(0)
+
+
+def _zeroed_backward(fn, replica: _Replica, dout) -> None:
+    _zero(replica.params)
+    _as_shard(fn, replica.module, dout)
+
+
+def _backward(module, weight, own_params) -> None:
+    """One shard's backward, from its share ``weight`` of the whole batch's mean loss."""
+    _zero(own_params)
     dlogits, _ = module.loss_fn.backward(1.0)
     dlogits *= dlogits.dtype.type(weight)     # this shard's share of the whole batch's mean
-    module.backward(dlogits)
+    _as_shard(module.backward, dlogits)

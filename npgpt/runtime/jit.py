@@ -57,19 +57,22 @@ PARALLEL_MIN_ELEMENTS = int(os.environ.get("NPGPT_PARALLEL_MIN_ELEMENTS") or 1 <
 
 
 # numba keys a cached kernel on its own source file only, but the kernels inline helpers from
-# the package's other files (exp, the copy loops, the softmax row): after an upgrade that
-# changed only a helper, a kernel would load its stale machine code. Kernels defined in this
-# package are therefore stamped with a hash of all of its source files instead.
-_KERNELS_DIR = os.path.dirname(os.path.abspath(__file__))
+# other files (exp and gemm here, the copy loops, the softmax row): after an upgrade that
+# changed only a helper, a kernel would load its stale machine code. Kernels defined in
+# npgpt/kernels are therefore stamped with a hash of all of its and the runtime's sources.
+_RUNTIME_DIR = os.path.dirname(os.path.abspath(__file__))
+_KERNELS_DIR = os.path.join(os.path.dirname(_RUNTIME_DIR), "kernels")
 
 
-def sources_stamp(directory: str = _KERNELS_DIR) -> bytes:
-    """A hash of the names and contents of the .py files in ``directory``."""
+def sources_stamp(*directories: str) -> bytes:
+    """A hash of the names and contents of the .py files in ``directories`` (default: the
+    kernels' and the runtime's)."""
     digest = hashlib.sha256()
-    for name in sorted(os.listdir(directory)):
-        if name.endswith(".py"):
-            with open(os.path.join(directory, name), "rb") as f:
-                digest.update(name.encode() + b"\0" + f.read() + b"\0")
+    for directory in directories or (_KERNELS_DIR, _RUNTIME_DIR):
+        for name in sorted(os.listdir(directory)):
+            if name.endswith(".py"):
+                with open(os.path.join(directory, name), "rb") as f:
+                    digest.update(name.encode() + b"\0" + f.read() + b"\0")
     return digest.digest()
 
 

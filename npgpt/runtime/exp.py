@@ -24,7 +24,7 @@ import numpy as np
 from numba import types
 from numba.extending import intrinsic, overload
 
-from ._jit import FASTMATH
+from .jit import FASTMATH
 
 _LOG2E = np.float32(1.44269504088896341)
 _LN2_HI = np.float32(0.693359375)

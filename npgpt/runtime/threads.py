@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 
-from .errors import ConfigError
+from ..errors import ConfigError
 
 _initialized = False
 _blas_limiter = None   # threadpoolctl keeps BLAS limits only while this object lives
@@ -35,7 +35,7 @@ def set_num_threads(n: int) -> int:
     import numba
     from threadpoolctl import threadpool_limits
 
-    from .kernels._jit import launch_threads
+    from .jit import launch_threads
     launch_threads()          # numba's pool, started with npgpt's threading-layer settings
 
     n_numba = min(n, numba.config.NUMBA_NUM_THREADS)
@@ -49,7 +49,7 @@ def set_num_threads(n: int) -> int:
 def _limit_scipy_blas() -> None:
     """SciPy's OpenBLAS (a second copy beside NumPy's) to one thread.
 
-    The attention kernel calls gemm through SciPy's BLAS (``npgpt.kernels._blas``), from loops
+    The attention kernel calls gemm through SciPy's BLAS (``npgpt.runtime.blas``), from loops
     already parallel over heads; with that pool at n threads too, the two OpenBLAS pools spin against each other
     (small config, 2 threads: 2.0 s/step, against 0.86 s with SciPy's at one). threadpoolctl
     limits only loaded libraries, so it is loaded first.
@@ -70,7 +70,7 @@ def get_num_threads() -> dict:
     import numba
     from threadpoolctl import threadpool_info
 
-    from .kernels._jit import launch_threads
+    from .jit import launch_threads
     launch_threads()
 
     blas = [info["num_threads"] for info in threadpool_info() if info["user_api"] == "blas"]
