@@ -5,13 +5,16 @@
                                           [--data-parallel auto|on|off]
                                           [--cold-start] [--json out.json]
 
-Three systems train the same GPT-2 architecture (learned positions, pre-LN LayerNorm, tanh
+Four systems train the same GPT-2 architecture (learned positions, pre-LN LayerNorm, tanh
 GELU, tied LM head, no dropout) on the same random batches:
 
 - ``npgpt``        numba kernels (the default backend), the step run as npgpt's Trainer runs
                    it: the batch split across the threads when each shard keeps at least
                    n_embd token rows (``npgpt.runtime.parallel``; the ``shards`` column; change it
                    with ``--data-parallel``)
+- ``plain``        the same model through the plain loop a user writes,
+                   ``model.forward(x, y); model.backward(); opt.step()`` (the model splits a
+                   large enough batch across the threads itself: ``npgpt.models.base``)
 - ``npgpt-numpy``  the same model with every kernel swapped for its NumPy twin
                    (``npgpt.kernels.use("numpy")``)
 - ``torch``        a PyTorch model of identical architecture defined below (eager,
@@ -37,6 +40,7 @@ import argparse
 import json
 import math
 import os
+import resource
 import statistics
 import sys
 import time
@@ -170,11 +174,7 @@ def npgpt_system(cfg, backend="numba", model=None, data_parallel="auto"):
     across the threads (npgpt.runtime.parallel) when every shard keeps >= n_embd token rows."""
     retain_freed_memory()          # as npgpt's Trainer does: no page faults on every step
     model = model if model is not None else npgpt.GPT(npgpt_config(cfg), seed=0)
-    named = list(model.named_parameters())
-    decay = [p for _, p in named if p.data.ndim >= 2]
-    no_decay = [p for _, p in named if p.data.ndim < 2]
-    opt = AdamW([{"params": decay, "weight_decay": WEIGHT_DECAY},
-                 {"params": no_decay, "weight_decay": 0.0}], lr=LR, betas=BETAS, eps=EPS)
+    opt = _adamw(model)
     n = shards_for(data_parallel, model, cfg["batch"], cfg["T"])   # starts numba's threads
     runner = DataParallel(model, n)
 
@@ -186,6 +186,30 @@ def npgpt_system(cfg, backend="numba", model=None, data_parallel="auto"):
         return loss
     step.shards = n
     return step, model
+
+
+def plain_system(cfg, model=None):
+    """The README's loop: forward, backward, AdamW, nothing else set up (no DataParallel, no
+    memory setting: the model does what it needs itself)."""
+    model = model if model is not None else npgpt.GPT(npgpt_config(cfg), seed=0)
+    opt = _adamw(model)
+
+    def step(x, y):
+        opt.zero_grad()
+        _, loss = model.forward(x, y)
+        model.backward()
+        opt.step()
+        return float(loss)
+    step.shards = shards_for(model.data_parallel, model, cfg["batch"], cfg["T"])
+    return step, model
+
+
+def _adamw(model):
+    named = list(model.named_parameters())
+    decay = [p for _, p in named if p.data.ndim >= 2]
+    no_decay = [p for _, p in named if p.data.ndim < 2]
+    return AdamW([{"params": decay, "weight_decay": WEIGHT_DECAY},
+                  {"params": no_decay, "weight_decay": 0.0}], lr=LR, betas=BETAS, eps=EPS)
 
 
 def model_flops(cfg) -> tuple[int, float]:
@@ -269,16 +293,20 @@ def bench_config(name, systems_wanted, steps, warmup, data_parallel="auto", min_
                 systems["torch"] = torch_system(cfg)
             except ImportError:
                 print("  torch is not installed: skipping it", file=sys.stderr)
+        elif sysname == "plain":
+            systems["plain"], model = plain_system(cfg, model)
         else:
             backend = "numpy" if sysname == "npgpt-numpy" else "numba"
             # one npgpt model serves both backends (gpt2-124M with Adam state is ~2 GB)
             systems[sysname], model = npgpt_system(cfg, backend, model, data_parallel)
     times = {s: [] for s in systems}
+    faults = {s: [] for s in systems}
     first = {}
     i = 0
     while i < warmup + steps or any(sum(t) < min_seconds for t in times.values()):
         x, y = batches[i % len(batches)]
         for sysname, step in systems.items():      # interleaved: one step of each in turn
+            f0 = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
             t0 = time.perf_counter()
             step(x, y)
             dt = time.perf_counter() - t0
@@ -286,6 +314,7 @@ def bench_config(name, systems_wanted, steps, warmup, data_parallel="auto", min_
                 first[sysname] = dt
             if i >= warmup:
                 times[sysname].append(dt)
+                faults[sysname].append(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - f0)
         i += 1
     P, flops = model_flops(cfg)
     rows = []
@@ -295,6 +324,7 @@ def bench_config(name, systems_wanted, steps, warmup, data_parallel="auto", min_
                      "best_ms": 1e3 * min(samples), "tokens_per_s": B * T / (ms / 1e3),
                      "gflops": flops / (ms / 1e3) / 1e9, "first_step_s": first[sysname],
                      "params": P, "flops_per_step": flops, "steps": len(samples),
+                     "faults_per_step": statistics.median(faults[sysname]),
                      "shards": getattr(systems[sysname], "shards", None)})
     return rows
 
@@ -339,7 +369,7 @@ def main(argv=None):
     ap.add_argument("--warmup", type=int, default=3)
     ap.add_argument("--min-seconds", type=float, default=2.0,
                     help="keep timing steps until each system has run this long (per round)")
-    ap.add_argument("--systems", default="npgpt,npgpt-numpy,torch")
+    ap.add_argument("--systems", default="npgpt,plain,npgpt-numpy,torch")
     ap.add_argument("--rounds", type=int, default=3,
                     help="with --isolated: the systems take turns this many times (median)")
     ap.add_argument("--data-parallel", default="auto", choices=MODES,
@@ -387,7 +417,7 @@ def main(argv=None):
           f"{sgemm_after:.0f} after")
     print_table(rows, [("config", "config", "s"), ("system", "system", "s"),
                        ("ms_per_step", "ms/step", ".1f"), ("tokens_per_s", "tokens/s", ",.0f"),
-                       ("shards", "shards", "d"),
+                       ("shards", "shards", "d"), ("faults_per_step", "faults/step", ",.0f"),
                        ("gflops", "GFLOP/s", ".1f"), ("share_of_sgemm", "of sgemm", ".0%"),
                        ("vs_torch", "vs torch", ".2f")])
     if cold:

@@ -4,6 +4,7 @@ from . import errors
 from .module import Module, ModuleList, Parameter, no_grad
 from .gradcheck import gradcheck
 from .hf import from_pretrained, save_pretrained
+from . import generate as _generate  # noqa: F401  (GPT.generate)
 from .models import GPT, GPTConfig, count_params
 
 __version__ = "0.1.0"

@@ -12,6 +12,7 @@ from typing import Callable
 import numpy as np
 
 from .errors import ConfigError, InputError
+from .models.gpt import GPT
 from .module import no_grad
 
 
@@ -129,3 +130,11 @@ def _step(model, tokens, n, start, window, cache):
     if cache is None:
         return model.forward(tokens[:, :n])[0]
     return model.forward(tokens[:, start:n], kv_cache=cache)[0]
+
+
+def _generate_method(self, idx, max_new_tokens: int, **kwargs):
+    """Autoregressive sampling with a KV cache; see :func:`npgpt.generate.generate`."""
+    return generate(self, idx, max_new_tokens, **kwargs)
+
+
+GPT.generate = _generate_method      # ``import npgpt`` loads this module: every GPT has it

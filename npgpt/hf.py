@@ -405,6 +405,24 @@ def save_pretrained(model: GPT, path) -> Path:
     return path
 
 
+def _from_pretrained_method(cls, path, dtype: str = "float32", **overrides) -> GPT:
+    """A GPT-2 or LLaMA-family model from a local HuggingFace directory
+    (:func:`npgpt.hf.from_pretrained`)."""
+    return from_pretrained(path, dtype, **overrides)
+
+
+def _save_pretrained_method(self, path) -> Path:
+    """Write ``config.json`` + ``model.safetensors`` that transformers loads
+    (:func:`npgpt.hf.save_pretrained`)."""
+    return save_pretrained(self, path)
+
+
+# The methods a HuggingFace user reaches for, on the model class (``import npgpt`` loads this
+# module, so every GPT has them); models/ itself knows nothing of the format.
+GPT.from_pretrained = classmethod(_from_pretrained_method)
+GPT.save_pretrained = _save_pretrained_method
+
+
 # --- tokenizer ----------------------------------------------------------------------------------
 
 def load_tokenizer(path):

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..errors import ConfigError
+from ..runtime.threads import init_threads
 
 BACKENDS = ("numba", "numpy")
 
@@ -232,7 +233,6 @@ def kernel(name: str, backend: str | None = None) -> Callable:
         if name not in KERNELS:
             raise ConfigError(f"unknown kernel {name!r}; known: {sorted(KERNELS)}")
         if backend == "numba":
-            from ..runtime.threads import init_threads
             init_threads()
         fn = _resolved[(name, backend)] = KERNELS[name].function(backend)
     return fn

@@ -292,21 +292,9 @@ class GPT(Model):
         return [KVCache(batch_size, c.n_kv_head, max_len, c.head_size, dtype=self.dtype)
                 for _ in range(c.n_layer)]
 
-    @classmethod
-    def from_pretrained(cls, path, dtype: str = "float32", **overrides) -> "GPT":
-        """A GPT-2 or LLaMA-family model from a local HuggingFace directory (see npgpt.hf)."""
-        from ..hf import from_pretrained
-        return from_pretrained(path, dtype, **overrides)
-
-    def save_pretrained(self, path):
-        """Write ``config.json`` + ``model.safetensors`` that transformers loads (see npgpt.hf)."""
-        from ..hf import save_pretrained
-        return save_pretrained(self, path)
-
-    def generate(self, idx, max_new_tokens: int, **kwargs):
-        """Autoregressive sampling with a KV cache; see :func:`npgpt.generate.generate`."""
-        from ..generate import generate
-        return generate(self, idx, max_new_tokens, **kwargs)
+    # GPT.from_pretrained / save_pretrained (npgpt.hf) and GPT.generate (npgpt.generate) are
+    # given to the class by those modules, which speak the file format and the decoding loop:
+    # a model knows neither, and nothing here imports them.
 
 
 def count_params(config: GPTConfig) -> dict[str, int]:

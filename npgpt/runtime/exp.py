@@ -1,8 +1,7 @@
 """A vectorisable exp for the kernels' inner loops.
 
-numba turns ``np.exp`` on a scalar into a libm call per element (~11 ns for float32 here,
-against ~2 ns for NumPy's SIMD ufunc), which made softmax and cross-entropy no faster than
-NumPy. For float32, :func:`exp` is branch-free arithmetic that LLVM vectorises inside the
+numba turns ``np.exp`` on a scalar into a libm call per element, several times slower than
+NumPy's SIMD ufunc, which made softmax and cross-entropy no faster than NumPy. For float32, :func:`exp` is branch-free arithmetic that LLVM vectorises inside the
 caller's loop:
 
     n = round(x / ln 2),  r = x - n ln 2  (ln 2 split in two for exactness),
@@ -13,11 +12,8 @@ x < -87.3 gives 0 (so -inf masks give exact zeros), x > 88 gives inf. float64 ke
 (float64 runs are for gradient checks, where exactness matters and speed does not).
 
 The reinterpretation is one LLVM ``bitcast`` (:func:`_float32_from_bits`), so exp is a scalar
-function a kernel calls in the loop that also computes its argument and uses its result.
-The previous form, a pass over an array that wrote the bits to an int32 scratch and a second
-pass that multiplied them in, took 115 us over 262,144 floats against 91 us for one loop of
-``exp``, and GELU's forward went from 140 to 104 us once its three passes became one loop
-(one thread).
+function a kernel calls in the loop that also computes its argument and uses its result: no
+int32 scratch and no second pass over the array (docs/performance.md, "Runtime").
 """
 import llvmlite.ir
 import numpy as np

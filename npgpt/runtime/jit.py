@@ -5,8 +5,8 @@
 reductions), fused multiply-add, reciprocal and approximate-function tricks.
 
 A parallel region costs a thread wake-up and a barrier: microseconds on a quiet machine, but a
-whole scheduler slice (~8-20 ms measured here) when another process holds the other core.
-So every parallel kernel also exists serial, and small calls run serial.
+whole scheduler slice when another process holds the other core. So every parallel kernel
+also exists serial, and small calls run serial.
 """
 import hashlib
 import os
@@ -14,13 +14,11 @@ import types
 
 import numba
 
-# The threading layer. GNU OpenMP ("omp") starts a parallel region in ~2 us; numba's own
-# "workqueue" takes ~100 us to wake its threads on this machine (measured: an empty
-# 128-iteration prange 2 us against 102 us; a tiny training step ~55-67 ms against ~64-77 ms,
-# three runs each). OpenMP's idle workers spin before they sleep,
-# and libgomp's default spin (GOMP_SPINCOUNT 300,000) holds the second core through the
-# OpenBLAS product that follows each kernel (tiny step ~90 ms against ~55 ms with the spin cut
-# to OMP_SPIN_COUNT). libgomp reads the variable once, when it is loaded, so
+# The threading layer. GNU OpenMP ("omp") starts a parallel region far sooner than numba's own
+# "workqueue" wakes its threads (docs/performance.md, "Runtime"). OpenMP's idle workers spin
+# before they sleep, and libgomp's default spin (GOMP_SPINCOUNT 300,000) holds the second core
+# through the OpenBLAS product that follows each kernel, so the spin is cut to
+# OMP_SPIN_COUNT. libgomp reads the variable once, when it is loaded, so
 # :func:`launch_threads` sets it only for that moment. A process holds one libgomp.so.1, and
 # PyTorch's wheel ships one of that name: whichever loads first sets the spin for both, and
 # PyTorch's many small regions want its long default (a tiny PyTorch step ran ~5x slower with
@@ -51,8 +49,8 @@ launch_threads()
 
 FASTMATH = {"nsz", "arcp", "contract", "afn", "reassoc"}
 # Below this many elements touched, threads cost more than they save. On a machine shared with
-# other busy processes, a parallel region can wait a whole scheduler slice for its second thread
-# (measured here: 25 us quiet, ~8 ms busy); raise NPGPT_PARALLEL_MIN_ELEMENTS there.
+# other busy processes, a parallel region can wait a whole scheduler slice for its second
+# thread; raise NPGPT_PARALLEL_MIN_ELEMENTS there.
 PARALLEL_MIN_ELEMENTS = int(os.environ.get("NPGPT_PARALLEL_MIN_ELEMENTS") or 1 << 18)
 
 

@@ -2,20 +2,21 @@
 
 A training step allocates its activations and gradients afresh and frees them all at the end.
 With glibc's default settings, large blocks are mapped from the kernel on each allocation and
-unmapped when freed, and a freed top of the heap is trimmed, so every step touches new pages:
-page faults, measured here at 8,500 per step on the tiny config (36 ms of system time per step,
-against 2 ms with freed memory kept) and 25,000 on the small one. The steps repeat the same
+unmapped when freed, and a freed top of the heap is trimmed, so every step touches new pages
+and pays their page faults (docs/performance.md, "Runtime"). The steps repeat the same
 allocations, so memory kept from one step is reused by the next and the peak stays the same.
 
 ``retain_freed_memory()`` switches glibc's malloc to that: no ``mmap`` for large blocks, no trim.
-It changes the whole process, so npgpt calls it only where it owns the loop (``Trainer``, the
-benchmarks); call it yourself in a training loop of your own. On a C library other than glibc
-it does nothing and returns False.
+It changes the whole process, so npgpt calls it only when training starts (a model's first
+training forward with targets, the ``Trainer``, the benchmarks); ``NPGPT_RETAIN_FREED_MEMORY=0``
+in the environment turns it off. On a C library other than glibc it does nothing and returns
+False.
 """
 from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import os
 import sys
 
 # mallopt parameters, from glibc's malloc.h
@@ -31,6 +32,8 @@ def retain_freed_memory() -> bool:
     global _applied
     if _applied:
         return True
+    if os.environ.get("NPGPT_RETAIN_FREED_MEMORY", "1").strip() == "0":
+        return False
     if not sys.platform.startswith("linux"):
         return False
     try:

@@ -3,27 +3,26 @@
 The usual way to use two cores is inside each operation: every product and kernel is cut in
 two and the halves run at once. A small model's step is ~50 products and ~20 kernels of a few
 hundred microseconds each, and every one of them starts and joins both threads, wakes a
-sleeping worker of BLAS or of numba (~0.1 ms each here) and waits for the slower half.
+sleeping worker of BLAS or of numba and waits for the slower half.
 
 :class:`DataParallel` cuts the batch instead. Shard 0 runs on the model itself, shard k on a
 replica that shares the model's weight arrays but has its own gradients and activations;
 each shard's forward and backward run start to end on one thread, with single-threaded BLAS
 and serial kernels. NumPy's products and ufuncs and npgpt's kernels all release the GIL, so
 the shards run truly at once. The replicas' gradients are then added into the model's.
-:meth:`DataParallel.forward` and :meth:`DataParallel.backward` meet the shards twice per step;
-:meth:`DataParallel.forward_backward` (what the Trainer runs) lets each replica go on from
-its forward into its backward, so only the model's own thread waits, once per phase, and
-only for a slower shard (tiny config: median step 0.3-1.2 ms faster, of 44-52 ms).
 
-Measured on 2 cores (training step with AdamW; this machine's other tenants move single
-runs by +-15%): tiny config 52-54 ms a step split, against 47-75 ms (median 57) unsplit over
-four alternating runs; small 595-627 against ~621 ms; gpt2-124M at batch 4 x 64 tokens (128
-rows per shard, each weight read by both threads for few rows) 1,311 against 1,263 ms, which
-is why :func:`auto_shards` splits only when every shard keeps at least ``n_embd`` rows.
-Against one shard alone on one thread, the split step (tiny, 16 sequences on two threads
-against 8 on one) costs 5-8% more in its fastest tenth of steps and ~15% in its median: the
-meetings, the gradient sum, the threads' turns at the GIL between their NumPy calls, and
-above all each shard's memory traffic slowing the other.
+Three ways to drive it:
+- :meth:`DataParallel.forward` and :meth:`DataParallel.backward`: each shard computes its own
+  loss, weighted by its share of the counted targets; they meet the shards twice per step.
+- :meth:`DataParallel.forward_backward` (what the Trainer runs): each replica goes on from its
+  forward into its backward, so only the model's own thread waits, once per phase.
+- :meth:`DataParallel.forward_rows` and :meth:`DataParallel.backward_rows`: the shards run a
+  given function of their rows and the caller keeps the rest whole; a model's own forward uses
+  them for its layers and computes the loss on the joined logits (``npgpt.models.base``).
+
+A split costs each replica's gradient sum and the meetings, and at a small batch per shard
+each weight is read by both threads for few rows, so :func:`auto_shards` splits only when
+every shard keeps at least ``n_embd`` token rows (the figures: docs/performance.md).
 
 The result is the gradient of the whole batch's loss: shard k's loss gradient is weighted by
 its share of the counted targets (targets equal to the loss's ``ignore_index`` do not count),
@@ -46,6 +45,7 @@ import numpy as np
 
 from ..errors import BackwardError, ConfigError, InputError
 from ..module import Module
+from .threads import init_threads
 
 
 MODES = ("auto", "on", "off")     # TrainConfig.data_parallel, --data-parallel
@@ -129,8 +129,8 @@ class DataParallel:
         self._weights: list[float] = []
 
     # --- replicas -----------------------------------------------------------------------
-    # Walking the module tree for its parameters takes ~0.2 ms on the tiny config, so the
-    # model's and each replica's parameter and generator lists are taken once: the model's
+    # Walking the module tree for its parameters costs a noticeable part of a small step, so
+    # the model's and each replica's parameter and generator lists are taken once: the model's
     # structure must not change under a DataParallel (its arrays may: see _sync).
     def _replica(self) -> _Replica:
         """A copy of the model sharing its weight arrays, with its own zero gradients and no
@@ -162,7 +162,6 @@ class DataParallel:
                 seed = int(g.integers(2 ** 63))
                 h.bit_generator.state = type(g.bit_generator)(seed).state
         if self._pool is None and self.n_shards > 1:
-            from .threads import init_threads
             init_threads()        # thread settings and SciPy's BLAS, before the pool starts
             self._pool = ThreadPoolExecutor(self.n_shards - 1, thread_name_prefix="npgpt-shard",
                                             initializer=_serial_thread)

@@ -50,8 +50,8 @@ def _limit_scipy_blas() -> None:
     """SciPy's OpenBLAS (a second copy beside NumPy's) to one thread.
 
     The attention kernel calls gemm through SciPy's BLAS (``npgpt.runtime.blas``), from loops
-    already parallel over heads; with that pool at n threads too, the two OpenBLAS pools spin against each other
-    (small config, 2 threads: 2.0 s/step, against 0.86 s with SciPy's at one). threadpoolctl
+    already parallel over heads; with that pool at n threads too, the two OpenBLAS pools spin
+    against each other (docs/performance.md, "Runtime"). threadpoolctl
     limits only loaded libraries, so it is loaded first.
     """
     try:
