@@ -122,19 +122,30 @@ def cmd_train(args) -> int:
     val_data = tokenize(val_text, tokenizer, cache_dir=cache_dir, name="val") if val_text else None
 
     from .models import count_params
-    print(f"model: {model.num_parameters():,} parameters ({count_params(model.config)['total']:,} "
+    say = _say()
+    say(f"model: {model.num_parameters():,} parameters ({count_params(model.config)['total']:,} "
           f"by formula), {model.config.n_layer} layers, {model.config.n_head} heads, "
           f"{model.config.n_embd} channels; tokenizer {tokenizer.name} "
           f"(vocab {tokenizer.vocab_size}); {len(train_data):,} training tokens", flush=True)
     trainer = Trainer(model, train_data, val_data, config, tokenizer=tokenizer)
+    if trainer.dist is not None:
+        from .threads import get_num_threads
+        say(trainer.dist.describe(get_num_threads()["numba"]), flush=True)
     if args.resume:
         trainer.resume(ckpt_dir)
-        print(f"resumed from {ckpt_dir} at step {trainer.step}", flush=True)
+        say(f"resumed from {ckpt_dir} at step {trainer.step}", flush=True)
     result = trainer.train()
     summary = ", ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}"
                         for k, v in (result or {}).items())
-    print(f"done: {summary}; checkpoint in {trainer.checkpoint_dir}")
+    say(f"done: {summary}; checkpoint in {trainer.checkpoint_dir}")
     return 0
+
+
+def _say():
+    """print on rank 0 of an MPI run (and in a one-process run); nothing on the others."""
+    from .distributed import get_world
+    w = get_world()
+    return print if w is None or w.is_main else (lambda *a, **k: None)
 
 
 # --- loading models -------------------------------------------------------------------------
@@ -308,15 +319,17 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv=None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    world = None
     try:
+        from .distributed.launch import start
+        world = start(f"npgpt {args.command}", args.threads)   # None: one process
         if args.threads is not None:
             from .runtime.threads import set_num_threads
             set_num_threads(args.threads)
         return args.func(args) or 0
-    except NpgptError as e:
-        print(f"npgpt {args.command}: error: {e}", file=sys.stderr)
-        return 2
-    except (OSError, UnicodeDecodeError) as e:
+    except (NpgptError, OSError, UnicodeDecodeError) as e:
+        if world is not None:        # one line from one rank; ends the job if not all failed
+            return world.fail(e)
         print(f"npgpt {args.command}: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -50,3 +50,8 @@ class TrainingError(NpgptError, RuntimeError):
 
 class GradcheckError(NpgptError, AssertionError):
     """An analytic gradient disagrees with finite differences (raised by ``npgpt.gradcheck``)."""
+
+
+class DistributedError(NpgptError, RuntimeError):
+    """A multi-process run that cannot go on: ranks whose weights differ, a rank that stopped
+    answering, MPI launched without mpi4py installed."""

@@ -79,10 +79,19 @@ class Module:
     (``h.0.attn.c_attn.weight``). Attributes starting with ``_`` are private and never walked.
     """
 
+    _grads_final_hook = None      # set on a model by a listener (npgpt.distributed)
+
     def __init__(self, dtype=np.float32):
         self.dtype = np.dtype(dtype)
         self.training = True
         self._cache = None
+
+    def grads_final(self, *modules) -> None:
+        """Called by a backward as it goes: the parameters of ``modules`` now hold their
+        whole gradient of this backward. A listener set as ``_grads_final_hook`` can act on
+        them (send them to other processes) while the rest of the backward runs."""
+        if self._grads_final_hook is not None:
+            self._grads_final_hook(modules)
 
     # --- forward / backward -------------------------------------------------------------
     def forward(self, *inputs):

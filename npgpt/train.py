@@ -27,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import __version__
+from . import __version__, distributed
 from .data import TokenData, check_length, get_batch, tokenizer_identity
 from .errors import CheckpointError, ConfigError, TrainingError
 from .io import load_checkpoint, save_checkpoint
@@ -66,6 +66,8 @@ class TrainConfig:
     plot: bool = True             # write out_dir/loss.png (needs matplotlib)
     data_parallel: str = "auto"   # split each batch across threads (npgpt.runtime.parallel): on, off,
     #                               or auto: when every thread gets >= n_embd token rows
+    zero: int = 0                 # under mpiexec: 1 shards the AdamW moments across the ranks
+    #                               (ZeRO-1, npgpt.distributed.zero); 0 keeps them on every rank
 
     def __post_init__(self):
         for name in ("batch_size", "block_size", "max_steps", "grad_accum", "eval_interval",
@@ -84,6 +86,8 @@ class TrainConfig:
         for name in ("beta1", "beta2"):
             if not 0 <= getattr(self, name) < 1:
                 raise ConfigError(f"{name}={getattr(self, name)!r} must be in [0, 1)")
+        if self.zero not in (0, 1):
+            raise ConfigError(f"zero={self.zero!r} must be 0 or 1 (ZeRO stage)")
         if self.data_parallel not in MODES:
             raise ConfigError(f"data_parallel={self.data_parallel!r} must be one of "
                               f"{', '.join(MODES)}")
@@ -157,6 +161,13 @@ class Trainer:
         self.out_dir = Path(config.out_dir)
         self.history: list[dict] = []       # the metrics lines of this run, as dicts
         self._parallel: DataParallel | None = None
+        # under mpiexec: this rank's part in a run over several processes (None: one process)
+        self.dist = None
+        world = distributed.get_world()
+        if world is not None:
+            from .distributed.trainer import DistributedTraining
+            self.dist = DistributedTraining(world, self)
+        self.is_main = world is None or world.is_main     # writes logs and checkpoints
 
     def _runner(self) -> DataParallel:
         """What runs this step's forward and backward: the batch split across the threads,
@@ -182,17 +193,26 @@ class Trainer:
         self.optimizer.zero_grad()
         total = 0.0
         runner = self._runner()
-        for _ in range(c.grad_accum):
-            x, y = get_batch(self.train_data, c.batch_size, c.block_size, self.rng)
-            loss = runner.forward_backward(x, y)     # the shards meet once (npgpt.runtime.parallel)
+        if self.dist is not None:      # this rank's rows; gradients summed over the ranks
+            batches = [get_batch(self.train_data, c.batch_size, c.block_size, self.rng)
+                       for _ in range(c.grad_accum)]
+            loss = self.dist.forward_backward(runner, batches)
             if not math.isfinite(loss):
                 self._non_finite("loss", loss)
-            total += loss
-        if c.grad_accum > 1:
-            scale = 1.0 / c.grad_accum
-            for p in self.params:
-                p.grad *= p.grad.dtype.type(scale)
-        norm = clip_grad_norm(self.params, c.grad_clip)
+            total = loss * c.grad_accum
+            norm = self.dist.clip_grad_norm(self.params, c.grad_clip)
+        else:
+            for _ in range(c.grad_accum):
+                x, y = get_batch(self.train_data, c.batch_size, c.block_size, self.rng)
+                loss = runner.forward_backward(x, y)     # the shards meet once (npgpt.runtime.parallel)
+                if not math.isfinite(loss):
+                    self._non_finite("loss", loss)
+                total += loss
+            if c.grad_accum > 1:
+                scale = 1.0 / c.grad_accum
+                for p in self.params:
+                    p.grad *= p.grad.dtype.type(scale)
+            norm = clip_grad_norm(self.params, c.grad_clip)
         if not math.isfinite(norm):
             self._non_finite("gradient norm", norm)
         self.optimizer.step()
@@ -203,9 +223,11 @@ class Trainer:
         saved = (f"the last good checkpoint is {self.checkpoint_dir}"
                  if (self.checkpoint_dir / "trainer.json").exists() else "no checkpoint was saved")
         self._plot()
-        raise TrainingError(f"{what} became {value} at step {self.step + 1} "
-                            f"(lr={self.optimizer.lr:.3g}); training stopped and {saved}. "
-                            "Try a lower lr, more warmup_steps or grad_clip.")
+        error = TrainingError(f"{what} became {value} at step {self.step + 1} "
+                              f"(lr={self.optimizer.lr:.3g}); training stopped and {saved}. "
+                              "Try a lower lr, more warmup_steps or grad_clip.")
+        error.all_ranks = self.dist is not None      # every rank saw the same reduced value
+        raise error
 
     # --- evaluation ---------------------------------------------------------------------
     def evaluate(self) -> dict[str, float]:
@@ -225,8 +247,13 @@ class Trainer:
             with no_grad():
                 for k, (name, data) in enumerate(splits.items()):
                     rng = np.random.default_rng([c.seed, 1 + k])
-                    losses = [forward(*get_batch(data, c.batch_size, c.block_size, rng))
-                              for _ in range(c.eval_steps)]
+                    if self.dist is not None:      # each rank its share of the batches
+                        losses = self.dist.eval_losses(forward, [
+                            get_batch(data, c.batch_size, c.block_size, rng)
+                            for _ in range(c.eval_steps)])
+                    else:
+                        losses = [forward(*get_batch(data, c.batch_size, c.block_size, rng))
+                                  for _ in range(c.eval_steps)]
                     out[name] = float(np.mean(losses))
         finally:
             self.model.train()
@@ -270,6 +297,8 @@ class Trainer:
         return last
 
     def _eval_and_save(self, bar) -> dict:
+        if self.dist is not None:
+            self.dist.check_weights(self.step)
         losses = self.evaluate()
         record = {"step": self.step, **{f"{k}_loss": v for k, v in losses.items()}}
         self._log(record)
@@ -284,7 +313,11 @@ class Trainer:
 
     # --- checkpoints --------------------------------------------------------------------
     def save(self, path) -> Path:
-        """Write a checkpoint of the whole run state to the directory ``path``."""
+        """Write a checkpoint of the whole run state to the directory ``path`` (under
+        mpiexec: every rank calls this, rank 0 writes)."""
+        optimizer_state = self.optimizer.state_dict()     # gathered from the ranks (ZeRO-1)
+        if not self.is_main:
+            return Path(path)
         tokenizer_file = self.tokenizer_file
         if tokenizer_file is None and callable(getattr(self.tokenizer, "save", None)):
             tokenizer_file = self.out_dir / "tokenizer.json"
@@ -301,7 +334,7 @@ class Trainer:
             "npgpt_version": __version__,
         }
         return save_checkpoint(path, _model_config(self.model), self.model.state_dict(),
-                               self.optimizer.state_dict(), trainer_state, tokenizer_file)
+                               optimizer_state, trainer_state, tokenizer_file)
 
     @staticmethod
     def _data_info(data):
@@ -361,12 +394,14 @@ class Trainer:
         record = {k: (float(v) if isinstance(v, (float, np.floating)) else v)
                   for k, v in record.items()}
         self.history.append(record)
+        if not self.is_main:
+            return
         with open(self.metrics_path, "a", encoding="utf-8") as f:
             f.write(json.dumps(record) + "\n")
 
     def _trim_metrics(self):
         """Keep the metrics lines up to the current step (a resumed run rewrites the rest)."""
-        if not self.metrics_path.exists():
+        if not self.is_main or not self.metrics_path.exists():
             return
         kept = []
         for line in self.metrics_path.read_text(encoding="utf-8").splitlines():
@@ -382,14 +417,14 @@ class Trainer:
         self.history = kept
 
     def _progress_bar(self, until: int):
-        if not self.config.progress:
+        if not self.config.progress or not self.is_main:
             return None
         from tqdm.auto import tqdm
         return tqdm(total=until, initial=self.step, desc="train", unit="step", dynamic_ncols=True)
 
     def _plot(self):
         """Loss curves to ``out_dir/loss.png`` (skipped without matplotlib or data)."""
-        if not self.config.plot or not self.history:
+        if not self.config.plot or not self.history or not self.is_main:
             return None
         try:
             from matplotlib.backends.backend_agg import FigureCanvasAgg

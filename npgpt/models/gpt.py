@@ -277,8 +277,12 @@ class GPT(Model):
         dx = self._head_backward(dlogits, x)
         if self.config.prenorm:
             dx = self.ln_f.backward(dx)
+            self.grads_final(self.ln_f)
+        if not self.config.tie_embeddings:
+            self.grads_final(self.lm_head)
         for block in reversed(self.h._items):
             dx = block.backward(dx)
+            self.grads_final(block)         # its gradients can go while the rest runs
         dx = self.drop.backward(dx)
         if self.config.pos == "learned":
             self.wpe.backward(dx)
