@@ -13,10 +13,10 @@ ZeRO-1, ``Ireduce_scatter``) started, and the backward goes on. Buckets start st
 order, so every rank issues the same collectives in the same order whatever its timing. A
 rank without rows, or whose backward does not report, starts them all at the end.
 
-MPI moves a nonblocking collective only while some thread calls into it, so a small thread
-polls the open requests every half millisecond while the backward runs (measured on 2 cores,
-100 MB in 1 MB buckets beside one second of matmuls: 260 ms still to wait at the end when
-only polled between buckets, ~1 ms with the polling thread).
+MPI moves a nonblocking collective only while some thread calls into it; polled only between
+blocks, most of the transfer would still be waiting when the backward ends. So a small thread
+polls the open requests every half millisecond while the backward runs (README, "More cores,
+more machines", has what that hides).
 """
 from __future__ import annotations
 
