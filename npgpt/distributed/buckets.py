@@ -75,14 +75,15 @@ class Bucket:
         return self.stop - self.start
 
 
-def make_buckets(flat: FlatParameters, bucket_bytes: int) -> list[Bucket]:
-    """Buckets of about ``bucket_bytes`` (a parameter larger than that gets its own), the last
-    parameters first, one dtype each."""
+def make_buckets(flat: FlatParameters, bucket_bytes: int, alone=()) -> list[Bucket]:
+    """Buckets of about ``bucket_bytes`` (a parameter larger than that gets its own, and so
+    does each parameter index in ``alone``), the last parameters first, one dtype each."""
     buckets, members, nbytes = [], [], 0
     for i in reversed(range(len(flat.params))):
         key, start, stop = flat.where[i]
         size = (stop - start) * np.dtype(key).itemsize
-        if members and (flat.where[members[-1]][0] != key or nbytes + size > bucket_bytes):
+        if members and (flat.where[members[-1]][0] != key or nbytes + size > bucket_bytes
+                        or i in alone or members[-1] in alone):
             buckets.append(_bucket(flat, members))
             members, nbytes = [], 0
         members.append(i)
@@ -108,13 +109,19 @@ class GradientSync:
 
     zero: with True, each bucket is reduce-scattered instead: rank r receives only its piece
     (:func:`pieces`) of every bucket, summed, in ``shard[key]`` (for ZeRO-1's AdamW).
+    rows_last: the index of a 2-D parameter whose gradient the end of the backward changes
+    in a few rows only (a token embedding: its backward scatters into the rows of the batch's
+    ids, the last thing a GPT's backward does, while a tied LM head wrote all of it first).
+    Its other rows are sent at the backward's first report (:meth:`arm` names the rows).
     """
 
     def __init__(self, world, flat: FlatParameters, bucket_bytes: int = DEFAULT_BUCKET_BYTES,
-                 zero: bool = False):
+                 zero: bool = False, rows_last: int | None = None):
         from mpi4py import MPI
         self.MPI, self.world, self.flat, self.zero = MPI, world, flat, zero
-        self.buckets = make_buckets(flat, bucket_bytes)
+        self.rows_last = None if zero else rows_last
+        self.buckets = make_buckets(flat, bucket_bytes,
+                                    alone=() if self.rows_last is None else (self.rows_last,))
         self._bucket_of = {}
         for b, bucket in enumerate(self.buckets):
             for i in bucket.members:
@@ -143,19 +150,30 @@ class GradientSync:
         self._ready = [False] * len(self.flat.params)
         self._posted = 0
         self._scale = 1.0
+        self._rows = None           # this step's late rows of parameter rows_last
+        self._early_sent = True
+        self._late = None           # (rows, their gradient being summed)
 
     # --- during the backward ----------------------------------------------------------
-    def arm(self, model, scale: float, listen: bool = True) -> None:
+    def arm(self, model, scale: float, listen: bool = True, rows=None) -> None:
         """Get ready for the step's last backward: each bucket will be multiplied by
         ``scale`` (this rank's share of the global batch) and sent as soon as ``model``'s
-        backward reports its parameters final (``listen``; else all go at :meth:`finish`)."""
+        backward reports its parameters final (``listen``; else all go at :meth:`finish`).
+        rows: the sorted distinct rows of parameter ``rows_last`` that the backward's end
+        changes, the same on every rank (the ids of the whole global micro-batch)."""
         self._reset()
         self._scale = scale
+        if self.rows_last is not None and rows is not None:
+            shape = self.flat.params[self.rows_last].data.shape
+            if len(shape) == 2 and 2 * len(rows) <= shape[0]:      # else: all at the end
+                self._rows, self._early_sent = np.asarray(rows, np.int64), False
         if listen:
             self._model = model
             model._grads_final_hook = self._on_final
 
     def _on_final(self, modules) -> None:
+        if not self._early_sent:
+            self._post_early_rows()
         for module in modules:
             members = self._module_members.get(id(module))
             if members is None:
@@ -170,9 +188,34 @@ class GradientSync:
             self._post()
             self.stats["started_early"] += 1
 
+    def _rows_grad(self) -> np.ndarray:
+        return self.flat.params[self.rows_last].grad
+
+    def _post_early_rows(self) -> None:
+        """The rows of ``rows_last`` the rest of the backward leaves alone, in place: one
+        request per run of them (MPICH sums only predefined datatypes, so no indexed one)."""
+        self._early_sent = True
+        grad = self._rows_grad()
+        edges = np.concatenate([[-1], self._rows, [grad.shape[0]]])
+        requests, nbytes = [], 0
+        for a, z in zip(edges[:-1] + 1, edges[1:]):
+            if z > a:
+                run = grad[a:z]
+                if self._scale != 1.0:
+                    run *= run.dtype.type(self._scale)
+                requests.append(self.world.comm.Iallreduce(self.MPI.IN_PLACE, run,
+                                                           op=self.MPI.SUM))
+                nbytes += run.nbytes
+        with self._lock:
+            self._requests.extend(requests)
+        self.stats["bytes"] += nbytes
+        self._start_polling()
+
     def _post(self) -> None:
         b = self._posted
         bucket = self.buckets[b]
+        if self._rows is not None and bucket.members == [self.rows_last]:
+            return self._post_late_rows()
         grad = self.flat.grad[bucket.key][bucket.start:bucket.stop]
         if self._scale != 1.0:
             grad *= grad.dtype.type(self._scale)
@@ -188,6 +231,20 @@ class GradientSync:
             self._requests.append(request)
         self._posted += 1
         self.stats["bytes"] += grad.nbytes
+        self._start_polling()
+
+    def _post_late_rows(self) -> None:
+        """The rows the backward's end changed, gathered into one array (scattered back by
+        :meth:`finish`)."""
+        late = self._rows_grad()[self._rows]
+        if self._scale != 1.0:
+            late *= late.dtype.type(self._scale)
+        request = self.world.comm.Iallreduce(self.MPI.IN_PLACE, late, op=self.MPI.SUM)
+        with self._lock:
+            self._requests.append(request)
+        self._late = late
+        self._posted += 1
+        self.stats["bytes"] += late.nbytes
         self._start_polling()
 
     def _start_polling(self) -> None:
@@ -215,6 +272,8 @@ class GradientSync:
         if self._model is not None:
             self._model._grads_final_hook = None
             self._model = None
+        if not self._early_sent:
+            self._post_early_rows()
         while self._posted < len(self.buckets):
             self._post()
         out = None
@@ -228,6 +287,9 @@ class GradientSync:
         with self._lock:             # the poller is out of MPI from here on
             requests, self._requests = self._requests, []
         self.world.wait(requests, "the gradient sum")
+        if self._late is not None:
+            self._rows_grad()[self._rows] = self._late
+            self._late = None
         self.stats["exposed_s"] += time.perf_counter() - t0
         self.stats["steps"] += 1
         return out

@@ -45,7 +45,10 @@ class DistributedTraining:
             bucket_bytes = int(float(mb) * (1 << 20)) if mb else DEFAULT_BUCKET_BYTES
         except ValueError:
             raise DistributedError(f"NPGPT_BUCKET_MB={mb!r} must be a number") from None
-        self.sync = GradientSync(world, self.flat, max(bucket_bytes, 1), zero=c.zero == 1)
+        # a GPT's token embedding: its backward, the last step, writes the batch's rows only
+        wte = getattr(getattr(self.model, "wte", None), "weight", None)
+        self.sync = GradientSync(world, self.flat, max(bucket_bytes, 1), zero=c.zero == 1,
+                                 rows_last=self.flat.index.get(id(wte)))
         self.zero = None
         if c.zero == 1:
             from .zero import ShardedAdamW
@@ -82,7 +85,8 @@ class DistributedTraining:
                     # the backward reports finished parameters unless threads split it
                     # (the replicas' gradients are added into the model's only at its end)
                     self.sync.arm(self.model, weight / len(batches),
-                                  listen=min(runner.n_shards, hi - lo) == 1)
+                                  listen=min(runner.n_shards, hi - lo) == 1,
+                                  rows=np.unique(x))
                 if hi > lo:
                     local += runner.forward_backward(x[lo:hi], y[lo:hi])
         except BaseException:

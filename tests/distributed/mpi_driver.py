@@ -19,8 +19,8 @@ from npgpt.errors import NpgptError
 def make(args):
     from npgpt.models import GPT, GPTConfig
     from npgpt.train import TrainConfig, Trainer
-    data = np.random.default_rng(0).integers(0, 32, size=6000)
-    model = GPT(GPTConfig(vocab_size=32, block_size=8, n_layer=2, n_head=2, n_embd=16,
+    data = np.random.default_rng(0).integers(0, 256, size=6000)
+    model = GPT(GPTConfig(vocab_size=256, block_size=8, n_layer=2, n_head=2, n_embd=16,
                           dtype="float64"), seed=0)
     config = TrainConfig(batch_size=args.batch, block_size=8, max_steps=args.max_steps,
                          lr=3e-3, warmup_steps=2, grad_accum=args.accum, grad_clip=args.clip,
@@ -55,6 +55,10 @@ def main(args):
         np.savez(os.path.join(args.out, "weights.npz"), **trainer.model.state_dict())
         with open(os.path.join(args.out, "history.json"), "w") as f:
             json.dump(trainer.history, f)
+        if trainer.dist is not None:
+            with open(os.path.join(args.out, "sync.json"), "w") as f:
+                json.dump({**trainer.dist.sync.stats, "buckets": len(trainer.dist.sync.buckets)},
+                          f)
 
 
 if __name__ == "__main__":

@@ -31,7 +31,9 @@ def run(n, out, *args, timeout=TIMEOUT, check=True):
     if n == 1:
         mpi_driver.main(_parse(argv))
         return None
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "NPGPT_MPI_TIMEOUT": "60"}
+    # buckets of 10 kB: the tiny model's 90 kB of gradients go in several
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "NPGPT_MPI_TIMEOUT": "60",
+           "NPGPT_BUCKET_MB": "0.01"}
     done = subprocess.run(["mpiexec", "-n", str(n), sys.executable, str(DRIVER), *argv],
                           capture_output=True, text=True, env=env, timeout=timeout)
     if check:
@@ -100,6 +102,9 @@ def test_ranks_train_the_same_weights_and_eval_losses_as_one_process(tmp_path, r
     got, want = evals(tmp_path), evals(one)
     assert [s for s, *_ in got] == [s for s, *_ in want] == [5, 10]
     np.testing.assert_allclose([v for _, *v in got], [v for _, *v in want], rtol=1e-10)
+    sync = json.loads((tmp_path / "sync.json").read_text())
+    assert sync["steps"] == 10 and sync["buckets"] > 1
+    assert sync["started_early"] > 0        # buckets went out while the backward ran
 
 
 @pytest.fixture(scope="module")
