@@ -8,7 +8,7 @@ timed in four setups, each alone in a fresh process, taking turns round by round
 
 - ``1x1``       one process, one thread
 - ``1x2``       one process, two threads (the Trainer's own path: the batch split across the
-                threads by npgpt.parallel when each shard keeps n_embd rows, else the threads
+                threads by npgpt.runtime.parallel when each shard keeps n_embd rows, else the threads
                 work inside each operation)
 - ``2x1``       ``mpiexec -n 2``, one thread per rank, the global batch split between them
 - ``2x1 zero``  the same with ``--zero 1`` (AdamW moments sharded), for its memory
@@ -56,7 +56,7 @@ def worker(args) -> None:
     from npgpt.train import TrainConfig, Trainer
 
     world = start("bench_distributed", threads=args.threads)
-    from npgpt.threads import set_num_threads
+    from npgpt.runtime.threads import set_num_threads
     set_num_threads(args.threads)
     cfg = CONFIGS[args.config]
     model = GPT(GPTConfig(vocab_size=cfg["vocab_size"], block_size=cfg["T"], n_layer=cfg["n_layer"],

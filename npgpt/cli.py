@@ -129,7 +129,7 @@ def cmd_train(args) -> int:
           f"(vocab {tokenizer.vocab_size}); {len(train_data):,} training tokens", flush=True)
     trainer = Trainer(model, train_data, val_data, config, tokenizer=tokenizer)
     if trainer.dist is not None:
-        from .threads import get_num_threads
+        from .runtime.threads import get_num_threads
         say(trainer.dist.describe(get_num_threads()["numba"]), flush=True)
     if args.resume:
         trainer.resume(ckpt_dir)

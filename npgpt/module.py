@@ -38,6 +38,19 @@ def is_grad_enabled() -> bool:
     return _GRAD_ENABLED
 
 
+# id(model) -> what its grads_final calls; kept outside the model, so a copy of the model
+# (a thread's replica) reports to no one
+_GRADS_FINAL: dict = {}
+
+
+def listen_grads_final(model, listener=None) -> None:
+    """Have ``model.grads_final(*modules)`` call ``listener(modules)``; None stops it."""
+    if listener is None:
+        _GRADS_FINAL.pop(id(model), None)
+    else:
+        _GRADS_FINAL[id(model)] = listener
+
+
 class Parameter:
     """A trainable array ``data`` and its gradient ``grad`` (same shape and dtype).
 
@@ -79,8 +92,6 @@ class Module:
     (``h.0.attn.c_attn.weight``). Attributes starting with ``_`` are private and never walked.
     """
 
-    _grads_final_hook = None      # set on a model by a listener (npgpt.distributed)
-
     def __init__(self, dtype=np.float32):
         self.dtype = np.dtype(dtype)
         self.training = True
@@ -88,10 +99,12 @@ class Module:
 
     def grads_final(self, *modules) -> None:
         """Called by a backward as it goes: the parameters of ``modules`` now hold their
-        whole gradient of this backward. A listener set as ``_grads_final_hook`` can act on
-        them (send them to other processes) while the rest of the backward runs."""
-        if self._grads_final_hook is not None:
-            self._grads_final_hook(modules)
+        whole gradient of this backward. A listener (:func:`listen_grads_final`) can act on
+        them, e.g. send them to other processes, while the rest of the backward runs."""
+        if _GRADS_FINAL:
+            listener = _GRADS_FINAL.get(id(self))
+            if listener is not None:
+                listener(modules)
 
     # --- forward / backward -------------------------------------------------------------
     def forward(self, *inputs):

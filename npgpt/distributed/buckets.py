@@ -25,6 +25,8 @@ import time
 
 import numpy as np
 
+from ..module import listen_grads_final
+
 POLL_SECONDS = 5e-4
 DEFAULT_BUCKET_BYTES = 2 << 20
 
@@ -169,7 +171,7 @@ class GradientSync:
                 self._rows, self._early_sent = np.asarray(rows, np.int64), False
         if listen:
             self._model = model
-            model._grads_final_hook = self._on_final
+            listen_grads_final(model, self._on_final)
 
     def _on_final(self, modules) -> None:
         if not self._early_sent:
@@ -270,7 +272,7 @@ class GradientSync:
         :meth:`World.wait`). ``extra``: a small float64 array summed over the ranks along
         with the gradients (the step's loss); returned summed."""
         if self._model is not None:
-            self._model._grads_final_hook = None
+            listen_grads_final(self._model, None)
             self._model = None
         if not self._early_sent:
             self._post_early_rows()
@@ -297,5 +299,5 @@ class GradientSync:
     def disarm(self) -> None:
         """Forget a step abandoned before :meth:`finish` (the model reports to no one)."""
         if self._model is not None:
-            self._model._grads_final_hook = None
+            listen_grads_final(self._model, None)
             self._model = None

@@ -14,7 +14,7 @@ def start(command: str, threads: int | None = None):
         return None
     w = get_world()
     w.install_handlers(command)
-    from ..threads import set_num_threads
+    from ..runtime.threads import set_num_threads
     if threads is not None:
         set_num_threads(threads)
     elif not os.environ.get("NPGPT_NUM_THREADS"):

@@ -13,7 +13,7 @@ a :class:`DistributedTraining`:
 
 Weighting: rank r's gradient is multiplied by its share of the step's counted targets before
 the sum, so the sum is the gradient of the global batch's mean loss (the rule
-:class:`~npgpt.parallel.DataParallel` follows across threads). The shares are taken over the
+:class:`~npgpt.runtime.parallel.DataParallel` follows across threads). The shares are taken over the
 whole step; they are the same for every micro-batch whenever every target counts, which is
 the case for batches of :func:`~npgpt.data.get_batch`.
 """
