@@ -247,13 +247,10 @@ class Trainer:
             with no_grad():
                 for k, (name, data) in enumerate(splits.items()):
                     rng = np.random.default_rng([c.seed, 1 + k])
-                    if self.dist is not None:      # each rank its share of the batches
-                        losses = self.dist.eval_losses(forward, [
-                            get_batch(data, c.batch_size, c.block_size, rng)
-                            for _ in range(c.eval_steps)])
-                    else:
-                        losses = [forward(*get_batch(data, c.batch_size, c.block_size, rng))
-                                  for _ in range(c.eval_steps)]
+                    batches = [get_batch(data, c.batch_size, c.block_size, rng)
+                               for _ in range(c.eval_steps)]
+                    losses = ([forward(*b) for b in batches] if self.dist is None
+                              else self.dist.eval_losses(forward, batches))   # a share per rank
                     out[name] = float(np.mean(losses))
         finally:
             self.model.train()

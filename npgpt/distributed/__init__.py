@@ -63,6 +63,7 @@ def get_world():
                                "installed: pip install 'npgpt[mpi]'") from None
     from .world import World
     _world = World()
+    _world.install_handlers("npgpt")     # an error on one rank ends the job, never hangs it
     return _world
 
 

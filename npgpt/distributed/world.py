@@ -11,7 +11,8 @@ others would wait for ever. So:
   rank sees after the loss is reduced), is marked ``all_ranks`` and ends each rank normally,
   rank 0 alone printing it;
 - a rank killed outright (SIGKILL, a lost machine) is seen by mpiexec, which stops the rest:
-  their SIGTERM handler prints one line and exits.
+  MPICH's mpiexec kills them at once and names the dead rank's exit; launchers that send
+  SIGTERM first (Open MPI, SLURM) get one line from rank 0's handler.
 """
 from __future__ import annotations
 
@@ -45,6 +46,7 @@ class World:
         self.command = "npgpt"        # the name error lines start with (the CLI sets it)
         self.checkpoint_note = ""     # where the last good checkpoint is, for the last line
         self.started = False          # set once the ranks have met in a first collective
+        self._handlers = False
 
     @property
     def is_main(self) -> bool:
@@ -91,9 +93,13 @@ class World:
         self.comm.Abort(code)
 
     def install_handlers(self, command: str) -> None:
-        """One line and exit on SIGTERM (what mpiexec sends the survivors when a rank died),
-        and an excepthook that aborts the job on an error raised outside :meth:`guard`."""
+        """One line and exit on SIGTERM (what Open MPI and SLURM send the survivors when a
+        rank died; MPICH's mpiexec kills them outright), and an excepthook that aborts the
+        job on an uncaught error. ``command`` starts the error lines."""
         self.command = command
+        if self._handlers:
+            return
+        self._handlers = True
 
         def on_term(signum, frame):
             if self.is_main:
