@@ -45,11 +45,16 @@ def gelu_tanh_backward(dy, x):
     return kernel("gelu_tanh_backward")(dy, x)
 
 
+def erf(x):
+    """The error function, elementwise, in x's floating dtype (integers give float64)."""
+    return kernel("erf")(x)
+
+
 def softmax_forward(scores, causal=False, key_padding_mask=None, scale=1.0):
     """softmax(scale * scores) over the last axis with masks fused.
 
-    scores: (B, ..., T, S); key_padding_mask: (B, S) bool, True = padded key. Causal: query t
-    sits at key position S - T + t. A fully masked row gives zeros.
+    scores: (B, ..., T, S); key_padding_mask: (B, S) bool, True = a real key (attend). Causal:
+    query t sits at key position S - T + t. A fully masked row gives zeros.
     """
     return kernel("softmax_forward")(scores, causal, key_padding_mask, scale)
 
@@ -78,20 +83,21 @@ def adamw_step(param, grad, m, v, lr, beta1, beta2, eps, weight_decay, step):
     return kernel("adamw_step")(param, grad, m, v, lr, beta1, beta2, eps, weight_decay, step)
 
 
-def rope_forward(x, cos, sin, interleaved=False):
-    """Rotary embedding. x: (..., T, hs), cos/sin: (T, hs/2); half or interleaved pairs."""
-    return kernel("rope_forward")(x, cos, sin, interleaved)
+def rope_forward(x, cos, sin, interleaved=False, out=None):
+    """Rotary embedding. x: (..., T, hs), cos/sin: (T, hs/2) or broadcastable to (..., T, hs/2);
+    half or interleaved pairs. ``out``, if given (not x), receives the result."""
+    return kernel("rope_forward")(x, cos, sin, interleaved, out)
 
 
-def rope_backward(dy, cos, sin, interleaved=False):
+def rope_backward(dy, cos, sin, interleaved=False, out=None):
     """dx of rope_forward: the inverse rotation."""
-    return kernel("rope_backward")(dy, cos, sin, interleaved)
+    return kernel("rope_backward")(dy, cos, sin, interleaved, out)
 
 
 def attention_forward(q, k, v, causal=True, key_padding_mask=None, scale=None, out=None):
     """Scaled dot-product attention, one head at a time, its scores and softmax in cache.
 
-    q: (B, H, T, hs), k, v: (B, H, S, hs), key_padding_mask: (B, S) bool (True = padded);
+    q: (B, H, T, hs), k, v: (B, H, S, hs), key_padding_mask: (B, S) bool (True = a real key);
     scale defaults to 1/sqrt(hs). -> (out (B, H, T, hs), probs (B, H, T, S)); no dropout.
     ``out``, if given, receives the result (it may be a strided view).
     """
@@ -116,6 +122,7 @@ __all__ = [
     "attention_forward",
     "cross_entropy_forward_backward",
     "embedding_backward",
+    "erf",
     "gelu_tanh_backward",
     "gelu_tanh_forward",
     "get_backend",

@@ -1,9 +1,10 @@
 """Scaled dot-product attention, fused per head: NumPy reference and numba kernel.
 
     q: (B, H, T, hs)   k, v: (B, H, S, hs)   out, dout: (B, H, T, hs)   probs: (B, H, T, S)
-    key_padding_mask: (B, S) bool, True = padded key      causal: query t sits at S - T + t
+    key_padding_mask: (B, S) bool, True = a real key      causal: query t sits at S - T + t
 
 forward:   probs = softmax(scale * q k^T, masked)      out = probs v
+           (the masked softmax of :mod:`npgpt.kernels.softmax`, its masks and scale)
 backward:  dv = probs^T dout        dprobs = dout v^T
            dscores = scale * probs * (dprobs - sum_s(dprobs * probs))
            dq = dscores k           dk = dscores^T q
@@ -32,8 +33,13 @@ from numba import prange
 from ..errors import InputError
 from ..runtime.blas import gemm
 from ..runtime.jit import jit, row_kernel
-from .softmax import (softmax_backward_ref, softmax_backward_row, softmax_forward_ref,
-                      softmax_row_inplace)
+from .softmax import (
+    check_padding_mask,
+    softmax_backward_ref,
+    softmax_backward_row,
+    softmax_forward_ref,
+    softmax_row_inplace,
+)
 
 
 def _block(T: int, causal: bool, block) -> int:
@@ -111,14 +117,14 @@ def _keys_seen(causal, T, S, t1):
 @jit(inline="always")
 def _softmax_rows(P, t0, t1, w, T, S, causal, mask, has_mask, b, neg_inf, zero, one):
     """Rows t0 .. t1 - 1 of P (T, S), scaled scores against keys 0 .. w - 1, in place to their
-    softmax. Masked keys (padded, or after a causal query's position) get probability 0, as
+    softmax. Masked keys (padding, or after a causal query's position) get probability 0, as
     do keys w .. S - 1; a query that sees no key gets a row of zeros."""
     for t in range(t0, t1):
         row = P[t]
         end = max(0, min(w, S - T + t + 1)) if causal else w
         if has_mask:
             for s in range(end):
-                if mask[b, s]:
+                if not mask[b, s]:
                     row[s] = neg_inf
         top = neg_inf
         for s in range(end):
@@ -204,11 +210,7 @@ def _target(given, shape, dtype):
 def _mask(key_padding_mask, q, k):
     if key_padding_mask is None:
         return np.zeros((1, 1), np.bool_), False
-    mask = np.asarray(key_padding_mask, dtype=bool)
-    if mask.shape != (q.shape[0], k.shape[2]):
-        raise InputError(f"key_padding_mask must have shape (B, S) = {(q.shape[0], k.shape[2])}, "
-                         f"got {mask.shape}")
-    return np.ascontiguousarray(mask), True
+    return np.ascontiguousarray(check_padding_mask(key_padding_mask, q.shape[0], k.shape[2])), True
 
 
 def attention_forward_numba(q, k, v, causal=True, key_padding_mask=None, scale=None, out=None,

@@ -80,6 +80,10 @@ def _gelu_backward(shape, dtype, rng, scale=1.0):
     return _normal(rng, x.shape, dtype), x
 
 
+def _erf(shape, dtype, rng, scale=1.0):
+    return (_normal(rng, (shape["B"], shape["T"], 4 * shape["C"]), dtype, scale),)
+
+
 def _softmax_forward(shape, dtype, rng, scale=1.0):
     B, H, T = shape["B"], shape["H"], shape["T"]
     return (_normal(rng, (B, H, T, T), dtype, 3 * scale), True, None, 1 / np.sqrt(_hs(shape)))
@@ -87,7 +91,7 @@ def _softmax_forward(shape, dtype, rng, scale=1.0):
 
 def _softmax_masked_forward(shape, dtype, rng, scale=1.0):
     scores, causal, _, s = _softmax_forward(shape, dtype, rng, scale)
-    mask = rng.random((shape["B"], shape["T"])) < 0.3
+    mask = rng.random((shape["B"], shape["T"])) >= 0.3       # True = a real key
     return scores, causal, mask, s
 
 
@@ -128,6 +132,15 @@ def _rope_interleaved(shape, dtype, rng, scale=1.0):
     return _rope(shape, dtype, rng, scale, interleaved=True)
 
 
+def _rope_per_sequence(shape, dtype, rng, scale=1.0):
+    """Each sequence at its own positions: tables (B, 1, T, hs/2), broadcast over the heads."""
+    x, cos, _, interleaved = _rope(shape, dtype, rng, scale)
+    B, T, half = x.shape[0], x.shape[2], x.shape[3] // 2
+    positions = np.arange(T) + rng.integers(0, 100, (B, 1))
+    angles = positions[:, None, :, None] * 10000.0 ** (-np.arange(half) * 2 / (2 * half))
+    return x, np.cos(angles).astype(dtype), np.sin(angles).astype(dtype), interleaved
+
+
 def _attention_forward(shape, dtype, rng, scale=1.0):
     B, H, T, hs = shape["B"], shape["H"], shape["T"], _hs(shape)
     q, k, v = (_normal(rng, (B, H, T, hs), dtype, s) for s in (scale, scale, 1.0))
@@ -136,7 +149,7 @@ def _attention_forward(shape, dtype, rng, scale=1.0):
 
 def _attention_masked_forward(shape, dtype, rng, scale=1.0):
     q, k, v, causal, _, s = _attention_forward(shape, dtype, rng, scale)
-    return q, k, v, causal, rng.random((shape["B"], shape["T"])) < 0.3, s
+    return q, k, v, causal, rng.random((shape["B"], shape["T"])) >= 0.3, s   # True = real
 
 
 def _attention_backward(shape, dtype, rng, scale=1.0):
@@ -168,6 +181,7 @@ _ENTRIES = [
     Kernel("rmsnorm_backward", "rmsnorm", _rms_backward),
     Kernel("gelu_tanh_forward", "gelu", _gelu_forward),
     Kernel("gelu_tanh_backward", "gelu", _gelu_backward),
+    Kernel("erf", "error_function", _erf),
     Kernel("softmax_forward", "softmax", _softmax_forward),
     Kernel("softmax_backward", "softmax", _softmax_backward),
     Kernel("cross_entropy_forward_backward", "cross_entropy", _cross_entropy),
@@ -184,6 +198,7 @@ KERNELS: dict[str, Kernel] = {k.name: k for k in _ENTRIES}
 VARIANTS: dict[str, tuple[str, Callable]] = {
     "softmax_forward[padding]": ("softmax_forward", _softmax_masked_forward),
     "rope_forward[interleaved]": ("rope_forward", _rope_interleaved),
+    "rope_forward[per sequence]": ("rope_forward", _rope_per_sequence),
     "attention_forward[padding]": ("attention_forward", _attention_masked_forward),
     "attention_forward[not causal]": ("attention_forward", _attention_unmasked_forward),
     "attention_forward[kv cache]": ("attention_forward", _attention_cached_forward),

@@ -1,14 +1,20 @@
 """Attention softmax with the causal and key-padding masks fused: NumPy reference and numba kernel.
 
-    scores, probs, dprobs, dscores: (B, ..., T, S)     key_padding_mask: (B, S) bool, True = pad
+    scores, probs, dprobs, dscores: (B, ..., T, S)     key_padding_mask: (B, S), True = a real key
 
-forward:   a = scale * scores, with a = -inf where key s is masked:
-               causal: s > S - T + t (query t sits at position S - T + t, so T < S is a query
-                       block at the end of a longer key sequence, as in KV-cache decoding)
-               key_padding_mask[b, s] is True
-           probs = exp(a - max a) / sum exp(a - max a) over s; a fully masked row gives zeros
+The definitions every attention path uses (the layers call them through the dispatch):
+    causal_mask(T, S)       query t sits at position S - T + t and sees keys s <= S - T + t
+                            (T < S is a block of queries at the end of a longer key sequence,
+                            as in KV-cache decoding)
+    check_padding_mask      a (B, S) key mask as bool, True = attend (0/1 integers accepted)
+    masked_softmax          softmax over the allowed entries only; a row with none is zeros
+    masked_softmax_backward dscores = p * (dp - sum_s(p * dp))
+
+forward:   probs = masked_softmax(scale * scores, causal_mask & key_padding_mask)
 backward:  dscores = scale * probs * (dprobs - sum_s(dprobs * probs))
 """
+import functools
+
 import numpy as np
 from numba import prange
 
@@ -17,39 +23,87 @@ from ..runtime.exp import exp
 from ..runtime.jit import jit, n_chunks, row_kernel
 
 
+@functools.lru_cache(maxsize=32)
+def causal_mask(T: int, S: int) -> np.ndarray:
+    """(T, S) bool, True where query t (at position S - T + t) may see key s.
+
+    With T = S this is the lower triangle; with T < S the queries are the last T positions of
+    the sequence, which is what decoding with a KV cache needs.  (2, 3) -> [[1, 1, 0], [1, 1, 1]]
+    """
+    mask = np.tri(T, S, k=S - T, dtype=bool)
+    mask.flags.writeable = False
+    return mask
+
+
+def check_padding_mask(mask, B: int, S: int) -> np.ndarray:
+    """A key padding mask as (B, S) bool, True = a real token (attend), False = padding.
+    Integer 0/1 masks (HuggingFace's ``attention_mask``) are accepted."""
+    mask = np.asarray(mask)
+    if mask.shape != (B, S):
+        raise InputError(f"key_padding_mask must have shape (B, S) = ({B}, {S}), got {mask.shape}")
+    if mask.dtype == bool:
+        return mask
+    if np.issubdtype(mask.dtype, np.integer):
+        return mask != 0
+    raise InputError(f"key_padding_mask must be bool (True = a real token) or 0/1 integers, "
+                     f"got dtype {mask.dtype}")
+
+
+def masked_softmax(scores: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
+    """softmax over the last axis, over the allowed entries only.
+
+    mask: bool, broadcastable to scores, True = allowed. Disallowed entries get probability 0;
+    a row with nothing allowed is all zeros, not NaN (a padded query, or a causal query before
+    the first real key). Subtracting the row max keeps exp() from overflowing; it cancels.
+
+        [[1, 2, 3]], mask [[True, True, False]] -> [[0.269, 0.731, 0.]]
+    """
+    if mask is None:
+        e = scores - scores.max(axis=-1, keepdims=True)
+    else:
+        e = np.where(mask, scores, np.array(-np.inf, dtype=scores.dtype))
+        row_max = e.max(axis=-1, keepdims=True)
+        # a fully masked row has max -inf; any finite shift gives exp(-inf) = 0 there
+        np.maximum(row_max, np.finfo(scores.dtype).min, out=row_max)
+        e -= row_max
+    np.exp(e, out=e)
+    total = e.sum(axis=-1, keepdims=True)
+    total[total == 0] = 1
+    e /= total
+    return e
+
+
+def masked_softmax_backward(probs: np.ndarray, dprobs: np.ndarray) -> np.ndarray:
+    """dscores = p * (dp - sum(p * dp)) over the last axis; zero wherever p is (masked entries)."""
+    dscores = probs * dprobs
+    dscores -= probs * dscores.sum(axis=-1, keepdims=True)
+    return dscores
+
+
 def _check_mask(scores, key_padding_mask):
     if scores.ndim < 2:
         raise InputError(f"softmax expects scores of shape (..., T, S), got shape {scores.shape}")
     if key_padding_mask is None:
         return None
-    mask = np.asarray(key_padding_mask, dtype=bool)
     B = scores.shape[0] if scores.ndim > 2 else 1
     S = scores.shape[-1]
-    if mask.shape == (S,) and scores.ndim == 2:
-        mask = mask[None]
-    if mask.shape != (B, S):
-        raise InputError(f"key_padding_mask must have shape (B, S) = {(B, S)} for scores of shape "
-                         f"{scores.shape}, got {mask.shape}")
-    return mask
+    if scores.ndim == 2 and np.shape(key_padding_mask) == (S,):
+        key_padding_mask = np.asarray(key_padding_mask)[None]
+    return check_padding_mask(key_padding_mask, B, S)
 
 
 def softmax_forward_ref(scores, causal=False, key_padding_mask=None, scale=1.0):
     mask = _check_mask(scores, key_padding_mask)
     T, S = scores.shape[-2:]
-    allowed = np.ones((T, S), bool)
-    if causal:
-        allowed = np.tril(allowed, k=S - T)
+    allowed = causal_mask(T, S) if causal else None
     if mask is not None:
-        allowed = allowed & ~mask.reshape((-1,) + (1,) * (scores.ndim - 2) + (S,))
-    a = np.where(allowed, scores * scores.dtype.type(scale), -np.inf).astype(scores.dtype)
-    top = a.max(-1, keepdims=True)
-    e = np.exp(a - np.where(np.isfinite(top), top, 0))
-    z = e.sum(-1, keepdims=True)
-    return e / np.where(z > 0, z, 1)          # fully masked row: 0 / 1 = zeros
+        keys = mask.reshape((-1,) + (1,) * (scores.ndim - 2) + (S,))
+        allowed = keys if allowed is None else allowed & keys
+    return masked_softmax(scores * scores.dtype.type(scale), allowed)
 
 
 def softmax_backward_ref(dprobs, probs, scale=1.0):
-    return probs.dtype.type(scale) * probs * (dprobs - (dprobs * probs).sum(-1, keepdims=True))
+    return probs.dtype.type(scale) * masked_softmax_backward(probs, dprobs)
 
 
 @jit(inline="always")
@@ -95,7 +149,7 @@ def _forward(scores, mask, has_mask, causal, scale, neg_inf, zero, one, n_blocks
             end = max(0, min(S, S - T + t + 1)) if causal else S   # keys [0, end) are visible
             top = neg_inf                        # typed like the row: float32 stays float32
             for s in range(end):
-                x = neg_inf if has_mask and mask[b, s] else scores[b, h, t, s] * scale
+                x = neg_inf if has_mask and not mask[b, s] else scores[b, h, t, s] * scale
                 row[s] = x
                 top = max(top, x)
             softmax_row_inplace(row, end, top, neg_inf, zero, one)

@@ -1,7 +1,9 @@
-"""Feed-forward blocks and their activations: ReLU, GELU (exact and tanh), SiLU, MLP, SwiGLU."""
+"""Feed-forward blocks and their activations: ReLU, GELU (exact and tanh), SiLU, MLP, SwiGLU.
+
+The elementwise functions with kernels (tanh GELU, erf) are defined in :mod:`npgpt.kernels`
+and called through its dispatch."""
 from __future__ import annotations
 
-import functools
 import math
 
 import numpy as np
@@ -15,34 +17,6 @@ from .linear import Linear
 # Python floats, not NumPy float64 scalars, so float32 arrays stay float32
 _INV_SQRT_2 = 1.0 / math.sqrt(2.0)
 _INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
-
-
-@functools.cache
-def _erf_ufunc():
-    """The C library's erf (correctly rounded to within an ulp or two) as a NumPy ufunc.
-
-    A numba ufunc calling ``math.erf`` (about 16 ms per million float64 values on one core);
-    without numba, ``np.frompyfunc(math.erf)`` (about 100 ms per million). A vectorised
-    series / continued fraction in NumPy was measured at 390 ms per million and 1e-15
-    relative error, so neither polynomial approximations nor that are used.
-    """
-    try:
-        import numba
-
-        # float32 first: a ufunc picks the first signature the input casts to safely
-        return numba.vectorize(["float32(float32)", "float64(float64)"], cache=True)(
-            lambda v: math.erf(v))
-    except Exception:  # numba missing or unable to compile here
-        scalar = np.frompyfunc(math.erf, 1, 1)
-        return lambda x: scalar(x).astype(np.result_type(x, np.float32))
-
-
-def erf(x: np.ndarray) -> np.ndarray:
-    """The error function, elementwise, in the input's floating dtype (ints give float64)."""
-    x = np.asarray(x)
-    if not np.issubdtype(x.dtype, np.floating):
-        x = x.astype(np.float64)
-    return np.asarray(_erf_ufunc()(x), dtype=x.dtype)
 
 
 class ReLU(Module):
@@ -77,7 +51,7 @@ class GELU(Module):
         if self.approximate == "tanh":
             self.save(x, None)
             return kernels.gelu_tanh_forward(x)      # npgpt.kernels.gelu: the formula above
-        cdf = 0.5 * (1.0 + erf(x * _INV_SQRT_2))
+        cdf = 0.5 * (1.0 + kernels.erf(x * _INV_SQRT_2))    # npgpt.kernels.error_function
         self.save(x, cdf)
         return x * cdf
 

@@ -12,46 +12,18 @@ matter of layout:
 * ``"interleaved"``: (x[2k], x[2k+1]), as in the RoFormer paper;
 * ``"half"``: (x[k], x[k + hs/2]), as LLaMA and the HuggingFace checkpoints do (``rotate_half``).
 
-The two are the same rotation up to a permutation of the channels.
+The two are the same rotation up to a permutation of the channels. The rotation itself, and
+its inverse, are defined once in :mod:`npgpt.kernels.rope` and called through the dispatch.
 """
 from __future__ import annotations
 
 import numpy as np
 
+from .. import kernels
 from ..errors import ConfigError, InputError
 from ..module import Module
 
 LAYOUTS = ("half", "interleaved")
-
-
-def _pairs(x: np.ndarray, layout: str) -> tuple[np.ndarray, np.ndarray]:
-    """The two members (a, b) of every rotated pair, as views of ``x``'s last axis."""
-    if layout == "half":
-        h = x.shape[-1] // 2
-        return x[..., :h], x[..., h:]
-    return x[..., 0::2], x[..., 1::2]
-
-
-def rotate(x: np.ndarray, cos: np.ndarray, sin: np.ndarray, layout: str = "half",
-           inverse: bool = False) -> np.ndarray:
-    """Rotate every pair (a, b) of ``x`` by the angle whose cosine and sine are given.
-
-        a' = a cos - b sin        b' = a sin + b cos
-
-    ``inverse`` rotates by the opposite angle (sin -> -sin), which is also the backward of
-    the rotation: the Jacobian of an orthogonal map is the map, and its transpose is its inverse.
-    x: (..., T, hs); cos, sin: broadcastable to (..., T, hs/2). Returns a new array of x's dtype.
-    """
-    if inverse:
-        sin = -sin
-    a, b = _pairs(x, layout)
-    out = np.empty(x.shape, dtype=x.dtype)
-    out_a, out_b = _pairs(out, layout)
-    np.multiply(a, cos, out=out_a)
-    out_a -= b * sin
-    np.multiply(a, sin, out=out_b)
-    out_b += b * cos
-    return out
 
 
 def inverse_frequencies(head_dim: int, base: float = 10000.0) -> np.ndarray:
@@ -101,8 +73,8 @@ def apply_rope(x: np.ndarray, positions=None, base: float = 10000.0,
     if angles.ndim == 3:                                                     # (B, 1, T, hs/2)
         angles = angles[:, None]
     dtype = x.dtype if np.issubdtype(x.dtype, np.floating) else np.float64
-    return rotate(x.astype(dtype, copy=False), np.cos(angles).astype(dtype),
-                  np.sin(angles).astype(dtype), layout)
+    return kernels.rope_forward(x.astype(dtype, copy=False), np.cos(angles).astype(dtype),
+                                np.sin(angles).astype(dtype), layout == "interleaved")
 
 
 class RotaryEmbedding(Module):
@@ -144,10 +116,12 @@ class RotaryEmbedding(Module):
             cos, sin = cos[:, None], sin[:, None]
         return cos, sin
 
-    def rotate(self, x: np.ndarray, cos: np.ndarray, sin: np.ndarray,
-               inverse: bool = False) -> np.ndarray:
-        """Rotate x (..., T, hs) by tables from :meth:`tables` (``inverse``: the other way)."""
-        return rotate(x, cos, sin, self.layout, inverse)
+    def rotate(self, x: np.ndarray, cos: np.ndarray, sin: np.ndarray, inverse: bool = False,
+               out: np.ndarray | None = None) -> np.ndarray:
+        """Rotate x (..., T, hs) by tables from :meth:`tables` (``inverse``: the other way, which
+        is also the rotation's backward). ``out``, if given (not x), receives the result."""
+        rope = kernels.rope_backward if inverse else kernels.rope_forward
+        return rope(x, cos, sin, self.layout == "interleaved", out)
 
     def forward(self, x: np.ndarray, positions=None) -> np.ndarray:
         _check_x(x, self.head_dim)

@@ -14,10 +14,11 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import ConfigError, InputError
-from ..layers.attention import KVCache, MultiHeadAttention
+from ..layers.attention import MultiHeadAttention
 from ..layers.dropout import Dropout
 from ..layers.embedding import Embedding, LearnedPositionalEmbedding
 from ..layers.ffn import MLP, SwiGLU
+from ..layers.kv_cache import KVCache
 from ..layers.linear import Linear, matmul_accumulate
 from ..layers.loss import CrossEntropyLoss
 from ..layers.norm import LayerNorm, RMSNorm

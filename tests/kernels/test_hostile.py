@@ -13,8 +13,8 @@ BACKENDS = ["numba", "numpy"]
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_softmax_fully_masked_rows_are_zeros(backend, rng):
     scores = rng.standard_normal((2, 3, 4, 4)).astype(np.float32)
-    mask = np.zeros((2, 4), bool)
-    mask[0] = True                                   # batch 0: every key is padding
+    mask = np.ones((2, 4), bool)                     # True = a real key
+    mask[0] = False                                  # batch 0: every key is padding
     with kernels.use(backend):
         probs = kernels.softmax_forward(scores, True, mask, 0.5)
     assert probs.dtype == np.float32 and np.isfinite(probs).all()
@@ -147,7 +147,7 @@ def test_bad_inputs_raise_input_errors(backend, rng):
 def test_attention_backward_matches_finite_differences(backend, rng):
     B, H, T, hs = 2, 2, 3, 4
     q, k, v, g = (rng.standard_normal((B, H, T, hs)) for _ in range(4))
-    mask = np.array([[False, False, True], [False, False, False]])
+    mask = np.array([[True, True, False], [True, True, True]])      # True = a real key
     with kernels.use(backend):
         _, probs = kernels.attention_forward(q, k, v, True, mask)
         grads = kernels.attention_backward(g, q, k, v, probs)
@@ -167,7 +167,7 @@ def test_attention_backward_matches_finite_differences(backend, rng):
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_attention_with_every_key_padded_gives_zeros(backend, rng):
     q, k, v = (rng.standard_normal((2, 1, 3, 4)).astype(np.float32) for _ in range(3))
-    mask = np.array([[True] * 3, [False] * 3])
+    mask = np.array([[False] * 3, [True] * 3])      # batch 0: every key is padding
     with kernels.use(backend):
         out, probs = kernels.attention_forward(q, k, v, False, mask)
     assert out.dtype == np.float32 and (out[0] == 0).all() and (probs[0] == 0).all()

@@ -7,15 +7,10 @@ from hypothesis import strategies as st
 
 from npgpt import gradcheck, no_grad
 from npgpt.errors import BackwardError, ConfigError, InputError
-from npgpt.layers.attention import (
-    CrossAttention,
-    KVCache,
-    MultiHeadAttention,
-    ScaledDotProductAttention,
-    causal_mask,
-    masked_softmax,
-    masked_softmax_backward,
-)
+from npgpt.kernels.softmax import causal_mask, masked_softmax, masked_softmax_backward
+from npgpt.layers.attention import CrossAttention, MultiHeadAttention
+from npgpt.layers.kv_cache import KVCache
+from npgpt.layers.sdpa import ScaledDotProductAttention
 from npgpt.layers.rope import RotaryEmbedding
 
 
