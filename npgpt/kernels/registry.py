@@ -134,7 +134,7 @@ def _rope_interleaved(shape, dtype, rng, scale=1.0):
 
 def _rope_per_sequence(shape, dtype, rng, scale=1.0):
     """Each sequence at its own positions: tables (B, 1, T, hs/2), broadcast over the heads."""
-    x, cos, _, interleaved = _rope(shape, dtype, rng, scale)
+    x, _, _, interleaved = _rope(shape, dtype, rng, scale)
     B, T, half = x.shape[0], x.shape[2], x.shape[3] // 2
     positions = np.arange(T) + rng.integers(0, 100, (B, 1))
     angles = positions[:, None, :, None] * 10000.0 ** (-np.arange(half) * 2 / (2 * half))

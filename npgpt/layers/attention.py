@@ -124,7 +124,7 @@ class MultiHeadAttention(_MultiHead):
     def forward(self, x: np.ndarray, key_padding_mask=None, positions=None,
                 kv_cache: KVCache | None = None) -> np.ndarray:
         _check_x(x, self.n_embd)
-        B, T, C = x.shape
+        B, T, _ = x.shape
         H, Hkv, hs = self.n_head, self.n_kv_head, self.head_dim
         qkv = self.c_attn.forward(x).reshape(B, T, H + 2 * Hkv, hs)
         q, k, v = _heads(qkv, 0, H), _heads(qkv, H, H + Hkv), _heads(qkv, H + Hkv, H + 2 * Hkv)
@@ -213,7 +213,7 @@ class CrossAttention(_MultiHead):
             k, v = memory_kv
         if k.shape[0] != x.shape[0]:
             raise InputError(f"x has batch size {x.shape[0]} but memory has {k.shape[0]}")
-        B, T, C = x.shape
+        B, T, _ = x.shape
         q = _heads(self.q_proj.forward(x).reshape(B, T, self.n_head, self.head_dim),
                    0, self.n_head)
         y, attended = self._attend(q, k, v, memory_padding_mask)

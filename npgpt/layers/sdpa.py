@@ -75,7 +75,7 @@ class ScaledDotProductAttention(Module):
         if q.ndim != 4 or k.ndim != 4 or v.ndim != 4:
             raise InputError(f"attention expects q (B, H, T, hs), k (B, Hkv, S, hs), "
                              f"v (B, Hkv, S, hs); got {q.shape}, {k.shape}, {v.shape}")
-        B, H, T, hs = q.shape
+        B, H, _, hs = q.shape
         Hkv = k.shape[1]
         if k.shape[:2] != (B, Hkv) or k.shape[3] != hs or v.shape[:3] != k.shape[:3]:
             raise InputError(f"attention shapes do not match: q {q.shape} (B, H, T, hs), "

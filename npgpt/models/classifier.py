@@ -21,6 +21,7 @@ from ..layers.linear import Linear
 from ..layers.loss import CrossEntropyLoss
 from ..layers.norm import LayerNorm
 from .base import Model
+from .residual import residual, residual_backward
 
 
 def masked_mean(h: np.ndarray, mask: np.ndarray) -> np.ndarray:
@@ -90,26 +91,22 @@ class TextClassifier(Model):
 
     def _logits(self, idx, mask):
         x = self.wte(idx) + self.wpe(np.arange(idx.shape[1]))
-        h = x + self.attn(x, key_padding_mask=mask)
-        if self.layernorm:
-            h = self.ln_1(h)
-        h = h + self.mlp(h)
-        if self.layernorm:
-            h = self.ln_2(h)
+        h = residual(x, self._norm("ln_1"), self.attn, None, False, key_padding_mask=mask)
+        h = residual(h, self._norm("ln_2"), self.mlp, None, False)
         pooled, weights = masked_mean(h, mask)
         self.save(weights)
         return self.head(pooled)
+
+    def _norm(self, name: str) -> LayerNorm | None:
+        """The LayerNorm after a residual (post-LN), or None without them."""
+        return getattr(self, name) if self.layernorm else None
 
     def _logits_backward(self, dlogits):
         (weights,) = self.saved()
         dpooled = self.head.backward(dlogits)                       # (B, C)
         dh = weights[:, :, None] * dpooled[:, None, :]              # (B, T, C)
-        if self.layernorm:
-            dh = self.ln_2.backward(dh)
-        dh = dh + self.mlp.backward(dh)
-        if self.layernorm:
-            dh = self.ln_1.backward(dh)
-        dx = dh + self.attn.backward(dh)
+        dh = residual_backward(dh, self._norm("ln_2"), self.mlp, None, False)
+        dx = residual_backward(dh, self._norm("ln_1"), self.attn, None, False)
         self.wpe.backward(dx)
         self.wte.backward(dx)
 

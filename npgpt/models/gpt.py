@@ -26,6 +26,7 @@ from ..layers.positional import SinusoidalPositionalEncoding
 from ..layers.rope import RotaryEmbedding
 from ..module import Module, ModuleList
 from .base import Model
+from .residual import residual, residual_backward
 
 POSITIONS = ("learned", "sinusoidal", "rope", "none")
 NORMS = ("layernorm", "rmsnorm")
@@ -155,38 +156,13 @@ class Block(Module):
         self.drop_mlp = Dropout(config.dropout, rng=rng)
 
     def forward(self, x, key_padding_mask=None, kv_cache=None):
-        attn = lambda h: self.drop_attn(self.attn(h, key_padding_mask=key_padding_mask,  # noqa: E731
-                                                  kv_cache=kv_cache))
-        # each residual add goes into the branch's output, a fresh array nobody keeps (x
-        # itself is kept by the norm that read it, so it is never written in place)
-        if self.prenorm:
-            h = attn(self.ln_1(x))
-            h += x
-            x = h
-            h = self.drop_mlp(self.mlp(self.ln_2(x)))
-            h += x
-            return h
-        h = attn(x)
-        h += x
-        x = self.ln_1(h)
-        h = self.drop_mlp(self.mlp(x))
-        h += x
-        return self.ln_2(h)
+        x = residual(x, self.ln_1, self.attn, self.drop_attn, self.prenorm,
+                     key_padding_mask=key_padding_mask, kv_cache=kv_cache)
+        return residual(x, self.ln_2, self.mlp, self.drop_mlp, self.prenorm)
 
-    def backward(self, dy):
-        if self.prenorm:   # the forward read bottom-up; each residual adds its branch
-            dx = self.ln_2.backward(self.mlp.backward(self.drop_mlp.backward(dy)))
-            dx += dy                     # into the branch's fresh gradient, not into dy
-            dh = self.ln_1.backward(self.attn.backward(self.drop_attn.backward(dx)))
-            dh += dx
-            return dh
-        da = self.ln_2.backward(dy)
-        dx = self.mlp.backward(self.drop_mlp.backward(da))
-        dx += da
-        db = self.ln_1.backward(dx)
-        dh = self.attn.backward(self.drop_attn.backward(db))
-        dh += db
-        return dh
+    def backward(self, dy):      # the forward read bottom-up; each residual adds its branch
+        dx = residual_backward(dy, self.ln_2, self.mlp, self.drop_mlp, self.prenorm)
+        return residual_backward(dx, self.ln_1, self.attn, self.drop_attn, self.prenorm)
 
 
 class GPT(Model):

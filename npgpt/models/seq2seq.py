@@ -31,6 +31,7 @@ from ..layers.norm import LayerNorm
 from ..layers.positional import SinusoidalPositionalEncoding
 from ..module import Module, ModuleList, no_grad
 from .base import Model
+from .residual import residual, residual_backward
 
 
 @dataclass
@@ -77,7 +78,28 @@ class Seq2SeqConfig:
         return dataclasses.asdict(self)
 
 
-class EncoderLayer(Module):
+class _Layer(Module):
+    """What an encoder and a decoder layer are built of: sub-layers of one config."""
+
+    def __init__(self, config: Seq2SeqConfig):
+        super().__init__(np.dtype(config.dtype))
+        self.prenorm = config.prenorm
+
+    def _self_attention(self, config, rng, causal: bool) -> MultiHeadAttention:
+        return MultiHeadAttention(config.n_embd, config.n_head, causal=causal, dtype=self.dtype,
+                                  rng=rng, dropout=config.dropout)
+
+    def _norm(self, config) -> LayerNorm:
+        return LayerNorm(config.n_embd, eps=config.norm_eps, dtype=self.dtype)
+
+    def _mlp(self, config, rng) -> MLP:
+        return MLP(config.n_embd, config.mlp_hidden, activation="relu", dtype=self.dtype, rng=rng)
+
+    def _dropouts(self, config, rng, n: int) -> list[Dropout]:
+        return [Dropout(config.dropout, rng=rng, dtype=self.dtype) for _ in range(n)]
+
+
+class EncoderLayer(_Layer):
     """x: (B, S, C) -> (B, S, C); src_padding_mask: (B, S) bool, True = real token.
 
     post-LN:  x = ln_1(x + attn(x));  x = ln_2(x + mlp(x))       (attn is not causal)
@@ -85,37 +107,24 @@ class EncoderLayer(Module):
     """
 
     def __init__(self, config: Seq2SeqConfig, rng: np.random.Generator):
-        dtype = np.dtype(config.dtype)
-        super().__init__(dtype)
-        C = config.n_embd
-        self.prenorm = config.prenorm
-        self.self_attn = MultiHeadAttention(C, config.n_head, causal=False, dtype=dtype, rng=rng,
-                                            dropout=config.dropout)
-        self.ln_1 = LayerNorm(C, eps=config.norm_eps, dtype=dtype)
-        self.mlp = MLP(C, config.mlp_hidden, activation="relu", dtype=dtype, rng=rng)
-        self.ln_2 = LayerNorm(C, eps=config.norm_eps, dtype=dtype)
-        self.drop_1 = Dropout(config.dropout, rng=rng, dtype=dtype)
-        self.drop_2 = Dropout(config.dropout, rng=rng, dtype=dtype)
+        super().__init__(config)
+        self.self_attn = self._self_attention(config, rng, causal=False)
+        self.ln_1 = self._norm(config)
+        self.mlp = self._mlp(config, rng)
+        self.ln_2 = self._norm(config)
+        self.drop_1, self.drop_2 = self._dropouts(config, rng, 2)
 
     def forward(self, x, src_padding_mask=None):
-        attn = lambda h: self.drop_1(self.self_attn(h, key_padding_mask=src_padding_mask))
-        if self.prenorm:
-            x = x + attn(self.ln_1(x))
-            return x + self.drop_2(self.mlp(self.ln_2(x)))
-        x = self.ln_1(x + attn(x))
-        return self.ln_2(x + self.drop_2(self.mlp(x)))
+        x = residual(x, self.ln_1, self.self_attn, self.drop_1, self.prenorm,
+                     key_padding_mask=src_padding_mask)
+        return residual(x, self.ln_2, self.mlp, self.drop_2, self.prenorm)
 
     def backward(self, dy):
-        if self.prenorm:
-            dx = dy + self.ln_2.backward(self.mlp.backward(self.drop_2.backward(dy)))
-            return dx + self.ln_1.backward(self.self_attn.backward(self.drop_1.backward(dx)))
-        da = self.ln_2.backward(dy)
-        dx = da + self.mlp.backward(self.drop_2.backward(da))
-        db = self.ln_1.backward(dx)
-        return db + self.self_attn.backward(self.drop_1.backward(db))
+        dx = residual_backward(dy, self.ln_2, self.mlp, self.drop_2, self.prenorm)
+        return residual_backward(dx, self.ln_1, self.self_attn, self.drop_1, self.prenorm)
 
 
-class DecoderLayer(Module):
+class DecoderLayer(_Layer):
     """x: (B, T, C), memory: (B, S, C) -> (B, T, C)
 
     post-LN:  x = ln_1(x + self_attn(x));  x = ln_2(x + cross_attn(x, memory));
@@ -127,47 +136,26 @@ class DecoderLayer(Module):
     """
 
     def __init__(self, config: Seq2SeqConfig, rng: np.random.Generator):
-        dtype = np.dtype(config.dtype)
-        super().__init__(dtype)
-        C = config.n_embd
-        self.prenorm = config.prenorm
-        self.self_attn = MultiHeadAttention(C, config.n_head, causal=True, dtype=dtype, rng=rng,
-                                            dropout=config.dropout)
-        self.ln_1 = LayerNorm(C, eps=config.norm_eps, dtype=dtype)
-        self.cross_attn = CrossAttention(C, config.n_head, dtype=dtype, rng=rng,
+        super().__init__(config)
+        self.self_attn = self._self_attention(config, rng, causal=True)
+        self.ln_1 = self._norm(config)
+        self.cross_attn = CrossAttention(config.n_embd, config.n_head, dtype=self.dtype, rng=rng,
                                          dropout=config.dropout)
-        self.ln_2 = LayerNorm(C, eps=config.norm_eps, dtype=dtype)
-        self.mlp = MLP(C, config.mlp_hidden, activation="relu", dtype=dtype, rng=rng)
-        self.ln_3 = LayerNorm(C, eps=config.norm_eps, dtype=dtype)
-        self.drop_1 = Dropout(config.dropout, rng=rng, dtype=dtype)
-        self.drop_2 = Dropout(config.dropout, rng=rng, dtype=dtype)
-        self.drop_3 = Dropout(config.dropout, rng=rng, dtype=dtype)
+        self.ln_2 = self._norm(config)
+        self.mlp = self._mlp(config, rng)
+        self.ln_3 = self._norm(config)
+        self.drop_1, self.drop_2, self.drop_3 = self._dropouts(config, rng, 3)
 
     def forward(self, x, memory, memory_padding_mask=None):
-        sa = lambda h: self.drop_1(self.self_attn(h))
-        ca = lambda h: self.drop_2(self.cross_attn(h, memory, memory_padding_mask))
-        ff = lambda h: self.drop_3(self.mlp(h))
-        if self.prenorm:
-            x = x + sa(self.ln_1(x))
-            x = x + ca(self.ln_2(x))
-            return x + ff(self.ln_3(x))
-        x = self.ln_1(x + sa(x))
-        x = self.ln_2(x + ca(x))
-        return self.ln_3(x + ff(x))
+        x = residual(x, self.ln_1, self.self_attn, self.drop_1, self.prenorm)
+        x = residual(x, self.ln_2, self.cross_attn, self.drop_2, self.prenorm, memory,
+                     memory_padding_mask)
+        return residual(x, self.ln_3, self.mlp, self.drop_3, self.prenorm)
 
     def backward(self, dy):
-        if self.prenorm:
-            dx = dy + self.ln_3.backward(self.mlp.backward(self.drop_3.backward(dy)))
-            dh, dmemory = self.cross_attn.backward(self.drop_2.backward(dx))
-            dx = dx + self.ln_2.backward(dh)
-            return dx + self.ln_1.backward(self.self_attn.backward(self.drop_1.backward(dx))), dmemory
-        da = self.ln_3.backward(dy)
-        dx = da + self.mlp.backward(self.drop_3.backward(da))
-        db = self.ln_2.backward(dx)
-        dh, dmemory = self.cross_attn.backward(self.drop_2.backward(db))
-        dx = db + dh
-        dc = self.ln_1.backward(dx)
-        return dc + self.self_attn.backward(self.drop_1.backward(dc)), dmemory
+        dx = residual_backward(dy, self.ln_3, self.mlp, self.drop_3, self.prenorm)
+        dx, dmemory = residual_backward(dx, self.ln_2, self.cross_attn, self.drop_2, self.prenorm)
+        return residual_backward(dx, self.ln_1, self.self_attn, self.drop_1, self.prenorm), dmemory
 
 
 class Transformer(Model):
