@@ -42,7 +42,7 @@ def _step(param, grad, m, v, decay, beta1, one_minus_beta1, beta2, one_minus_bet
     n = param.size
     for b in prange((n + _BLOCK - 1) // _BLOCK):
         # slices indexed from 0: indexing the whole arrays at lo + j here costs a negative-
-        # index check per element that keeps LLVM from vectorising (measured 6x slower)
+        # index check per element that keeps LLVM from vectorising (docs/performance.md)
         lo, hi = b * _BLOCK, (b + 1) * _BLOCK
         ps, gs, ms, vs = param[lo:hi], grad[lo:hi], m[lo:hi], v[lo:hi]
         for i in range(ps.size):

@@ -44,11 +44,9 @@ from .softmax import (
 
 def _block(T: int, causal: bool, block) -> int:
     """Queries per block: large enough for BLAS, small enough that the causal mask skips work.
-    64, or 32 for causal T <= 128, where the two halves skip a quarter of the products.
-    One head, one thread, T 64, hs 32, with cold caches as in a training step, forward /
-    backward: blocks of 16, 32, 64 took 17.4-18.2 / 19.6-21.1, 16.5-18.0 / 18.4-19.2 and
-    17.3-17.9 / 20.2-20.6 us (with everything in cache 16 came first, by ~6%). Without the
-    mask every block sees every key, and smaller blocks only add calls."""
+    64, or 32 for causal T <= 128, where the two halves skip a quarter of the products and
+    32 measured fastest in a training step (docs/performance.md). Without the mask every
+    block sees every key, and smaller blocks only add calls."""
     if block is None:
         return 32 if causal and T <= 128 else 64
     if not isinstance(block, (int, np.integer)) or block < 1:

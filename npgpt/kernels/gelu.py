@@ -20,8 +20,8 @@ _BLOCK = 1 << 12        # elements per parallel block
 
 # Each block works on slices of the arrays, indexed from 0. Indexing the whole array at
 # lo + j instead, inside a prange loop, costs a negative-index check per element that LLVM
-# cannot drop (it does not know lo >= 0 there), so the loop does not vectorise: measured,
-# the parallel kernel was 4x slower than the serial one on one thread.
+# cannot drop (it does not know lo >= 0 there), so the loop does not vectorise (the cost is
+# in docs/performance.md).
 
 
 def gelu_tanh_forward_ref(x):

@@ -26,8 +26,8 @@ def matmul_accumulate(out: np.ndarray, a: np.ndarray, b: np.ndarray) -> None:
     A weight gradient is accumulated (``+=``), and ``out += a @ b`` first writes the whole
     product to a fresh temporary as large as the weight (GPT-2's tied head: 154 MB, page
     faults included) and then adds it in a second pass. Blocks of rows keep the temporary
-    small and the add in cache, while each block is still a large product for BLAS (measured:
-    GPT-2's head 220 -> 208 ms on one thread).
+    small and the add in cache, while each block is still a large product for BLAS (GPT-2's
+    tied head: docs/performance.md).
 
     (BLAS's gemm can add into C itself with beta = 1, but NumPy does not expose it, and
     SciPy's gemm runs on a second OpenBLAS whose thread pool fights NumPy's.)
@@ -49,7 +49,7 @@ class Linear(Module):
         dW += x^T @ dy      db += sum_N dy      dx = dy @ W^T
 
     Both directions run on the flattened (N, in) and (N, out) matrices: one large product
-    for BLAS rather than a stack of B small ones (measured 10-25% faster here).
+    for BLAS rather than a stack of B small ones, which BLAS runs faster.
     """
 
     def __init__(self, in_features: int, out_features: int, bias: bool = True,
