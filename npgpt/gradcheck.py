@@ -92,7 +92,8 @@ def gradcheck(module: Module, *inputs, output: int = 0, eps: float = 1e-6, rtol:
     """
     forward_kwargs = forward_kwargs or {}
     rng = np.random.default_rng(seed)
-    params = list(module.named_parameters()) if check_params else []
+    params = ([(n, p) for n, p in module.named_parameters() if p.requires_grad]
+              if check_params else [])
     for name, p in params:
         if p.data.dtype != np.float64:
             raise GradcheckError(f"gradcheck needs float64; parameter {name} is {p.data.dtype}: "

@@ -55,15 +55,30 @@ class Parameter:
     """A trainable array ``data`` and its gradient ``grad`` (same shape and dtype).
 
     ``grad`` starts at zero and is accumulated with ``+=`` by every backward that uses it.
+    A frozen parameter (``requires_grad_(False)``, e.g. a base weight under a LoRA adapter)
+    has ``grad = None``: no buffer, no optimizer state, and the layers that own it skip
+    computing its gradient (they still return the gradient of their input).
     """
 
     __slots__ = ("data", "grad")
 
-    def __init__(self, data: np.ndarray):
+    def __init__(self, data: np.ndarray, requires_grad: bool = True):
         self.data = np.ascontiguousarray(data)
         # np.zeros, not zeros_like: the pages stay unmapped until a backward writes them, so
         # a model loaded only for inference never pays for its gradients
-        self.grad = np.zeros(self.data.shape, self.data.dtype)
+        self.grad = np.zeros(self.data.shape, self.data.dtype) if requires_grad else None
+
+    @property
+    def requires_grad(self) -> bool:
+        return self.grad is not None
+
+    def requires_grad_(self, flag: bool = True) -> "Parameter":
+        """Freeze (False: the gradient buffer is dropped) or unfreeze (a zero one is made)."""
+        if not flag:
+            self.grad = None
+        elif self.grad is None:
+            self.grad = np.zeros(self.data.shape, self.data.dtype)
+        return self
 
     @property
     def shape(self):
@@ -78,10 +93,12 @@ class Parameter:
         return self.data.size
 
     def zero_grad(self):
-        self.grad.fill(0)
+        if self.grad is not None:
+            self.grad.fill(0)
 
     def __repr__(self):
-        return f"Parameter(shape={self.data.shape}, dtype={self.data.dtype})"
+        frozen = "" if self.requires_grad else ", frozen"
+        return f"Parameter(shape={self.data.shape}, dtype={self.data.dtype}{frozen})"
 
 
 class Module:
@@ -168,6 +185,16 @@ class Module:
     def parameters(self) -> list[Parameter]:
         return [p for _, p in self.named_parameters()]
 
+    def trainable_parameters(self) -> list[Parameter]:
+        """The parameters that are not frozen: what an optimizer and clipping should see."""
+        return [p for _, p in self.named_parameters() if p.requires_grad]
+
+    def requires_grad_(self, flag: bool = True) -> "Module":
+        """Freeze (False) or unfreeze every parameter of this module and its children."""
+        for p in self.parameters():
+            p.requires_grad_(flag)
+        return self
+
     def num_parameters(self) -> int:
         return sum(p.size for p in self.parameters())
 
@@ -205,7 +232,8 @@ class Module:
             for _, p in m._own_parameters():
                 if p.data.dtype != dtype:
                     p.data = p.data.astype(dtype)
-                    p.grad = np.zeros(p.data.shape, dtype)
+                    if p.grad is not None:
+                        p.grad = np.zeros(p.data.shape, dtype)
         return self
 
     # --- state --------------------------------------------------------------------------

@@ -34,7 +34,12 @@ def _as_groups(params, defaults: dict) -> list[dict]:
         for p in group["params"]:
             if not isinstance(p, Parameter):
                 raise ConfigError(f"optimizer expects npgpt Parameters, got {type(p).__name__}")
-        groups.append(group)
+        # frozen parameters (a LoRA base) get no state and are never updated
+        group["params"] = [p for p in group["params"] if p.requires_grad]
+        if group["params"]:
+            groups.append(group)
+    if not groups:
+        raise ConfigError("optimizer got only frozen parameters (requires_grad False)")
     return groups
 
 
@@ -201,7 +206,7 @@ def clip_grad_norm(params: Iterable[Parameter], max_norm: float) -> float:
     Returns the norm before clipping (a non-finite norm is returned as it is, for the caller
     to act on).
     """
-    params = list(params)
+    params = [p for p in params if p.requires_grad]
     total = math.sqrt(sum(float(np.vdot(p.grad, p.grad)) for p in params))
     if max_norm > 0 and math.isfinite(total) and total > max_norm:
         scale = max_norm / (total + 1e-6)

@@ -151,7 +151,7 @@ class Trainer:
         self.train_data, self.val_data = train_data, val_data
         self.tokenizer, self.tokenizer_file = tokenizer, tokenizer_file
         self.tokenizer_info = tokenizer_identity(tokenizer) if tokenizer is not None else None
-        self.params = model.parameters()
+        self.params = model.trainable_parameters()     # frozen ones (a LoRA base) left out
         self.optimizer = AdamW(param_groups(model, config.weight_decay), lr=config.lr,
                                betas=(config.beta1, config.beta2), eps=config.eps,
                                weight_decay=config.weight_decay)

@@ -49,6 +49,8 @@ class Embedding(Module):
 
     def backward(self, dy: np.ndarray) -> None:
         (idx,) = self.saved()
+        if not self.weight.requires_grad:      # frozen (under LoRA)
+            return None
         # a scatter-add that accumulates repeated ids (fancy-index assignment would keep one);
         # the kernel's reference is np.add.at
         kernels.embedding_backward(self.weight.grad, idx.reshape(-1),
@@ -87,6 +89,8 @@ class LearnedPositionalEmbedding(Embedding):
 
     def backward(self, dy: np.ndarray) -> None:
         (positions,) = self.saved()
+        if not self.weight.requires_grad:
+            return None
         C = self.embedding_dim
         dy = dy.reshape(-1, positions.shape[0], C).sum(axis=0)
         kernels.embedding_backward(self.weight.grad, positions, dy)

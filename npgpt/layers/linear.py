@@ -74,7 +74,8 @@ class Linear(Module):
     def backward(self, dy: np.ndarray) -> np.ndarray:
         (x2,) = self.saved()
         dy2 = dy.reshape(-1, self.out_features)
-        matmul_accumulate(self.weight.grad, x2.T, dy2)
-        if self.bias is not None:
+        if self.weight.requires_grad:         # frozen (a LoRA base): dx only
+            matmul_accumulate(self.weight.grad, x2.T, dy2)
+        if self.bias is not None and self.bias.requires_grad:
             self.bias.grad += dy2.sum(axis=0)
         return (dy2 @ self.weight.data.T).reshape(dy.shape[:-1] + (self.in_features,))

@@ -46,8 +46,9 @@ class LayerNorm(Module):
     def backward(self, dy: np.ndarray) -> np.ndarray:
         x, mean, rstd = self.saved()
         dx, dweight, dbias = kernels.layernorm_backward(dy, x, self.weight.data, mean, rstd)
-        self.weight.grad += dweight
-        if self.bias is not None:
+        if self.weight.requires_grad:       # frozen (under LoRA): no gradient buffer
+            self.weight.grad += dweight
+        if self.bias is not None and self.bias.requires_grad:
             self.bias.grad += dbias
         return dx
 
@@ -77,7 +78,8 @@ class RMSNorm(Module):
     def backward(self, dy: np.ndarray) -> np.ndarray:
         x, rstd = self.saved()
         dx, dweight = kernels.rmsnorm_backward(dy, x, self.weight.data, rstd)
-        self.weight.grad += dweight
+        if self.weight.requires_grad:
+            self.weight.grad += dweight
         return dx
 
 
@@ -131,8 +133,10 @@ class BatchNorm(Module):
     def backward(self, dy: np.ndarray) -> np.ndarray:
         xhat, rstd = self.saved()
         dy2 = dy.reshape(-1, self.C)
-        self.weight.grad += (dy2 * xhat).sum(0)
-        self.bias.grad += dy2.sum(0)
+        if self.weight.requires_grad:
+            self.weight.grad += (dy2 * xhat).sum(0)
+        if self.bias.requires_grad:
+            self.bias.grad += dy2.sum(0)
         g = dy2 * self.weight.data
         dx = rstd * (g - g.mean(0) - xhat * (g * xhat).mean(0))
         return dx.reshape(dy.shape)

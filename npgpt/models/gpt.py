@@ -211,7 +211,8 @@ class GPT(Model):
         C = x.shape[-1]
         V = dlogits.shape[-1]
         dlogits2 = dlogits.reshape(-1, V)
-        matmul_accumulate(self.wte.weight.grad, dlogits2.T, x.reshape(-1, C))
+        if self.wte.weight.requires_grad:
+            matmul_accumulate(self.wte.weight.grad, dlogits2.T, x.reshape(-1, C))
         return (dlogits2 @ self.wte.weight.data).reshape(x.shape)
 
     def _check_idx(self, idx, name="idx"):

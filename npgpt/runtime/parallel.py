@@ -143,7 +143,8 @@ class DataParallel:
         module = copy.deepcopy(self.model, memo)
         params = module.parameters()
         for p in params:
-            p.grad = np.zeros(p.data.shape, p.data.dtype)
+            if p.requires_grad:           # frozen ones stay without a buffer
+                p.grad = np.zeros(p.data.shape, p.data.dtype)
         return _Replica(module, params, module.generators())
 
     def _sync(self, n: int):
@@ -314,6 +315,8 @@ class DataParallel:
 
     def _add_replica_grads(self, n: int) -> None:
         for k, p in enumerate(self._params):
+            if not p.requires_grad:
+                continue
             for r in self._replicas[:n - 1]:
                 p.grad += r.params[k].grad
 
@@ -400,7 +403,7 @@ def _forward_backward(replica: _Replica, shard, weight, losses, k, forwarded) ->
 
 def _zero(params) -> None:
     for p in params:          # a replica's gradients hold only its own shard's
-        p.grad.fill(0)
+        p.zero_grad()         # (a frozen parameter has none)
 
 
 def _zeroed_backward(fn, replica: _Replica, dout) -> None:
