@@ -3,7 +3,8 @@ from . import runtime  # noqa: F401  (first: it sets OpenBLAS up before NumPy lo
 from . import errors
 from .module import Module, ModuleList, Parameter, no_grad
 from .gradcheck import gradcheck
-from .hf import from_pretrained, save_pretrained
+from .adapters import from_pretrained
+from .hf import save_pretrained
 from . import generate as _generate  # noqa: F401  (GPT.generate)
 from .models import GPT, GPTConfig, count_params
 
