@@ -116,6 +116,9 @@ def cmd_train(args) -> int:
             "block_size": config.block_size,
             **model_overrides})
         model = GPT(model_config, seed=config.seed)
+    if args.lora_rank is not None:
+        from .cli_hf import apply_lora_flags
+        apply_lora_flags(args, model, config.seed)
     if tokenizer is None:
         raise CheckpointError("the checkpoint has no tokenizer file to encode the data with")
     train_data = tokenize(train_text, tokenizer, cache_dir=cache_dir, name="train")
@@ -170,6 +173,9 @@ def _load_model(path: Path):
         return from_pretrained(path), load_tokenizer(path), {}
     ckpt = load_checkpoint(path)
     model = GPT(GPTConfig.from_dict(ckpt.config))
+    if ckpt.trainer_state.get("lora"):           # a LoRA run: the same adapters, then the state
+        from .adapters import LoraConfig, apply_lora
+        apply_lora(model, LoraConfig(**ckpt.trainer_state["lora"]))
     model.load_state_dict(ckpt.model_state)
     tokenizer = None
     if ckpt.tokenizer_path is not None:
@@ -283,6 +289,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="start from an npgpt checkpoint or a HuggingFace model directory")
     add_dataclass_flags(p, GPTConfig, skip=_MODEL_FIELDS_NOT_FLAGS, group_title="model")
     add_dataclass_flags(p, TrainConfig, group_title="training")
+    from .cli_hf import add_hf_parsers, add_lora_flags
+    add_lora_flags(p)
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("sample", help="generate text from a checkpoint, streaming it")
@@ -306,6 +314,8 @@ def build_parser() -> argparse.ArgumentParser:
                    choices=["all", *BENCHMARKS])
     p.add_argument("rest", nargs=argparse.REMAINDER, help="arguments for the benchmark script")
     p.set_defaults(func=cmd_bench)
+
+    add_hf_parsers(sub)
 
     try:
         from .tokenizers.cli import add_tokenizer_parser

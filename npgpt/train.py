@@ -28,6 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from . import __version__, distributed
+from .adapters import lora_config, save_adapter
 from .data import TokenData, check_length, get_batch, tokenizer_identity
 from .errors import CheckpointError, ConfigError, TrainingError
 from .io import load_checkpoint, save_checkpoint
@@ -184,6 +185,11 @@ class Trainer:
     def checkpoint_dir(self) -> Path:
         return self.out_dir / "checkpoint"
 
+    @property
+    def adapter_dir(self) -> Path:
+        """Where a LoRA run's adapter is written (PEFT's adapter directory)."""
+        return self.out_dir / "adapter"
+
     # --- one step -----------------------------------------------------------------------
     def train_step(self) -> tuple[float, float, float]:
         """One optimizer step; returns (mean loss, grad norm before clipping, lr)."""
@@ -306,6 +312,8 @@ class Trainer:
             bar.write(message)
         if self.config.save_checkpoints:
             self.save(self.checkpoint_dir)
+            if lora_config(self.model) is not None:    # the adapter alone, in PEFT's layout
+                save_adapter(self.model, self.adapter_dir)
         return record
 
     # --- checkpoints --------------------------------------------------------------------
@@ -330,6 +338,9 @@ class Trainer:
             "train_config": dataclasses.asdict(self.config),
             "npgpt_version": __version__,
         }
+        lora = lora_config(self.model)
+        if lora is not None:               # the model is rebuilt with these adapters on resume
+            trainer_state["lora"] = lora.to_dict()
         return save_checkpoint(path, _model_config(self.model), self.model.state_dict(),
                                optimizer_state, trainer_state, tokenizer_file)
 
