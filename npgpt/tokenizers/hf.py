@@ -146,3 +146,113 @@ def from_pretrained_dir(folder):
     if os.path.exists(vocab) and os.path.exists(merges):
         return from_vocab_merges(vocab, merges)
     raise TokenizerError(f"{folder} holds neither tokenizer.json nor vocab.json + merges.txt")
+
+
+# --- writing: npgpt's tokenizers as tokenizer.json + tokenizer_config.json ---------------------
+
+TOKENIZER_JSON, TOKENIZER_CONFIG = "tokenizer.json", "tokenizer_config.json"
+
+
+def _onig_pattern(pattern):
+    """The split regex as HuggingFace's tokenizers (Oniguruma, Ruby syntax) reads it to match
+    what Python's ``regex`` matches: ``{1,3}+`` is possessive in ``regex`` but "one or more
+    of {1,3}" in Ruby (a bounded greedy run that nothing follows matches the same), and
+    ``$`` is end of line in Ruby, ``\\z`` end of text in both."""
+    return pattern.replace("}+", "}").replace("$", r"\z")
+
+
+def _added_tokens(specials):
+    return [{"id": i, "content": s, "single_word": False, "lstrip": False, "rstrip": False,
+             "normalized": False, "special": True} for s, i in sorted(specials.items(), key=lambda kv: kv[1])]
+
+
+def _bytebpe_json(tok):
+    table = bytes_to_unicode()
+    show = lambda raw: "".join(table[b] for b in raw)   # noqa: E731
+    vocab = {}
+    for i, raw in tok.vocab.items():
+        if show(raw) in vocab:
+            raise TokenizerError(f"ids {vocab[show(raw)]} and {i} are the same bytes {raw!r}: "
+                                 "tokenizer.json's vocabulary maps each token to one id")
+        vocab[show(raw)] = i
+    merges = [f"{show(tok.vocab[a])} {show(tok.vocab[b])}" for a, b, _ in tok.merges]
+    if getattr(tok, "prefix_space", False):
+        raise TokenizerError("a byte-level BPE that adds a prefix space is not exported")
+    byte_level = {"type": "ByteLevel", "add_prefix_space": False, "trim_offsets": True,
+                  "use_regex": False}
+    if tok.pattern is None:
+        pre = byte_level
+    elif tok.pattern == GPT2_PATTERN:     # GPT-2's own: ByteLevel with its built-in regex
+        pre = {**byte_level, "use_regex": True}
+    else:
+        pre = {"type": "Sequence", "pretokenizers": [
+            {"type": "Split", "pattern": {"Regex": _onig_pattern(tok.pattern)},
+             "behavior": "Isolated", "invert": False}, byte_level]}
+    model = {"type": "BPE", "dropout": None, "unk_token": None, "continuing_subword_prefix": None,
+             "end_of_word_suffix": None, "fuse_unk": False, "byte_fallback": False,
+             "ignore_merges": tok.ignore_merges, "vocab": vocab, "merges": merges}
+    decoder = {"type": "ByteLevel", "add_prefix_space": False, "trim_offsets": True,
+               "use_regex": True}
+    return pre, model, decoder
+
+
+def _char_json(tok):
+    # every character its own piece (WordLevel looks each up; one outside the vocabulary is an
+    # error, as in npgpt, since there is no unk token), and decoding concatenates (Fuse)
+    pre = {"type": "Split", "pattern": {"Regex": r"[\s\S]"}, "behavior": "Isolated",
+           "invert": False}
+    model = {"type": "WordLevel", "vocab": dict(tok.stoi), "unk_token": "<npgpt-no-unk>"}
+    return pre, model, {"type": "Fuse"}
+
+
+def to_tokenizer_json(tok):
+    """HuggingFace's ``tokenizer.json`` (a dict) that encodes and decodes as ``tok`` does:
+    npgpt's byte-level BPE, GPT-2's, tiktoken's cl100k_base (its ranks as merges) or the char
+    tokenizer. TokenizerError for a tokenizer the format cannot express exactly."""
+    from .bytebpe import ByteBPE
+    from .char import CharTokenizer
+    from .tiktoken_adapter import TiktokenTokenizer
+    if isinstance(tok, TiktokenTokenizer):
+        tok = ByteBPE.from_tiktoken(tok.name)       # the same ids, with the merges recovered
+    if isinstance(tok, ByteBPE):
+        pre, model, decoder = _bytebpe_json(tok)
+    elif isinstance(tok, CharTokenizer):
+        pre, model, decoder = _char_json(tok)
+    else:
+        raise TokenizerError(f"{getattr(tok, 'name', type(tok).__name__)}: a {tok.kind} "
+                             "tokenizer has no exact tokenizer.json form (the classic word "
+                             "BPE splits on whitespace and drops it, which HuggingFace's BPE "
+                             "would not give back); byte-level BPE, gpt2, cl100k_base and char "
+                             "are exported")
+    # the special tokens belong in the model's vocabulary too: the tokenizers library numbers
+    # an added token that is not there after the vocabulary, whatever id the file gives it
+    model["vocab"].update(tok.special_tokens)
+    return {"version": "1.0", "truncation": None, "padding": None,
+            "added_tokens": _added_tokens(tok.special_tokens), "normalizer": None,
+            "pre_tokenizer": pre, "post_processor": None, "decoder": decoder, "model": model}
+
+
+def tokenizer_config(tok, model_max_length=None):
+    """``tokenizer_config.json``: the fast tokenizer class, no BOS/EOS added to encodings, no
+    space clean-up on decoding (which would change the text), and the special tokens."""
+    config = {"tokenizer_class": "PreTrainedTokenizerFast", "add_bos_token": False,
+              "add_eos_token": False, "clean_up_tokenization_spaces": False,
+              "model_max_length": model_max_length or 1_000_000_000_000_000_019_884_624_838_656}
+    # (the special tokens and their ids are tokenizer.json's added_tokens; listing them here
+    # too makes transformers re-add them after the vocabulary, renumbering cl100k's, whose
+    # ids leave gaps)
+    end = [s for s in ("<|endoftext|>", "</s>", "<eos>") if s in tok.special_tokens]
+    if end:
+        config["eos_token"] = end[0]
+    return config
+
+
+def save_pretrained_tokenizer(tok, folder, model_max_length=None):
+    """Write ``tokenizer.json`` + ``tokenizer_config.json`` of ``tok`` into ``folder``
+    (each file atomically; nothing is written if the tokenizer cannot be exported)."""
+    from ..io import atomic_write
+    tokenizer_json = json.dumps(to_tokenizer_json(tok), ensure_ascii=False)
+    config = json.dumps(tokenizer_config(tok, model_max_length), indent=2)
+    atomic_write(os.path.join(folder, TOKENIZER_JSON), tokenizer_json)
+    atomic_write(os.path.join(folder, TOKENIZER_CONFIG), config + "\n")
+    return folder
