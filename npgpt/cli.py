@@ -1,4 +1,4 @@
-"""The ``npgpt`` command: train | sample | params | tokenizer | bench.
+"""The ``npgpt`` command: train | sample | eval | export | lora | params | tokenizer | bench.
 
 Errors a user can cause (a missing checkpoint, a bad flag value, an unreadable data file, a
 prompt the tokenizer cannot encode) end the command with one line on stderr and exit code 2,
@@ -12,6 +12,7 @@ import sys
 import typing
 from pathlib import Path
 
+from .cli_hf import add_hf_parsers, add_lora_flags
 from .errors import CheckpointError, ConfigError, NpgptError
 
 # GPTConfig fields the command sets itself rather than by flag
@@ -289,7 +290,6 @@ def build_parser() -> argparse.ArgumentParser:
                    help="start from an npgpt checkpoint or a HuggingFace model directory")
     add_dataclass_flags(p, GPTConfig, skip=_MODEL_FIELDS_NOT_FLAGS, group_title="model")
     add_dataclass_flags(p, TrainConfig, group_title="training")
-    from .cli_hf import add_hf_parsers, add_lora_flags
     add_lora_flags(p)
     p.set_defaults(func=cmd_train)
 
@@ -315,7 +315,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("rest", nargs=argparse.REMAINDER, help="arguments for the benchmark script")
     p.set_defaults(func=cmd_bench)
 
-    add_hf_parsers(sub)
+    add_hf_parsers(sub, _load_model)
 
     try:
         from .tokenizers.cli import add_tokenizer_parser

@@ -383,20 +383,29 @@ def _write_safetensors(file: Path, model: GPT, entries: list[Entry]) -> None:
         os.fsync(f.fileno())
 
 
-def save_pretrained(model: GPT, path) -> Path:
-    """Write ``model`` as a HuggingFace directory: ``config.json`` + ``model.safetensors``.
+def save_pretrained(model: GPT, path, tokenizer=None) -> Path:
+    """Write ``model`` as a HuggingFace directory: ``config.json`` + ``model.safetensors``,
+    and ``tokenizer.json`` + ``tokenizer_config.json`` when ``tokenizer`` is given (see
+    :func:`npgpt.tokenizers.hf.to_tokenizer_json`).
 
     The directory is built beside ``path`` and renamed into place, so an interrupted save
-    leaves any earlier one whole. Files of an earlier save that are not weights (a tokenizer,
-    generation_config.json) are kept; its old weight files are replaced.
+    (or a tokenizer that cannot be exported) leaves any earlier one whole. Files of an earlier
+    save that are not weights (a tokenizer, generation_config.json) are kept; its old weight
+    files are replaced.
     """
     path = Path(path)
     entries = layout(model.config)          # refuses configs with no HF counterpart first
+    if tokenizer is not None and tokenizer.vocab_size > model.config.vocab_size:
+        raise ConfigError(f"the tokenizer has {tokenizer.vocab_size} ids but the model's "
+                          f"vocab_size is {model.config.vocab_size}")
     with atomic_directory(path) as tmp:
+        if tokenizer is not None:
+            from .tokenizers.hf import save_pretrained_tokenizer
+            save_pretrained_tokenizer(tokenizer, tmp, model_max_length=model.config.block_size)
         if path.is_dir():
             for old in path.iterdir():
                 if old.is_file() and not (old.name == CONFIG or old.name.endswith(".safetensors")
-                                          or old.name == INDEX):
+                                          or old.name == INDEX or (tmp / old.name).exists()):
                     shutil.copy2(old, tmp / old.name)
         save_json(tmp / CONFIG, config_to_hf(model.config, getattr(model, "_hf_token_ids", None)))
         _write_safetensors(tmp / WEIGHTS, model, entries)
@@ -411,10 +420,10 @@ def _from_pretrained_method(cls, path, dtype: str = "float32", **overrides) -> G
     return from_pretrained(path, dtype, **overrides)
 
 
-def _save_pretrained_method(self, path) -> Path:
-    """Write ``config.json`` + ``model.safetensors`` that transformers loads
-    (:func:`npgpt.hf.save_pretrained`)."""
-    return save_pretrained(self, path)
+def _save_pretrained_method(self, path, tokenizer=None) -> Path:
+    """Write ``config.json`` + ``model.safetensors`` that transformers loads, and the
+    tokenizer's files when given (:func:`npgpt.hf.save_pretrained`)."""
+    return save_pretrained(self, path, tokenizer)
 
 
 # The methods a HuggingFace user reaches for, on the model class (``import npgpt`` loads this
