@@ -179,6 +179,14 @@ def targets(model: GPT, target_modules) -> list[tuple[str, str, slice | None]]:
 
 # --- apply, merge ---------------------------------------------------------------------------
 
+def _drop_runner(model) -> None:
+    """Forget the model's thread shards (replicas of its old layers): the next training
+    forward makes new ones with the adapters (see npgpt.models.base)."""
+    runner = model.__dict__.pop("_runner", None)
+    if runner is not None:
+        runner.close()
+
+
 def _parent(model, path: str):
     head, _, attr = path.rpartition(".")
     return dict(model.named_modules())[head], attr
@@ -191,6 +199,7 @@ def apply_lora(model: GPT, config: LoraConfig, seed: int = 0) -> GPT:
     if lora_config(model) is not None:
         raise ConfigError("the model already has LoRA adapters; merge(model) first")
     chosen = targets(model, config.target_modules)
+    _drop_runner(model)
     model.requires_grad_(False)
     by_path: dict[str, dict[str, slice]] = {}
     for hf, path, cols in chosen:
@@ -217,6 +226,7 @@ def merge(model: GPT) -> GPT:
     """Fold every adapter into its base weight (W[:, cols] += scale A B) and put plain
     Linears back, in place: the model computes the same, as an ordinary GPT with every
     parameter trainable again, which ``save_pretrained`` writes as a full checkpoint."""
+    _drop_runner(model)
     for path, module in list(model.named_modules()):
         if isinstance(module, LoRALinear):
             parent, attr = _parent(model, path)

@@ -24,7 +24,7 @@ from npgpt.errors import CheckpointError, ConfigError
 from npgpt.hf import save_pretrained
 from npgpt.layers.lora import LoRALinear
 from npgpt.models import GPT, GPTConfig
-from npgpt.parallel import DataParallel
+from npgpt.runtime.parallel import DataParallel
 from tests.test_hf import V, _hf_logits, _llama_in_float64, _reload, hf_gpt2, hf_llama, rel
 
 TARGETS = {"gpt2": ["c_attn", "c_proj", "c_fc"], "llama": ["q_proj", "v_proj", "o_proj", "up_proj"]}
