@@ -19,9 +19,11 @@ count is the number of tokens actually scored, and the mean is their mean.
 
     mean NLL = sum of -log p over the scored tokens / their number   (nats per token)
     perplexity = exp(mean NLL)
-    bits per byte = sum of -log p / ln 2 / the text's UTF-8 bytes
+    bits per byte = mean NLL / ln 2 * the text's tokens / its UTF-8 bytes
 
-Bits per byte do not depend on the tokenizer, so models with different vocabularies compare.
+Bits per byte do not depend on the tokenizer, so models with different vocabularies compare;
+the few unscored tokens count at the mean, so strides compare too (dividing the scored
+tokens' NLL by all the text's bytes would favour the stride that scores fewer tokens).
 """
 from __future__ import annotations
 
@@ -45,7 +47,7 @@ class Perplexity:
     tokens: int                   # tokens scored
     nll: float                    # mean negative log-likelihood, nats per token
     perplexity: float             # exp(nll)
-    bits_per_byte: float | None   # total NLL in bits over the text's bytes (None: bytes unknown)
+    bits_per_byte: float | None   # mean NLL in bits per byte of text (None: bytes unknown)
     windows: int                  # forward passes over windows of block_size tokens
     block_size: int
     stride: int
@@ -135,7 +137,7 @@ def perplexity(model, ids, block_size: int | None = None, stride: int | None = N
         if bar is not None:
             bar.close()
     nll = total / count
-    bpb = total / math.log(2) / n_bytes if n_bytes else None
+    bpb = nll / math.log(2) * len(ids) / n_bytes if n_bytes else None
     return Perplexity(tokens=count, nll=nll, perplexity=math.exp(nll), bits_per_byte=bpb,
                       windows=len(spans), block_size=block_size, stride=stride)
 
