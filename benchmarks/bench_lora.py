@@ -42,8 +42,8 @@ def child(mode: str, config: str, rank: int, targets: str, steps: int, warmup: i
 
     import npgpt
     from npgpt.adapters import LoraConfig, apply_lora
-    from npgpt.runtime.memory import retain_freed_memory
     from npgpt.optim import AdamW, clip_grad_norm
+    from npgpt.runtime.memory import retain_freed_memory
     from npgpt.runtime.parallel import DataParallel, shards_for
     from npgpt.train import param_groups
 

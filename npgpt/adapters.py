@@ -28,7 +28,8 @@ from pathlib import Path
 import numpy as np
 
 from .errors import CheckpointError, ConfigError
-from .hf import _FLOAT_TAGS, _read_into, family, from_pretrained as _base_from_pretrained, layout
+from .hf import _FLOAT_TAGS, _read_into, family, layout
+from .hf import from_pretrained as _base_from_pretrained
 from .io import atomic_directory, load_json, read_safetensors_header, save_json
 from .layers.linear import Linear
 from .layers.lora import LoRALinear
@@ -98,7 +99,7 @@ class LoraConfig:
         return d
 
     @classmethod
-    def from_peft(cls, peft: dict, where: str = ADAPTER_CONFIG) -> "LoraConfig":
+    def from_peft(cls, peft: dict, where: str = ADAPTER_CONFIG) -> LoraConfig:
         """The config of a PEFT ``adapter_config.json``; ConfigError names any option that
         would make the adapter compute something npgpt does not."""
         if peft.get("peft_type") != "LORA":

@@ -25,7 +25,15 @@ from npgpt.hf import save_pretrained
 from npgpt.layers.lora import LoRALinear
 from npgpt.models import GPT, GPTConfig
 from npgpt.runtime.parallel import DataParallel
-from tests.test_hf import V, _hf_logits, _llama_in_float64, _reload, hf_gpt2, hf_llama, rel
+from tests.test_hf import (
+    V,
+    _hf_logits,
+    _llama_in_float64,
+    _reload,
+    hf_gpt2,
+    hf_llama,
+    rel,
+)
 
 TARGETS = {"gpt2": ["c_attn", "c_proj", "c_fc"], "llama": ["q_proj", "v_proj", "o_proj", "up_proj"]}
 
@@ -53,7 +61,7 @@ def _randomize_b(model, seed=0):
 
 
 def _peft_logits(tp, base_dir, adapter_dir, idx, dtype=None):
-    torch, transformers, peft = tp
+    torch, _, peft = tp
     hf = _reload(tp[:2], base_dir, dtype=dtype)
     model = peft.PeftModel.from_pretrained(hf, str(adapter_dir)).eval()
     with torch.no_grad():

@@ -92,7 +92,7 @@ class LoRALinear(Linear):
     @classmethod
     def wrap(cls, linear: Linear, r: int, alpha: float, dropout: float = 0.0,
              slices: dict[str, slice] | None = None, rng: np.random.Generator | None = None,
-             rslora: bool = False) -> "LoRALinear":
+             rslora: bool = False) -> LoRALinear:
         if not isinstance(linear, Linear) or isinstance(linear, LoRALinear):
             raise ConfigError(f"LoRA adapts a plain Linear, not {type(linear).__name__}")
         self = cls.__new__(cls)

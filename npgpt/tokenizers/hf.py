@@ -168,7 +168,9 @@ def _added_tokens(specials):
 
 def _bytebpe_json(tok):
     table = bytes_to_unicode()
-    show = lambda raw: "".join(table[b] for b in raw)   # noqa: E731
+    def show(raw):
+        return "".join(table[b] for b in raw)
+
     vocab = {}
     for i, raw in tok.vocab.items():
         if show(raw) in vocab:
