@@ -129,10 +129,16 @@ class LoraConfig:
     def to_peft(self, model, base_name: str | None = None) -> dict:
         """PEFT's ``adapter_config.json`` for this adapter on ``model``."""
         config = model.config
+        chosen = targets(model, self.target_modules)
+        if self.target_modules == ALL_LINEAR:     # as PEFT saves it: the names it resolved to
+            written = sorted({hf.rsplit(".", 1)[-1] for hf, *_ in chosen})
+        elif isinstance(self.target_modules, tuple):
+            written = list(self.target_modules)   # as given: a leaf name would match more
+        else:
+            written = self.target_modules         # a regex, matched the same way by PEFT
         return {"peft_type": "LORA", "task_type": "CAUSAL_LM", "base_model_name_or_path": base_name,
                 "r": self.r, "lora_alpha": self.alpha, "lora_dropout": self.dropout,
-                "target_modules": sorted({hf.rsplit(".", 1)[-1] for hf, *_ in
-                                          targets(model, self.target_modules)}),
+                "target_modules": written,
                 "fan_in_fan_out": family(config) == "gpt2", "bias": "none",
                 "use_rslora": self.rslora, "use_dora": False, "modules_to_save": None,
                 "init_lora_weights": True, "layers_to_transform": None, "layers_pattern": None,

@@ -35,7 +35,8 @@ from tests.test_hf import (
     rel,
 )
 
-TARGETS = {"gpt2": ["c_attn", "c_proj", "c_fc"], "llama": ["q_proj", "v_proj", "o_proj", "up_proj"]}
+TARGETS = {"gpt2": ["c_attn", "attn.c_proj", "c_fc"],     # attn.c_proj: not the MLP's c_proj
+           "llama": ["q_proj", "v_proj", "o_proj", "up_proj"]}
 
 
 @pytest.fixture(scope="module")
@@ -77,6 +78,7 @@ def test_peft_reads_npgpts_adapter_and_gives_its_logits_float32(tp, tmp_path, fa
     save_adapter(ours, tmp_path / "adapter", base_name=str(tmp_path / "base"))
     saved = json.loads((tmp_path / "adapter" / ADAPTER_CONFIG).read_text())
     assert saved["fan_in_fan_out"] is (family == "gpt2")
+    assert saved["target_modules"] == TARGETS[family]
     idx = np.random.default_rng(0).integers(0, V, size=(2, 40))
     logits = ours.eval().forward(idx)[0]
     theirs = _peft_logits(tp, tmp_path / "base", tmp_path / "adapter", idx)

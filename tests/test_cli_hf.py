@@ -111,6 +111,9 @@ def test_lora_train_resume_and_merge(base, corpus, tmp_path, capsys):
     np.testing.assert_allclose(from_pretrained(merged).forward(idx)[0], adapted, rtol=1e-4,
                                atol=1e-5)
     assert np.abs(adapted - base_model.forward(idx)[0]).max() > 1e-4
+    assert main(["export", str(run), str(tmp_path / "exported")]) == 0    # exported merged
+    np.testing.assert_allclose(from_pretrained(tmp_path / "exported").forward(idx)[0], adapted,
+                               rtol=1e-4, atol=1e-5)
 
     capsys.readouterr()       # eval on the base with the adapter, and the LoRA checkpoint
     results = []
