@@ -245,8 +245,8 @@ def merge(model: GPT) -> GPT:
 
 # --- PEFT files -----------------------------------------------------------------------------
 
-def _peft_tensors(model: GPT) -> dict[str, tuple]:
-    """PEFT key -> (npgpt Parameter, transposed) of every adapter tensor on ``model``."""
+def _peft_tensors(model: GPT) -> dict:
+    """PEFT key -> the npgpt Parameter (its transpose, on disk) of every adapter tensor."""
     modules = dict(model.named_modules())
     out = {}
     for hf, path, cols in linear_modules(model):
