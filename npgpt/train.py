@@ -312,7 +312,8 @@ class Trainer:
             bar.write(message)
         if self.config.save_checkpoints:
             self.save(self.checkpoint_dir)
-            if lora_config(self.model) is not None:    # the adapter alone, in PEFT's layout
+            # a LoRA run's adapter alone, in PEFT's layout (rank 0, like the checkpoint)
+            if lora_config(self.model) is not None and self.is_main:
                 save_adapter(self.model, self.adapter_dir)
         return record
 
