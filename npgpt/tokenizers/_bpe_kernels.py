@@ -7,16 +7,14 @@ import numpy as np
 from numba import njit, types
 from numba.typed import Dict
 
+from ._encode_kernels import key_of
+
 
 @njit(cache=True)
 def dget(d, k, default):
     if k in d:
         return d[k]
     return default
-
-@njit(cache=True)
-def key_of(a, b):
-    return (np.int64(a) << 32) | np.int64(b)
 
 @njit(cache=True)
 def better(c1, k1, c2, k2):
@@ -192,51 +190,3 @@ def merge_steps(symbols, nxt, prv, freq, pair_count, heads, pool_pos, pool_nxt, 
         out[done, 1] = b
         done += 1
     return done, size, hc, hk, n
-
-
-@njit(cache=True)
-def build_rank_table(a, b, rank, new):
-    """(a, b) -> rank * 2^32 + new_id, for the merges given as four arrays (first wins)."""
-    table = Dict.empty(types.int64, types.int64)
-    for i in range(a.size):
-        k = key_of(a[i], b[i])
-        if k not in table:
-            table[k] = (np.int64(rank[i]) << 32) | np.int64(new[i])
-    return table
-
-
-@njit(cache=True)
-def encode_pieces(data, starts, byte_ids, table):
-    """BPE of many pieces at once: piece j is data[starts[j]:starts[j+1]] (bytes).  Returns
-    (ids, id_starts).  Same rule as ByteBPE._encode_piece: lowest rank first, leftmost."""
-    n = starts.size - 1
-    out = np.empty(data.size, np.int64)
-    out_starts = np.zeros(n + 1, np.int64)
-    buf = np.empty(max(1, data.size), np.int64)
-    o = 0
-    for j in range(n):
-        s, e = starts[j], starts[j + 1]
-        m = e - s
-        for i in range(m):
-            buf[i] = byte_ids[data[s + i]]
-        while m > 1:
-            best = np.int64(-1)
-            pos = -1
-            for i in range(m - 1):
-                k = key_of(buf[i], buf[i + 1])
-                if k in table:
-                    v = table[k]
-                    if best == -1 or (v >> 32) < (best >> 32):
-                        best = v
-                        pos = i
-            if pos == -1:
-                break
-            buf[pos] = best & 0xFFFFFFFF
-            for i in range(pos + 1, m - 1):
-                buf[i] = buf[i + 1]
-            m -= 1
-        for i in range(m):
-            out[o + i] = buf[i]
-        o += m
-        out_starts[j + 1] = o
-    return out[:o], out_starts
