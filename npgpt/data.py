@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import DataError
-from .io import atomic_write
+from .io import atomic_write, cache_root
 
 # Held-out plays of the validation split, one per genre folder (about 11% of the corpus).
 # They are whole plays, so validation measures how well a model writes Shakespeare it has
@@ -281,9 +281,8 @@ def load_tokens(path) -> TokenData:
 
 
 def default_cache_dir() -> Path:
-    """``$NPGPT_CACHE`` if set, else ``~/.cache/npgpt``; token files go in ``tokens/`` below."""
-    root = os.environ.get("NPGPT_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "npgpt")
-    return Path(root) / "tokens"
+    """``tokens/`` under ``io.cache_root()``."""
+    return cache_root() / "tokens"
 
 
 def tokenize(text: str, tokenizer, cache_dir=None, name: str = "corpus") -> TokenData:

@@ -183,14 +183,29 @@ def load_json(path) -> dict:
     return obj
 
 
+def cache_root() -> Path:
+    """Where npgpt caches what it derives (token files, tokenizer tables): ``$NPGPT_CACHE`` if
+    set, else ``~/.cache/npgpt``."""
+    return Path(os.environ.get("NPGPT_CACHE") or Path.home() / ".cache" / "npgpt")
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)  # reading the umask means setting it; put it straight back
+    os.umask(mask)
+    return mask
+
+
 def atomic_write(path, data: bytes | str) -> None:
     """Write ``data`` to a temporary sibling of ``path``, flush it to disk and rename it in
-    place, so readers see either the old file or the whole new one, never a part."""
+    place, so readers see either the old file or the whole new one, never a part.  The file
+    gets the mode an ordinary ``open`` would give it (0o666 less the umask), not the temp
+    file's 0o600."""
     path = Path(path)
     raw = data.encode("utf-8") if isinstance(data, str) else data
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        os.fchmod(fd, 0o666 & ~_umask())
         with os.fdopen(fd, "wb") as f:
             f.write(raw)
             f.flush()

@@ -16,59 +16,24 @@ The cut is the pattern's own leftmost-first rule, alternative by alternative:
     7 \\s+(?!\\S)                      whitespace but its last character
     8 \\s                             one whitespace character
 
-The character classes (letter, digit, whitespace, and which ASCII letter a character matches
-case-insensitively) come from the ``regex`` package itself, one byte per code point
-(``char_classes``), so the split equals ``regex.findall(GPT4_PATTERN, text)`` by construction.
+The character classes (letter, digit, whitespace, and which contraction letter a character
+matches case-insensitively) are one byte per code point from ``unicode_classes.class_table``,
+Unicode 16.0.0's, the same that ``unicode_classes.pinned_pattern`` writes into the regex.
 
 Imported only when a large text is encoded, never at ``import npgpt``.
 """
-import os
-
 import numpy as np
-import regex
 from numba import njit
 
-from ._bpe_kernels import key_of
+from ._encode_kernels import bpe
+from .unicode_classes import DIGIT, FOLD_SHIFT, LETTER, SPACE, class_table
 
-LETTER, DIGIT, SPACE = 1, 2, 4
-FOLD_SHIFT = 4                 # bits 4..7: 1..8 for s d m t l v r e (case-insensitive)
 _S, _D, _M, _T, _L, _V, _R, _E = 1, 2, 3, 4, 5, 6, 7, 8
-_CLASSES = None
-
-
-def _build_char_classes():
-    every = "".join(map(chr, range(0x110000)))
-    table = np.zeros(0x110000, np.uint8)
-    for bit, pattern in ((LETTER, r"\p{L}+"), (DIGIT, r"\p{N}+"), (SPACE, r"\s+")):
-        for m in regex.finditer(pattern, every):
-            table[m.start():m.end()] |= bit
-    for code, letter in enumerate("sdmtlvre", 1):
-        for m in regex.finditer("(?i)" + letter, every):
-            table[m.start()] |= code << FOLD_SHIFT
-    return table
 
 
 def char_classes():
-    """uint8 per code point (0..0x10FFFF): LETTER | DIGIT | SPACE bits and the fold code, as the
-    installed ``regex`` package sees them.  Built once (~0.4 s) and cached on disk, keyed by
-    the regex version."""
-    global _CLASSES
-    if _CLASSES is None:
-        from .base import cache_dir
-        path = os.path.join(cache_dir(), f"unicode-classes-regex-{regex.__version__}.npy")
-        table = None
-        try:
-            table = np.load(path, allow_pickle=False)
-            if table.shape != (0x110000,) or table.dtype != np.uint8:
-                table = None
-        except (OSError, ValueError):
-            table = None
-        if table is None:
-            table = _build_char_classes()
-            from .base import atomic_save_npy
-            atomic_save_npy(path, table)
-        _CLASSES = table
-    return _CLASSES
+    """The class of every code point (``unicode_classes.class_table``)."""
+    return class_table()
 
 
 @njit(cache=True)
@@ -208,68 +173,9 @@ def _utf8_ids(cp, s, e, byte_ids, buf):
 
 
 @njit(cache=True)
-def _slot(k, mask):
-    return np.int64((np.uint64(k) * np.uint64(0x9E3779B97F4A7C15)) >> np.uint64(32)) & mask
-
-
-@njit(cache=True)
-def build_pair_table(a, b, new):
-    """The merges (a[r], b[r]) -> new[r], rank r, as an open-addressing table: two int64
-    arrays ``keys`` (a << 32 | b, or -1 when empty) and ``values`` (rank << 32 | new id).
-    Arrays rather than a typed dict: built in milliseconds, probed without a call."""
-    cap = 16
-    while cap < 2 * a.size:
-        cap *= 2
-    keys = np.full(cap, -1, np.int64)
-    values = np.empty(cap, np.int64)
-    for r in range(a.size):
-        k = key_of(a[r], b[r])
-        q = _slot(k, cap - 1)
-        while keys[q] != -1 and keys[q] != k:
-            q = (q + 1) & (cap - 1)
-        if keys[q] == -1:  # a repeated pair keeps its first (lowest) rank
-            keys[q] = k
-            values[q] = (np.int64(r) << 32) | np.int64(new[r])
-    return keys, values
-
-
-@njit(cache=True)
-def _lookup(keys, values, k):
-    mask = keys.size - 1
-    q = _slot(k, mask)
-    while True:
-        kq = keys[q]
-        if kq == k:
-            return values[q]
-        if kq == -1:
-            return -1
-        q = (q + 1) & mask
-
-
-@njit(cache=True)
-def _bpe(buf, m, keys, values):
-    """Merge the lowest-rank adjacent pair (leftmost on ties) until none merges; returns the
-    new length.  ``keys, values``: the table of build_pair_table."""
-    while m > 1:
-        best = np.int64(-1)
-        pos = -1
-        for i in range(m - 1):
-            v = _lookup(keys, values, key_of(buf[i], buf[i + 1]))
-            if v != -1 and (best == -1 or (v >> 32) < (best >> 32)):
-                best = v
-                pos = i
-        if pos == -1:
-            break
-        buf[pos] = best & 0xFFFFFFFF
-        for i in range(pos + 1, m - 1):
-            buf[i] = buf[i + 1]
-        m -= 1
-    return m
-
-
-@njit(cache=True)
 def encode_gpt4(cp, cls, byte_ids, keys, values):
-    """Code points -> token ids: split, BPE each distinct piece once, gather in text order."""
+    """Code points -> token ids: split, BPE each distinct piece once, gather in text order.
+    ``keys, values``: the merge table of ``_encode_kernels.build_pair_table``."""
     starts = split_gpt4(cp, cls)
     n_pieces = starts.size - 1
     # distinct pieces: open addressing over (hash, first occurrence), grown at half load
@@ -315,10 +221,13 @@ def encode_gpt4(cp, cls, byte_ids, keys, values):
     for u in range(n_u):
         longest = max(longest, u_end[u] - u_start[u])
     buf = np.empty(4 * longest + 4, np.int64)
+    nxt = np.empty(buf.size, np.int64)
+    prv = np.empty(buf.size, np.int64)
+    heap = np.empty(3 * buf.size, np.int64)
     id_starts = np.zeros(n_u + 1, np.int64)
     ids = np.empty(16, np.int64)
     for u in range(n_u):
-        m = _bpe(buf, _utf8_ids(cp, u_start[u], u_end[u], byte_ids, buf), keys, values)
+        m = bpe(buf, _utf8_ids(cp, u_start[u], u_end[u], byte_ids, buf), keys, values, nxt, prv, heap)
         o = id_starts[u]
         while o + m > ids.size:
             ids = np.concatenate((ids, np.empty(ids.size, np.int64)))

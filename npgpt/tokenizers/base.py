@@ -13,36 +13,16 @@ as ordinary text, ``"none_raise"`` (the default) raises TokenizerError, as tikto
 """
 import hashlib
 import os
-import tempfile
 
 import regex
 
 from ..errors import TokenizerError
-
-
-def atomic_write(path, data):
-    """Write ``data`` (str or bytes) to ``path`` through a temp file in the same folder and a
-    rename, so a crash never leaves a half-written tokenizer behind."""
-    path = os.fspath(path)
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    raw = data.encode("utf-8") if isinstance(data, str) else data
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=os.path.basename(path))
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(raw)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+from ..io import atomic_write, cache_root
 
 
 def cache_dir():
-    """Where derived tokenizer data is cached: ``$NPGPT_CACHE/tokenizers`` if set, else
-    ``~/.cache/npgpt/tokenizers`` (beside the token files of npgpt.data)."""
-    root = os.environ.get("NPGPT_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "npgpt")
-    return os.path.join(root, "tokenizers")
+    """Where derived tokenizer data is cached: ``tokenizers/`` under ``io.cache_root()``."""
+    return os.fspath(cache_root() / "tokenizers")
 
 
 def atomic_save_npy(path, array):

@@ -30,8 +30,10 @@ import regex
 
 from ..errors import TokenizerError
 from .base import Tokenizer, atomic_write, read_text, short_hash
+from .bpe_encode import bpe_piece
 from .bpe_train import Progress, check_vocab_size, count_words, train_merges
 from .patterns import GPT4_PATTERN, resolve_pattern
+from .unicode_classes import PinnedSplit
 
 MAGIC = "npgpt-bytebpe v1"
 _CACHE_LIMIT = 200_000
@@ -62,7 +64,7 @@ class ByteBPE(Tokenizer):
                  ignore_merges=False):
         super().__init__(special_tokens)
         self.pattern = resolve_pattern(pattern)
-        self._split = None if self.pattern is None else regex.compile(self.pattern)
+        self._split = None if self.pattern is None else PinnedSplit(self.pattern)
         self.byte_ids = list(range(256)) if byte_ids is None else [int(i) for i in byte_ids]
         if len(self.byte_ids) != 256:
             raise TokenizerError(f"byte_ids has {len(self.byte_ids)} entries, expected 256")
@@ -87,8 +89,7 @@ class ByteBPE(Tokenizer):
         self._decoder.update({i: s.encode("utf-8") for s, i in self.special_tokens.items()})
         self._vocab_size = max(self._decoder) + 1
         self._cache = {}
-        self._table = None  # numba (a, b) -> (rank, id) table, built on first big encode
-        self._pair_table = None  # the same as arrays, for the one-call encoder
+        self._pair_table = None  # the merges as numba's (keys, values), built on first use
         self._merges_reach_every_token = False  # set by from_ranks, where it holds by construction
 
     # --- training ---------------------------------------------------------------------------
@@ -107,7 +108,7 @@ class ByteBPE(Tokenizer):
             names = list(special_tokens or [])
         check_vocab_size(vocab_size, len(names))
         pattern_str = resolve_pattern(pattern)
-        split = None if pattern_str is None else regex.compile(pattern_str)
+        split = None if pattern_str is None else PinnedSplit(pattern_str)
         parts = [text]
         if names:
             special_re = regex.compile("|".join(regex.escape(s) for s in sorted(names, key=len, reverse=True)))
@@ -135,18 +136,7 @@ class ByteBPE(Tokenizer):
             if whole is not None:
                 return [whole]
         byte_ids = self.byte_ids
-        ids = [byte_ids[b] for b in piece]
-        ranks = self.ranks
-        while len(ids) > 1:
-            best = None
-            for i in range(len(ids) - 1):
-                r = ranks.get((ids[i], ids[i + 1]))
-                if r is not None and (best is None or r[0] < best[0]):
-                    best, pos = r, i
-            if best is None:
-                break
-            ids[pos:pos + 2] = [best[1]]
-        return ids
+        return bpe_piece([byte_ids[b] for b in piece], self.ranks)
 
     def encode_ordinary(self, text):
         """text -> ids, ignoring special tokens (their text is encoded like any other)."""
@@ -180,11 +170,7 @@ class ByteBPE(Tokenizer):
 
         from ._split_kernels import char_classes, encode_gpt4
         cp = np.frombuffer(text.encode("utf-32-le"), dtype=np.uint32)  # lone surrogates raise
-        if self._pair_table is None:
-            from ._split_kernels import build_pair_table
-            m = np.array(self.merges, dtype=np.int64).reshape(-1, 3)
-            self._pair_table = build_pair_table(m[:, 0], m[:, 1], m[:, 2])
-        ids = encode_gpt4(cp, char_classes(), self._byte_id_array(), *self._pair_table)
+        ids = encode_gpt4(cp, char_classes(), self._byte_id_array(), *self._pair_tables())
         global _FAST_LOADED
         _FAST_LOADED = True
         return ids.tolist()
@@ -193,21 +179,21 @@ class ByteBPE(Tokenizer):
         import numpy as np
         return np.array(self.byte_ids, np.int64)
 
-    def _rank_table(self):
-        if self._table is None:
+    def _pair_tables(self):
+        """The merges as the numba kernels' open-addressing table (keys, values)."""
+        if self._pair_table is None:
             import numpy as np
 
-            from ._bpe_kernels import build_rank_table
+            from ._encode_kernels import build_pair_table
             m = np.array(self.merges, dtype=np.int64).reshape(-1, 3)
-            self._table = build_rank_table(m[:, 0], m[:, 1], np.arange(len(m), dtype=np.int64), m[:, 2])
-        return self._table
+            self._pair_table = build_pair_table(m[:, 0], m[:, 1], m[:, 2])
+        return self._pair_table
 
     def _encode_many(self, pieces):
         """Fill the cache for many unseen pieces in one numba call (same rule as _encode_piece)."""
         import numpy as np
 
-        from ._bpe_kernels import encode_pieces
-        table = self._rank_table()
+        from ._encode_kernels import encode_pieces
         pieces = list(pieces)
         todo, raw = [], []
         for p in pieces:
@@ -222,7 +208,7 @@ class ByteBPE(Tokenizer):
         starts = np.zeros(len(raw) + 1, np.int64)
         np.cumsum(lengths, out=starts[1:])
         data = np.frombuffer(b"".join(raw), dtype=np.uint8)
-        ids, id_starts = encode_pieces(data, starts, self._byte_id_array(), table)
+        ids, id_starts = encode_pieces(data, starts, self._byte_id_array(), *self._pair_tables())
         ids = ids.tolist()
         id_starts = id_starts.tolist()
         for j, p in enumerate(todo):
@@ -253,7 +239,9 @@ class ByteBPE(Tokenizer):
         return self._vocab_size
 
     # --- files ------------------------------------------------------------------------------
-    def _serialize(self):
+    def _serialize(self, readable=True):
+        """The file's text; ``readable``: each merge line also shows its token (a column that
+        depends on this Python's idea of printable, so the identity hashes the text without it)."""
         lines = [MAGIC,
                  "pattern " + json.dumps(self.pattern, ensure_ascii=False),
                  f"ignore_merges {int(self.ignore_merges)}",
@@ -262,12 +250,15 @@ class ByteBPE(Tokenizer):
             lines.append(f"special {i} " + json.dumps(s, ensure_ascii=False))
         lines.append(f"merges {len(self.merges)}")
         for a, b, n in self.merges:  # "a b n" then the token for the reader's eye
-            lines.append(f"{a} {b} {n}\t{_show(self.vocab[n])}")
+            lines.append(f"{a} {b} {n}\t{_show(self.vocab[n])}" if readable else f"{a} {b} {n}")
         return "\n".join(lines) + "\n"
+
+    def _identity_hash(self):
+        return short_hash(self._serialize(readable=False))
 
     @property
     def name(self):
-        return "bpe:" + short_hash(self._serialize().encode("utf-8"))
+        return "bpe:" + self._identity_hash()
 
     def save(self, path):
         atomic_write(path, self._serialize())
