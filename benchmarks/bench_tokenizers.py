@@ -13,9 +13,10 @@ import time
 import regex
 
 from npgpt.data import shakespeare_text
-from npgpt.tokenizers import ByteBPE, bytebpe
+from npgpt.tokenizers import ByteBPE, bytebpe, ranks
 from npgpt.tokenizers.patterns import GPT4_PATTERN
-from npgpt.tokenizers.tiktoken_adapter import offline_encoding_spec, tiktoken_encoding
+from npgpt.tokenizers.ranks import offline_encoding_spec
+from npgpt.tokenizers.tiktoken_adapter import tiktoken_encoding
 
 FRESH = """
 import time
@@ -131,9 +132,9 @@ def main():
         tok = ByteBPE.train(text, args.vocab_size)
     enc = tiktoken_encoding()
     spec = offline_encoding_spec("cl100k_base")
-    recover, _ = median_of(lambda: bytebpe._recover_merges(spec["mergeable_ranks"]), 1)
+    recover, _ = median_of(lambda: ranks.recover_merges(spec["mergeable_ranks"]), 1)
     ByteBPE.from_tiktoken("cl100k_base")  # writes the merge cache if it is not there yet
-    cached, cl = median_of(lambda: (bytebpe._MERGES.clear(), ByteBPE.from_tiktoken("cl100k_base"))[1],
+    cached, cl = median_of(lambda: (ranks._MERGES.clear(), ByteBPE.from_tiktoken("cl100k_base"))[1],
                            args.repeat)
     print(f"from_tiktoken cl100k_base: recovering the merges {recover:.2f} s, "
           f"with the disk cache {cached:.2f} s")

