@@ -42,7 +42,7 @@ def build_pair_table(a, b, new):
     while cap < 2 * a.size:
         cap *= 2
     keys = np.full(cap, -1, np.int64)
-    values = np.empty(cap, np.int64)
+    values = np.full(cap, -1, np.int64)
     for r in range(a.size):
         k = key_of(a[r], b[r])
         q = _slot(k, cap - 1)

@@ -22,6 +22,7 @@ Surrogates as tiktoken: a pair in a Python str is joined into its character, a l
 replaced by U+FFFD.
 """
 import hashlib
+import json
 import os
 
 import regex
@@ -175,3 +176,38 @@ class Tokenizer:
 
     def __repr__(self):
         return f"{type(self).__name__}(name={self.name!r}, vocab_size={self.vocab_size})"
+
+
+class JsonFileTokenizer(Tokenizer):
+    """Save and load for the tokenizers stored as one JSON object ``{"type": MAGIC, ...}``
+    (char, classic BPE): a subclass gives ``MAGIC``, ``what`` (for messages), ``_fields()``
+    (what to store) and ``_from_fields(obj)``."""
+
+    MAGIC = None
+    what = "tokenizer file"
+    json_indent = 1
+
+    def _serialize(self):
+        return json.dumps({"type": self.MAGIC, "version": 1, **self._fields()},
+                          ensure_ascii=False, indent=self.json_indent) + "\n"
+
+    @property
+    def name(self):
+        return f"{self.kind}:" + short_hash(self._serialize())
+
+    def save(self, path):
+        atomic_write(path, self._serialize())
+
+    @classmethod
+    def load(cls, path):
+        return cls.from_json(read_text(path, cls.what), path)
+
+    @classmethod
+    def from_json(cls, text, path="<string>"):
+        try:
+            obj = json.loads(text)
+            if obj.get("type") != cls.MAGIC:
+                raise ValueError(f"type is {obj.get('type')!r}, expected {cls.MAGIC!r}")
+            return cls._from_fields(obj)
+        except (ValueError, KeyError, TypeError, AttributeError) as e:
+            raise TokenizerError(f"{path!s} is not a valid {cls.what}: {e}") from None

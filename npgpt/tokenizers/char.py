@@ -6,16 +6,16 @@
 Characters never seen at training time have no id: ``encode`` raises TokenizerError naming
 the first one (and its code point) instead of silently dropping or mapping it.
 """
-import json
-
 from ..errors import TokenizerError
-from .base import Tokenizer, atomic_write, read_text, short_hash
+from .base import JsonFileTokenizer
 
 MAGIC = "npgpt-char"
 
 
-class CharTokenizer(Tokenizer):
+class CharTokenizer(JsonFileTokenizer):
     kind = "char"
+    MAGIC = MAGIC
+    what = "char tokenizer file"
 
     def __init__(self, chars, special_tokens=None):
         chars = list(chars)
@@ -63,28 +63,9 @@ class CharTokenizer(Tokenizer):
     def vocab_size(self):
         return max([len(self.chars) - 1, *self.special_tokens.values()]) + 1
 
-    def _serialize(self):
-        return json.dumps({"type": MAGIC, "version": 1, "chars": "".join(self.chars),
-                           "special_tokens": self.special_tokens}, ensure_ascii=False, indent=1) + "\n"
-
-    @property
-    def name(self):
-        return "char:" + short_hash(self._serialize())
-
-    def save(self, path):
-        atomic_write(path, self._serialize())
+    def _fields(self):
+        return {"chars": "".join(self.chars), "special_tokens": self.special_tokens}
 
     @classmethod
-    def load(cls, path):
-        text = read_text(path, "char tokenizer file")
-        return cls.from_json(text, path)
-
-    @classmethod
-    def from_json(cls, text, path="<string>"):
-        try:
-            obj = json.loads(text)
-            if obj.get("type") != MAGIC:
-                raise ValueError(f"type is {obj.get('type')!r}, expected {MAGIC!r}")
-            return cls(list(obj["chars"]), {str(k): int(v) for k, v in obj["special_tokens"].items()})
-        except (ValueError, KeyError, TypeError, AttributeError) as e:
-            raise TokenizerError(f"{path!s} is not a valid char tokenizer file: {e}") from None
+    def _from_fields(cls, obj):
+        return cls(list(obj["chars"]), {str(k): int(v) for k, v in obj["special_tokens"].items()})

@@ -17,10 +17,9 @@ the symbols and turns ``</w>`` back into spaces, so whitespace is normalised to 
 pairs after every merge like the paper; ByteBPE is the fast one.
 """
 import collections
-import json
 
 from ..errors import TokenizerError
-from .base import Tokenizer, atomic_write, read_text, short_hash
+from .base import JsonFileTokenizer
 
 EOW = "</w>"
 MAGIC = "npgpt-classicbpe"
@@ -49,8 +48,11 @@ def merge_word(word, pair):
     return tuple(out)
 
 
-class ClassicBPE(Tokenizer):
+class ClassicBPE(JsonFileTokenizer):
     kind = "classicbpe"
+    MAGIC = MAGIC
+    what = "classic BPE file"
+    json_indent = 0
 
     def __init__(self, symbols, merges, special_tokens=None):
         super().__init__(special_tokens if isinstance(special_tokens, dict) else None)
@@ -130,26 +132,11 @@ class ClassicBPE(Tokenizer):
         """The merge table in the subword-nmt / HuggingFace ``merges.txt`` layout."""
         return "#version: 0.2\n" + "".join(f"{a} {b}\n" for a, b in self.merges)
 
-    def _serialize(self):
-        return json.dumps({"type": MAGIC, "version": 1, "symbols": self.symbols,
-                           "merges": [list(m) for m in self.merges],
-                           "special_tokens": self.special_tokens}, ensure_ascii=False, indent=0) + "\n"
-
-    @property
-    def name(self):
-        return "classicbpe:" + short_hash(self._serialize())
-
-    def save(self, path):
-        atomic_write(path, self._serialize())
+    def _fields(self):
+        return {"symbols": self.symbols, "merges": [list(m) for m in self.merges],
+                "special_tokens": self.special_tokens}
 
     @classmethod
-    def load(cls, path):
-        text = read_text(path, "classic BPE file")
-        try:
-            obj = json.loads(text)
-            if obj.get("type") != MAGIC:
-                raise ValueError(f"type is {obj.get('type')!r}, expected {MAGIC!r}")
-            return cls(obj["symbols"], [tuple(m) for m in obj["merges"]],
-                       {str(k): int(v) for k, v in obj["special_tokens"].items()})
-        except (ValueError, KeyError, TypeError, AttributeError) as e:
-            raise TokenizerError(f"{path!s} is not a valid classic BPE file: {e}") from None
+    def _from_fields(cls, obj):
+        return cls(obj["symbols"], [tuple(m) for m in obj["merges"]],
+                   {str(k): int(v) for k, v in obj["special_tokens"].items()})

@@ -83,8 +83,11 @@ def test_every_cl100k_token_is_its_own_bpe(cl100k):
     plain = ByteBPE(ours.merges, ours.pattern, byte_ids=ours.byte_ids, ignore_merges=False)
     assert [plain._encode_piece(ours.vocab[i]) for i in ids] == [[i] for i in ids]
     assert ours._fast_path_applies()
-    assert not ByteBPE(ours.merges[:10], "gpt4", byte_ids=ours.byte_ids,
+    # "abc" (258) is a token, but its own BPE stops at "ab" "c": emitting it whole differs
+    a, b, c = b"abc"
+    assert not ByteBPE([(a, b, 256), (b, c, 257), (a, 257, 258)], "gpt4",
                        ignore_merges=True)._fast_path_applies()
+    assert ByteBPE([(a, b, 256), (b, c, 257), (a, 257, 258)], "gpt4")._fast_path_applies()
 
 
 def test_surrogates_are_replaced_in_both_paths(cl100k):
