@@ -31,7 +31,7 @@ import regex
 from ..errors import TokenizerError
 from . import ranks as ranks_module
 from .base import Tokenizer, atomic_write, read_text, short_hash, without_surrogates
-from .tiktoken_compat import TiktokenMethods
+from .tiktoken_methods import TiktokenMethods
 from .bpe_encode import bpe_piece
 from .bpe_train import Progress, check_vocab_size, count_words, train_merges
 from .patterns import GPT4_PATTERN, resolve_pattern
