@@ -2,6 +2,8 @@
 encoding vs tiktoken.  Prints both sides and the ratio.  Peers are skipped when not installed.
 
     python benchmarks/bench_tokenizers.py [--vocab-size 4096] [--baseline-kb 256] [--repeat 3]
+    python benchmarks/bench_tokenizers.py --long-only      # one 100k-character piece vs tiktoken
+    python benchmarks/bench_tokenizers.py --fresh-train    # first train call, each side fresh
 """
 import argparse
 import collections
@@ -35,6 +37,76 @@ mb = len(text.encode("utf-8")) / 1e6
 print(f"from_tiktoken {t1 - t0:.2f} s, first encode {t2 - t1:.2f} s ({mb / (t2 - t1):.1f} MB/s, "
       f"loading numba included), second {t3 - t2:.2f} s ({mb / (t3 - t2):.1f} MB/s)")
 """
+
+
+FRESH_TRAIN = {
+    "npgpt": """
+import sys, time
+from npgpt.data import shakespeare_text
+text = shakespeare_text("all")[:int(sys.argv[1])]
+t = time.perf_counter()
+from npgpt.tokenizers import ByteBPE
+ByteBPE.train(text, int(sys.argv[2]))
+print(time.perf_counter() - t)
+""",
+    "HF tokenizers": """
+import sys, time
+from npgpt.data import shakespeare_text
+from npgpt.tokenizers.patterns import GPT4_PATTERN
+text = shakespeare_text("all")[:int(sys.argv[1])]
+t = time.perf_counter()
+from tokenizers import Regex, Tokenizer, models, pre_tokenizers, trainers
+tok = Tokenizer(models.BPE())
+tok.pre_tokenizer = pre_tokenizers.Sequence([
+    pre_tokenizers.Split(Regex(GPT4_PATTERN), behavior="isolated"),
+    pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)])
+trainer = trainers.BpeTrainer(vocab_size=int(sys.argv[2]), show_progress=False,
+                              initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+tok.train_from_iterator([text], trainer)
+print(time.perf_counter() - t)
+"""}
+
+
+def fresh_train(args):
+    """The first train call of a fresh process (numba's cache on disk; imports included on
+    both sides), the two systems taking turns, medians."""
+    env = dict(os.environ, RAYON_NUM_THREADS="2", NUMBA_NUM_THREADS="2")
+    for size in (1_000_000, 10**9):
+        times = {name: [] for name in FRESH_TRAIN}
+        for _ in range(args.repeat):
+            for name, code in FRESH_TRAIN.items():
+                out = subprocess.run([sys.executable, "-c", code, str(size), str(args.vocab_size)],
+                                     capture_output=True, text=True, check=True, env=env)
+                times[name].append(float(out.stdout.split()[-1]))
+        med = {k: sorted(v)[len(v) // 2] for k, v in times.items()}
+        what = "1 MB" if size < 10**9 else "full corpus"
+        row(f"first train {args.vocab_size}, {what}, 2 thr", med["npgpt"], med["HF tokenizers"],
+            "HF tokenizers")
+
+
+def long_pieces(args):
+    """One pre-split piece of 100k characters (the worst case: BPE inside one piece), npgpt's
+    regex + Python path and its numba path against tiktoken, taking turns."""
+    import random
+    rng = random.Random(0)
+    runs = {"'a' * 100k": "a" * 100_000, "spaces": " " * 100_000,
+            "DNA": "".join(rng.choice("ACGT") for _ in range(100_000)),
+            "minified JS": "".join(rng.choice("(){};=+-*/<>!&|,.[]") for _ in range(100_000))}
+    ours = ByteBPE.from_tiktoken("cl100k_base")
+    enc = tiktoken_encoding()
+    ours._encode_fast("warm up")
+    for name, text in runs.items():
+        t_py, t_fast, t_tk = [], [], []
+        for _ in range(args.repeat):
+            for out, fn in ((t_py, lambda: [ours._encode_piece(p.encode()) for p in ours._split.findall(text)]),
+                            (t_fast, lambda: ours._encode_fast(text)),
+                            (t_tk, lambda: enc.encode_ordinary(text))):
+                t = time.perf_counter()
+                fn()
+                out.append(time.perf_counter() - t)
+        med = [sorted(x)[len(x) // 2] for x in (t_py, t_fast, t_tk)]
+        row(f"encode 100k {name}, numba", med[1], med[2], "tiktoken")
+        row(f"encode 100k {name}, Python heap", med[0], med[2], "tiktoken")
 
 
 def median_of(fn, repeat):
@@ -115,7 +187,13 @@ def main():
     ap.add_argument("--baseline-vocab", type=int, default=512)
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--encode-only", action="store_true", help="skip the training comparisons")
+    ap.add_argument("--long-only", action="store_true", help="only the one-long-piece rows")
+    ap.add_argument("--fresh-train", action="store_true", help="only the first-train-call rows")
     args = ap.parse_args()
+    if args.long_only or args.fresh_train:
+        print(f"load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+        (long_pieces if args.long_only else fresh_train)(args)
+        return
 
     text = shakespeare_text("all")
     mb = len(text.encode("utf-8")) / 1e6

@@ -40,7 +40,8 @@ from .unicode_classes import PinnedSplit
 
 MAGIC = "npgpt-bytebpe v1"
 _CACHE_LIMIT = 200_000
-_NUMBA_MIN_PIECES = 2000  # below this, the Python loop beats a numba call
+_NUMBA_MIN_PIECES = 2000  # below this, the Python loop beats a numba call...
+_NUMBA_LONG_PIECE = 10_000  # ...unless one piece is this long (characters)
 _FAST_MIN_CHARS = 20_000  # texts this long go through the one-call numba encoder...
 _FAST_COLD_MIN_CHARS = 1_000_000  # ...or this long when its kernels are not loaded yet
 _FAST_LOADED = False
@@ -160,7 +161,7 @@ class ByteBPE(TiktokenMethods, Tokenizer):
         if len(cache) > _CACHE_LIMIT:
             cache.clear()
         missing = set(pieces).difference(cache)
-        if len(missing) >= _NUMBA_MIN_PIECES:
+        if len(missing) >= _NUMBA_MIN_PIECES or any(len(p) >= _NUMBA_LONG_PIECE for p in missing):
             self._encode_many(missing)
         else:
             for piece in missing:
