@@ -55,13 +55,13 @@ def train_merges(word_counts, n_merges, first_id=256, progress=None, chunk=256):
         return np.zeros((0, 2), np.int64)
     from ._bpe_kernels import init_state, merge_steps  # numba loads here, not at import
     symbols, word_start, counts = _pack(word_counts)
-    nxt, prv, freq, pair_count, heads, pool_pos, pool_nxt, size, hc, hk, n = init_state(
+    nxt, prv, freq, keys, count, head, pool_pos, pool_nxt, size, hc, hk, n = init_state(
         symbols, word_start, counts)
     out = np.zeros((n_merges, 2), np.int64)
     done = 0
     while done < n_merges:
         step = min(chunk, n_merges - done)
-        got, size, hc, hk, n = merge_steps(symbols, nxt, prv, freq, pair_count, heads, pool_pos,
+        got, size, hc, hk, n = merge_steps(symbols, nxt, prv, freq, keys, count, head, pool_pos,
                                            pool_nxt, size, hc, hk, n, first_id + done, step,
                                            out[done:done + step])
         done += got
