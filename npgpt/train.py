@@ -31,6 +31,7 @@ from . import __version__, distributed
 from .adapters import lora_config, save_adapter
 from .data import TokenData, check_length, get_batch, tokenizer_identity
 from .errors import CheckpointError, ConfigError, TrainingError
+from .fields import above, at_least, check_fields, from_dict, in_range, one_of, positive
 from .io import load_checkpoint, save_checkpoint
 from .runtime.memory import retain_freed_memory
 from .module import no_grad
@@ -71,27 +72,28 @@ class TrainConfig:
     #                               (ZeRO-1, npgpt.distributed.zero); 0 keeps them on every rank
 
     def __post_init__(self):
-        for name in ("batch_size", "block_size", "max_steps", "grad_accum", "eval_interval",
-                     "eval_steps", "log_interval"):
-            value = getattr(self, name)
-            if not isinstance(value, (int, np.integer)) or value < 1:
-                raise ConfigError(f"{name}={value!r} must be a positive integer")
-        if not isinstance(self.warmup_steps, (int, np.integer)) or self.warmup_steps < 0:
-            raise ConfigError(f"warmup_steps={self.warmup_steps!r} must be an integer >= 0")
-        for name in ("lr", "min_lr", "weight_decay", "grad_clip", "eps"):
-            value = getattr(self, name)
-            if not (isinstance(value, (int, float)) and math.isfinite(value) and value >= 0):
-                raise ConfigError(f"{name}={value!r} must be a finite number >= 0")
+        check_fields(self, _TRAIN_RULES)
         if self.min_lr > self.lr:
             raise ConfigError(f"min_lr={self.min_lr} is larger than lr={self.lr}")
-        for name in ("beta1", "beta2"):
-            if not 0 <= getattr(self, name) < 1:
-                raise ConfigError(f"{name}={getattr(self, name)!r} must be in [0, 1)")
-        if self.zero not in (0, 1):
-            raise ConfigError(f"zero={self.zero!r} must be 0 or 1 (ZeRO stage)")
-        if self.data_parallel not in MODES:
-            raise ConfigError(f"data_parallel={self.data_parallel!r} must be one of "
-                              f"{', '.join(MODES)}")
+
+    @classmethod
+    def from_dict(cls, d: dict, source=None, required: bool = False) -> TrainConfig:
+        """From a file's dict (trainer.json's ``train_config``), naming ``source``."""
+        return from_dict(cls, d, None if source is None else str(source), required)
+
+
+# what each TrainConfig field may hold (the type comes from the annotation; npgpt.fields)
+_TRAIN_RULES = {
+    **{name: positive for name in ("batch_size", "block_size", "max_steps", "grad_accum",
+                                   "eval_interval", "eval_steps", "log_interval")},
+    "warmup_steps": at_least(0), "seed": at_least(0),
+    **{name: at_least(0) for name in ("lr", "min_lr", "weight_decay", "grad_clip")},
+    "eps": above(0),
+    "beta1": in_range(0, 1, hi_open=True), "beta2": in_range(0, 1, hi_open=True),
+    "out_dir": (lambda v: v != "", "a non-empty path"),
+    "data_parallel": one_of(*MODES),
+    "zero": one_of(0, 1),           # the ZeRO stage
+}
 
 
 def param_groups(model, weight_decay: float) -> list[dict]:

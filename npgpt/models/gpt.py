@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import ConfigError, InputError
+from ..fields import above, at_least, check_fields, from_dict, in_range, one_of, positive
 from ..layers.attention import MultiHeadAttention
 from ..layers.dropout import Dropout
 from ..layers.embedding import Embedding, LearnedPositionalEmbedding
@@ -58,28 +59,17 @@ class GPTConfig:
     dtype: str = "float32"           # float32, or float64 for gradient checks
 
     def __post_init__(self):
-        for name in ("vocab_size", "block_size", "n_layer", "n_head", "n_embd"):
-            value = getattr(self, name)
-            if not isinstance(value, (int, np.integer)) or value < 1:
-                raise ConfigError(f"{name}={value!r} must be a positive integer")
+        check_fields(self, _RULES)
         if self.n_kv_head is None:
             self.n_kv_head = self.n_head
-        if self.n_embd % self.n_head:
-            raise ConfigError(f"n_embd={self.n_embd} is not divisible by n_head={self.n_head}")
-        if self.n_kv_head < 1 or self.n_head % self.n_kv_head:
-            raise ConfigError(f"n_head={self.n_head} is not divisible by n_kv_head={self.n_kv_head}")
         if self.mlp_hidden is None:
             self.mlp_hidden = 4 * self.n_embd
-        for name, allowed in (("pos", POSITIONS), ("norm", NORMS), ("mlp", MLPS),
-                              ("rope_layout", ("half", "interleaved"))):
-            if getattr(self, name) not in allowed:
-                raise ConfigError(f"{name}={getattr(self, name)!r} must be one of {', '.join(allowed)}")
+        if self.n_embd % self.n_head:
+            raise ConfigError(f"n_embd={self.n_embd} is not divisible by n_head={self.n_head}")
+        if self.n_head % self.n_kv_head:
+            raise ConfigError(f"n_head={self.n_head} is not divisible by n_kv_head={self.n_kv_head}")
         if self.pos == "rope" and (self.n_embd // self.n_head) % 2:
             raise ConfigError(f"RoPE needs an even head size; n_embd/n_head = {self.n_embd // self.n_head}")
-        if not 0.0 <= self.dropout < 1.0:
-            raise ConfigError(f"dropout={self.dropout} must be in [0, 1)")
-        if self.dtype not in ("float32", "float64"):
-            raise ConfigError(f"dtype={self.dtype!r} must be float32 or float64")
 
     @property
     def head_size(self) -> int:
@@ -89,12 +79,10 @@ class GPTConfig:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_dict(cls, d: dict) -> "GPTConfig":
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise ConfigError(f"unknown GPTConfig fields: {', '.join(unknown)}")
-        return cls(**d)
+    def from_dict(cls, d: dict, source=None, required: bool = False) -> "GPTConfig":
+        """From a file's dict: unknown fields (and, with ``required``, missing ones) and bad
+        values are refused, naming ``source``."""
+        return from_dict(cls, d, None if source is None else str(source), required)
 
     @classmethod
     def preset(cls, name: str, **overrides) -> "GPTConfig":
@@ -102,6 +90,17 @@ class GPTConfig:
             raise ConfigError(f"unknown preset {name!r}; presets: {', '.join(PRESETS)}")
         return cls(**{**PRESETS[name], **overrides})
 
+
+# what each field may hold (the type comes from the annotation; see npgpt.fields)
+_RULES = {
+    **{name: positive for name in ("vocab_size", "block_size", "n_layer", "n_head", "n_embd",
+                                   "n_kv_head", "mlp_hidden")},
+    "pos": one_of(*POSITIONS), "norm": one_of(*NORMS), "mlp": one_of(*MLPS),
+    "rope_layout": one_of("half", "interleaved"),
+    "dropout": in_range(0, 1, hi_open=True),
+    "rope_theta": above(0), "norm_eps": above(0), "init_std": at_least(0),
+    "dtype": one_of("float32", "float64"),
+}
 
 PRESETS: dict[str, dict] = {
     # GPT-2's four sizes (Radford et al. 2019; the released checkpoints)
