@@ -13,7 +13,7 @@ import typing
 from pathlib import Path
 
 from .cli_hf import add_hf_parsers, add_lora_flags
-from .errors import CheckpointError, ConfigError, NpgptError
+from .errors import CheckpointError, ConfigError, NpgptError, describe
 
 # GPTConfig fields the command sets itself rather than by flag
 _MODEL_FIELDS_NOT_FLAGS = {"vocab_size", "block_size", "dtype"}
@@ -88,6 +88,7 @@ def _make_tokenizer(spec: str, train_text: str, val_text: str, cache_dir: Path):
 
 
 def cmd_train(args) -> int:
+    from .checkpoints import load_model
     from .data import tokenize
     from .models import GPT, GPTConfig
     from .train import Trainer, TrainConfig
@@ -95,24 +96,37 @@ def cmd_train(args) -> int:
     out = Path(args.out_dir or TrainConfig.out_dir)
     train_overrides = _given(args, TrainConfig)
     model_overrides = _given(args, GPTConfig, skip=_MODEL_FIELDS_NOT_FLAGS)
+    start = "--resume" if args.resume else "--init-from" if args.init_from else None
+    if start:   # the flags the loaded run decides would otherwise be silently dropped
+        dropped = [f"--{k.replace('_', '-')}" for k in model_overrides] + [
+            flag for flag, value in (("--tokenizer", args.tokenizer), ("--preset", args.preset),
+                                     ("--init-from", args.resume and args.init_from),
+                                     ("--seed", args.resume and args.seed))
+            if value is not None]
+        if dropped:
+            raise ConfigError(f"{start} continues the saved model, tokenizer and batch sampler; "
+                              f"{', '.join(dropped)} cannot change them (start a new run "
+                              f"without {start} for that)")
     train_text, val_text = _load_texts(args.data)
     cache_dir = out / "cache"
 
+    state = {}
     if args.resume:
-        ckpt_dir = _checkpoint_dir(Path(args.resume) if args.resume != "auto" else out)
-        model, tokenizer, saved = _load_model(ckpt_dir)
-        if model_overrides:
-            raise ConfigError(f"--resume continues the saved model; model flags "
-                              f"({', '.join('--' + k.replace('_', '-') for k in model_overrides)}) "
-                              "cannot change it")
-        config = TrainConfig(**{**saved.get("train_config", {}), **train_overrides})
+        model, tokenizer, state, ckpt_dir = load_model(args.resume if args.resume != "auto"
+                                                       else out)
+        if not state:
+            raise CheckpointError(f"{ckpt_dir} is a HuggingFace model, not a training run to "
+                                  "resume: use --init-from")
+        saved = state["train_config"]
+        config = dataclasses.replace(saved, **train_overrides)
+        _check_resumable(config, saved, state, ckpt_dir, "max_steps" in train_overrides)
     elif args.init_from:
-        model, tokenizer, _ = _load_model(Path(args.init_from))
+        model, tokenizer, _, _ = load_model(args.init_from)
         config = TrainConfig(**train_overrides)
     else:
-        tokenizer = _make_tokenizer(args.tokenizer, train_text, val_text, cache_dir)
+        tokenizer = _make_tokenizer(args.tokenizer or "char", train_text, val_text, cache_dir)
         config = TrainConfig(**train_overrides)
-        model_config = GPTConfig.preset(args.preset, **{
+        model_config = GPTConfig.preset(args.preset or "baby", **{
             "vocab_size": tokenizer.vocab_size,
             "block_size": config.block_size,
             **model_overrides})
@@ -124,6 +138,12 @@ def cmd_train(args) -> int:
         raise CheckpointError("the checkpoint has no tokenizer file to encode the data with")
     train_data = tokenize(train_text, tokenizer, cache_dir=cache_dir, name="train")
     val_data = tokenize(val_text, tokenizer, cache_dir=cache_dir, name="val") if val_text else None
+    if args.resume:
+        saved_sha = ((state.get("data") or {}).get("train") or {}).get("source_sha256")
+        if saved_sha and train_data.meta.get("source_sha256") not in (None, saved_sha):
+            raise ConfigError(f"--data {args.data} is not the text {ckpt_dir} was trained on "
+                              "(its sha256 differs): resuming would not continue that run; give "
+                              "the same --data, or --init-from to start a new run from it")
 
     from .models import count_params
     say = _say()
@@ -137,11 +157,17 @@ def cmd_train(args) -> int:
         say(trainer.dist.describe(get_num_threads()["numba"]), flush=True)
     if args.resume:
         trainer.resume(ckpt_dir)
-        say(f"resumed from {ckpt_dir} at step {trainer.step}", flush=True)
+        changed = [f"{k} {getattr(state['train_config'], k)!r} -> {v!r}"
+                   for k, v in train_overrides.items() if getattr(state["train_config"], k) != v]
+        say(f"resumed from {ckpt_dir} at step {trainer.step}"
+            + (f"; changed from the checkpoint: {', '.join(changed)}" if changed else ""),
+            flush=True)
     result = trainer.train()
     summary = ", ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}"
                         for k, v in (result or {}).items())
-    say(f"done: {summary}; checkpoint in {trainer.checkpoint_dir}")
+    saved_at = f"checkpoint in {trainer.checkpoint_dir}" if config.save_checkpoints \
+        else "no checkpoint written (--no-save-checkpoints)"
+    say(f"done at step {trainer.step}: {summary}; {saved_at}")
     return 0
 
 
@@ -152,37 +178,26 @@ def _say():
     return print if w is None or w.is_main else (lambda *a, **k: None)
 
 
+def _check_resumable(config, saved, state, ckpt_dir, max_steps_given: bool):
+    """Refuse a resume that would train nothing (the run is at or past ``max_steps``)."""
+    step = state["step"]
+    if config.max_steps > step:
+        return
+    if config.max_steps != saved.max_steps or max_steps_given:
+        raise ConfigError(f"--max-steps={config.max_steps} is not beyond step {step}, where "
+                          f"{ckpt_dir} stands: nothing to train (give --max-steps > {step})")
+    raise ConfigError(f"the run in {ckpt_dir} is finished (step {step} of max_steps "
+                      f"{saved.max_steps}): nothing to train (give --max-steps > {step})")
+
+
 # --- loading models -------------------------------------------------------------------------
-
-def _checkpoint_dir(path: Path) -> Path:
-    if (path / "checkpoint" / "config.json").exists():
-        return path / "checkpoint"
-    if (path / "config.json").exists():
-        return path
-    raise CheckpointError(f"no checkpoint at {path} (expected {path}/config.json or "
-                          f"{path}/checkpoint/config.json)")
-
 
 def _load_model(path: Path):
     """(model, tokenizer or None, trainer state) from an npgpt checkpoint or a HuggingFace
-    model directory."""
-    from .io import load_checkpoint
-    from .models import GPT, GPTConfig
-    path = _checkpoint_dir(path)
-    if not (path / "trainer.json").exists():     # a HuggingFace directory
-        from .hf import from_pretrained, load_tokenizer
-        return from_pretrained(path), load_tokenizer(path), {}
-    ckpt = load_checkpoint(path)
-    model = GPT(GPTConfig.from_dict(ckpt.config))
-    if ckpt.trainer_state.get("lora"):           # a LoRA run: the same adapters, then the state
-        from .adapters import LoraConfig, apply_lora
-        apply_lora(model, LoraConfig(**ckpt.trainer_state["lora"]))
-    model.load_state_dict(ckpt.model_state)
-    tokenizer = None
-    if ckpt.tokenizer_path is not None:
-        from . import tokenizers
-        tokenizer = tokenizers.load(ckpt.tokenizer_path)
-    return model, tokenizer, ckpt.trainer_state
+    model directory (see npgpt.checkpoints.load_model)."""
+    from .checkpoints import load_model
+    model, tokenizer, state, _ = load_model(path)
+    return model, tokenizer, state
 
 
 # --- sample ---------------------------------------------------------------------------------
@@ -207,7 +222,12 @@ class _Streamer:
 def cmd_sample(args) -> int:
     import numpy as np
 
-    from .generate import generate
+    from .generate import check_sampling, generate
+    check_sampling(args.temperature, args.top_k, args.top_p, args.seed)
+    for flag, value in (("--num-samples", args.num_samples),
+                        ("--max-new-tokens", args.max_new_tokens)):
+        if value < 1:     # zero would print nothing (or only the prompt) and exit 0
+            raise ConfigError(f"{flag}={value} must be a positive integer")
     model, tokenizer, _ = _load_model(Path(args.ckpt))
     if tokenizer is None:
         raise CheckpointError(f"{args.ckpt} has no tokenizer to encode the prompt with")
@@ -273,17 +293,17 @@ def build_parser() -> argparse.ArgumentParser:
     from .models import PRESETS, GPTConfig
     from .train import TrainConfig
 
-    parser = argparse.ArgumentParser(prog="npgpt", description="A NumPy GPT: train, sample, count.")
-    parser.add_argument("--threads", type=int, default=None,
-                        help="threads for numba and BLAS (default: NPGPT_NUM_THREADS or all cores)")
+    parser = _Parser(prog="npgpt", description="A NumPy GPT: train, sample, count.")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("train", help="train a GPT (default: the baby char-level Shakespeare model)")
     p.add_argument("--data", default="shakespeare",
                    help="'shakespeare' (the embedded corpus) or a UTF-8 text file")
-    p.add_argument("--tokenizer", default="char",
-                   help="char | cl100k_base | gpt2 | bpe:<vocab size> | a tokenizer file")
-    p.add_argument("--preset", default="baby", choices=sorted(PRESETS), help="model preset")
+    p.add_argument("--tokenizer", default=None,
+                   help="char | cl100k_base | gpt2 | bpe:<vocab size> | a tokenizer file "
+                   "(default: char)")
+    p.add_argument("--preset", default=None, choices=sorted(PRESETS),
+                   help="model preset (default: baby)")
     p.add_argument("--resume", nargs="?", const="auto", default=None,
                    help="continue the run saved in --out (or in the directory given)")
     p.add_argument("--init-from", default=None,
@@ -323,12 +343,47 @@ def build_parser() -> argparse.ArgumentParser:
         pass
     else:
         add_tokenizer_parser(sub)
+    _add_global_options(parser)
     return parser
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with its errors as the one line every npgpt error is (no usage block)."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def _threads(value: str) -> int:
+    try:
+        n = int(value)
+    except ValueError:
+        n = 0
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"--threads={value!r} must be a positive integer")
+    return n
+
+
+def _add_global_options(parser, top: bool = True):
+    """The options every command takes, accepted before or after the subcommand
+    (``npgpt --threads 1 train`` and ``npgpt train --threads 1``). Below the top level the
+    default is SUPPRESS, so a subcommand that was not given the flag keeps the top level's."""
+    parser.add_argument("--threads", type=_threads, default=None if top else argparse.SUPPRESS,
+                        help="threads for numba and BLAS (default: NPGPT_NUM_THREADS or all cores)")
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for child in action.choices.values():
+                _add_global_options(child, top=False)
 
 
 def main(argv=None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as e:      # --help (0), or a flag argparse refused (its one line, 2)
+        return e.code if isinstance(e.code, int) else 2
+    command = " ".join(filter(None, ("npgpt", args.command,
+                                     getattr(args, "tokenizer_command", None))))
     world = None
     try:
         from .distributed.launch import start
@@ -340,10 +395,10 @@ def main(argv=None) -> int:
     except (NpgptError, OSError, UnicodeDecodeError) as e:
         if world is not None:        # one line from one rank; ends the job if not all failed
             return world.fail(e)
-        print(f"npgpt {args.command}: error: {e}", file=sys.stderr)
+        print(f"{command}: error: {describe(e)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print(f"\nnpgpt {args.command}: interrupted", file=sys.stderr)
+        print(f"\n{command}: interrupted", file=sys.stderr)
         return 130
 
 

@@ -55,3 +55,14 @@ class GradcheckError(NpgptError, AssertionError):
 class DistributedError(NpgptError, RuntimeError):
     """A multi-process run that cannot go on: ranks whose weights differ, a rank that stopped
     answering, MPI launched without mpi4py installed."""
+
+
+def describe(error: BaseException) -> str:
+    """``error`` as the one line a command prints: an OSError names its path and says what
+    happened (Python's own text for a full disk, "[Errno 28] No space left on device", says
+    nowhere where)."""
+    if isinstance(error, OSError):
+        what = error.strerror or str(error)
+        paths = [p for p in (error.filename, error.filename2) if p is not None]
+        return f"{' -> '.join(map(str, paths))}: {what}" if paths else what
+    return " ".join(str(error).split("\n")) or type(error).__name__

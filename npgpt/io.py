@@ -117,8 +117,9 @@ def load_safetensors(path, expected: dict | None = None) -> dict[str, np.ndarray
     """Read a safetensors file (no pickle), checking its header first.
 
     ``expected``: name -> array or shape; when given, the file must hold exactly those names
-    with those shapes, or a :class:`CheckpointError` names every missing, unexpected and
-    mis-shaped tensor.
+    with those shapes (and, for arrays, that dtype), or a :class:`CheckpointError` names every
+    missing, unexpected and mis-shaped tensor. Floating-point tensors must be finite: a NaN
+    or infinity in a weight file is damage (a bit flip, a poisoned save), never a model.
     """
     from safetensors.numpy import load_file
 
@@ -126,9 +127,18 @@ def load_safetensors(path, expected: dict | None = None) -> dict[str, np.ndarray
     if expected is not None:
         check_tensors({k: tuple(v["shape"]) for k, v in header.items()}, expected, str(path))
     try:
-        return load_file(str(path))
+        tensors = load_file(str(path))
     except Exception as e:  # the header checked out, yet the library refuses the file
         raise CheckpointError(f"{path}: cannot read safetensors data ({e})") from None
+    for name, value in tensors.items():
+        want = getattr((expected or {}).get(name), "dtype", None)
+        if want is not None and value.dtype != want:
+            raise CheckpointError(f"{path}: tensor {name!r} is {value.dtype}, expected {want}")
+        if value.dtype.kind == "f" and not np.isfinite(value).all():
+            bad = int(value.size - np.count_nonzero(np.isfinite(value)))
+            raise CheckpointError(f"{path}: tensor {name!r} holds {bad} NaN or infinite "
+                                  "values: the file is damaged")
+    return tensors
 
 
 def check_tensors(found: dict, expected: dict, where: str) -> None:
@@ -254,6 +264,7 @@ class Checkpoint:
     optimizer_state: dict
     trainer_state: dict
     tokenizer_path: Path | None = None
+    path: Path | None = None          # the directory it was read from (see resolve_checkpoint)
 
 
 def _previous(path: Path) -> Path:
@@ -269,7 +280,14 @@ def save_checkpoint(path, config: dict, model_state: dict, optimizer_state: dict
     is renamed to ``.<name>.previous``, the new one renamed to ``path``, and the old one
     removed. A crash before the renames leaves the old checkpoint untouched; a crash between
     them leaves it at ``.<name>.previous``, where :func:`load_checkpoint` finds it.
+    A NaN or infinity in any tensor is refused before anything is written: such a model
+    must never replace a good checkpoint (and would be refused at load).
     """
+    for where, tensors in (("model", model_state), ("optimizer", optimizer_state)):
+        for name, value in tensors.items():
+            if np.asarray(value).dtype.kind == "f" and not np.isfinite(value).all():
+                raise CheckpointError(f"{where} tensor {name!r} holds NaN or infinite values: "
+                                      f"not saved, and {path} is left as it was")
     with atomic_directory(path) as tmp:
         save_json(tmp / CONFIG, config)
         save_safetensors(tmp / MODEL, model_state)
@@ -285,25 +303,41 @@ def save_checkpoint(path, config: dict, model_state: dict, optimizer_state: dict
     return Path(path)
 
 
+def resolve_checkpoint(path) -> Path:
+    """The checkpoint directory that ``path`` names, for every command that takes one.
+
+    ``path`` may be the checkpoint itself, a training output directory holding it in
+    ``checkpoint/``, or a HuggingFace model directory (``config.json`` without
+    ``trainer.json``). When a save was interrupted between its two renames, the checkpoint
+    is at ``.<name>.previous`` and is found there. :class:`CheckpointError` otherwise.
+    """
+    path = Path(path)
+    for candidate in (path, path / "checkpoint"):
+        if (candidate / TRAINER).is_file():
+            return candidate
+        previous = _previous(candidate)
+        if not candidate.exists() and (previous / TRAINER).is_file():
+            return previous          # a save was interrupted between its two renames
+    if (path / CONFIG).is_file():
+        return path                  # a HuggingFace directory, or an incomplete checkpoint
+    if path.exists() and not path.is_dir():
+        raise CheckpointError(f"checkpoint {path} is not a directory")
+    if path.is_dir() and (path / "checkpoint").is_dir():
+        return path / "checkpoint"   # incomplete: load_checkpoint says what is missing
+    raise CheckpointError(f"no checkpoint at {path} (expected {path}/{TRAINER} or "
+                          f"{path}/checkpoint/{TRAINER})")
+
+
 def load_checkpoint(path, expect_model: dict | None = None,
                     expect_optimizer: dict | None = None) -> Checkpoint:
     """Read a checkpoint directory written by :func:`save_checkpoint` (never unpickles).
 
-    ``expect_model`` / ``expect_optimizer``: name -> array or shape (e.g. ``model.state_dict()``);
-    when given, the stored tensors must match them exactly (:class:`CheckpointError` otherwise).
-    A training output directory holding the checkpoint in ``checkpoint/`` may be given too.
+    ``path`` is resolved by :func:`resolve_checkpoint` (an output directory, or a save
+    interrupted between its renames, is found). ``expect_model`` / ``expect_optimizer``:
+    name -> array or shape (e.g. ``model.state_dict()``); when given, the stored tensors
+    must match them exactly (:class:`CheckpointError` otherwise).
     """
-    path = Path(path)
-    if not (path / TRAINER).exists() and (path / "checkpoint" / TRAINER).exists():
-        path = path / "checkpoint"
-    if not path.is_dir():
-        previous = _previous(path)
-        if previous.is_dir() and (previous / TRAINER).exists():
-            path = previous          # a save was interrupted between its two renames
-        elif path.exists():
-            raise CheckpointError(f"checkpoint {path} is not a directory")
-        else:
-            raise CheckpointError(f"no checkpoint at {path}")
+    path = resolve_checkpoint(path)
     missing = [name for name in (CONFIG, MODEL, OPTIMIZER, TRAINER) if not (path / name).is_file()]
     if missing:
         raise CheckpointError(f"checkpoint {path} is incomplete: missing {', '.join(missing)}")
@@ -317,4 +351,5 @@ def load_checkpoint(path, expect_model: dict | None = None,
         optimizer_state=load_safetensors(path / OPTIMIZER, expect_optimizer),
         trainer_state=load_json(path / TRAINER),
         tokenizer_path=tokenizers[0] if tokenizers else None,
+        path=path,
     )

@@ -32,11 +32,12 @@ from .adapters import lora_config, save_adapter
 from .data import TokenData, check_length, get_batch, tokenizer_identity
 from .errors import CheckpointError, ConfigError, TrainingError
 from .fields import above, at_least, check_fields, from_dict, in_range, one_of, positive
-from .io import load_checkpoint, save_checkpoint
+from .io import TRAINER, load_checkpoint, load_json, resolve_checkpoint, save_checkpoint
 from .runtime.memory import retain_freed_memory
 from .module import no_grad
 from .optim import AdamW, clip_grad_norm, cosine_schedule
 from .runtime.parallel import MODES, DataParallel, shards_for
+from .trainer_state import check_trainer_state
 
 
 @dataclass
@@ -227,15 +228,23 @@ class Trainer:
         self.step += 1
         return total / c.grad_accum, norm, lr
 
-    def _non_finite(self, what: str, value: float):
-        saved = (f"the last good checkpoint is {self.checkpoint_dir}"
-                 if (self.checkpoint_dir / "trainer.json").exists() else "no checkpoint was saved")
+    def _non_finite(self, what: str, value: float, step: int | None = None):
         self._plot()
-        error = TrainingError(f"{what} became {value} at step {self.step + 1} "
-                              f"(lr={self.optimizer.lr:.3g}); training stopped and {saved}. "
-                              "Try a lower lr, more warmup_steps or grad_clip.")
+        error = TrainingError(f"{what} became {value} at step {step or self.step + 1} "
+                              f"(lr={self.optimizer.lr:.3g}); training stopped and "
+                              f"{self._kept_checkpoint()}. Try a lower lr, more warmup_steps "
+                              "or grad_clip.")
         error.all_ranks = self.dist is not None      # every rank saw the same reduced value
         raise error
+
+    def _kept_checkpoint(self) -> str:
+        """Which checkpoint is left, and the step it holds (it was not replaced)."""
+        try:
+            path = resolve_checkpoint(self.checkpoint_dir)
+            step = load_json(path / TRAINER).get("step")
+        except CheckpointError:
+            return "no checkpoint was saved"
+        return f"the last good checkpoint, {path}, holds step {step}"
 
     # --- evaluation ---------------------------------------------------------------------
     def evaluate(self) -> dict[str, float]:
@@ -307,6 +316,9 @@ class Trainer:
         losses = self.evaluate()
         record = {"step": self.step, **{f"{k}_loss": v for k, v in losses.items()}}
         self._log(record)
+        for name, value in losses.items():
+            if not math.isfinite(value):     # a poisoned model never replaces a good one
+                self._non_finite(f"the evaluation's {name} loss", value, self.step)
         if "val" in losses:
             self.best_val_loss = min(self.best_val_loss, losses["val"])
         message = f"step {self.step}: " + ", ".join(f"{k} loss {v:.4f}" for k, v in losses.items())
@@ -322,7 +334,15 @@ class Trainer:
     # --- checkpoints --------------------------------------------------------------------
     def save(self, path) -> Path:
         """Write a checkpoint of the whole run state to the directory ``path`` (under
-        mpiexec: every rank calls this, rank 0 writes)."""
+        mpiexec: every rank calls this, rank 0 writes); refused (TrainingError, the old
+        checkpoint kept) when a weight is NaN or infinite."""
+        for name, p in self.model.named_parameters():   # (the same weights on every rank)
+            if not np.isfinite(p.data).all():
+                error = TrainingError(f"parameter {name} holds NaN or infinite values at step "
+                                      f"{self.step}: no checkpoint written, and "
+                                      f"{self._kept_checkpoint()}")
+                error.all_ranks = self.dist is not None
+                raise error
         optimizer_state = self.optimizer.state_dict()     # gathered from the ranks (ZeRO-1)
         if not self.is_main:
             return Path(path)
@@ -363,10 +383,10 @@ class Trainer:
         both sides know it, must be the same; the step, optimizer moments, sampler and dropout
         RNGs are restored so that training continues exactly where it stopped.
         """
-        path = Path(path)
         ckpt = load_checkpoint(path, expect_model=self.model.state_dict(),
                                expect_optimizer=self.optimizer.state_dict())
-        state = ckpt.trainer_state
+        path = ckpt.path
+        state = check_trainer_state(ckpt.trainer_state, path / TRAINER, TrainConfig)
         saved_tok = state.get("tokenizer")
         if saved_tok and self.tokenizer_info and saved_tok != self.tokenizer_info:
             raise CheckpointError(f"{path} was trained with tokenizer {saved_tok['name']} "
@@ -374,12 +394,7 @@ class Trainer:
                                   f"{self.tokenizer_info['name']} "
                                   f"(vocab {self.tokenizer_info['vocab_size']})")
         generators = self.model.generators()
-        try:
-            step = int(state["step"])
-            sampler = state["sampler_rng"]
-            model_rngs = state.get("model_rngs", [])
-        except (KeyError, TypeError, ValueError) as e:
-            raise CheckpointError(f"{path}/trainer.json lacks {e}") from None
+        step, sampler, model_rngs = state["step"], state["sampler_rng"], state["model_rngs"]
         if len(model_rngs) != len(generators):
             raise CheckpointError(f"{path} saved {len(model_rngs)} model RNGs, the model has "
                                   f"{len(generators)}")
@@ -392,7 +407,7 @@ class Trainer:
         except (TypeError, ValueError, KeyError) as e:
             raise CheckpointError(f"{path}/trainer.json: bad RNG state ({e})") from None
         self.step = step
-        best = state.get("best_val_loss")
+        best = state["best_val_loss"]
         self.best_val_loss = math.inf if best is None else float(best)
         return self
 

@@ -7,7 +7,7 @@
 import sys
 import time
 
-from ..errors import NpgptError
+from ..errors import NpgptError, describe
 
 
 def corpus_text(data):
@@ -112,9 +112,9 @@ def _guard(handler):
     def run(args):
         try:
             return handler(args)
-        except (NpgptError, OSError) as e:
-            print(f"npgpt tokenizer: {e}", file=sys.stderr)
-            return 1
+        except (NpgptError, OSError, UnicodeDecodeError) as e:
+            print(f"npgpt tokenizer: error: {describe(e)}", file=sys.stderr)
+            return 2           # as every npgpt command: one line, exit 2
     return run
 
 

@@ -23,6 +23,6 @@ def test_train_encode_inspect(tmp_path, capsys):
     assert "first 3 merges" in capsys.readouterr().out
 
 
-def test_unknown_tokenizer_is_one_clear_line_and_exit_1(capsys):
-    assert _run(["tokenizer", "encode", "--tokenizer", "no-such-thing", "x"]) == 1
+def test_unknown_tokenizer_is_one_clear_line_and_exit_2(capsys):
+    assert _run(["tokenizer", "encode", "--tokenizer", "no-such-thing", "x"]) == 2
     assert "unknown tokenizer 'no-such-thing'" in capsys.readouterr().err

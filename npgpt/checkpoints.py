@@ -1,0 +1,70 @@
+"""Reading back what training saved: the model, its tokenizer and the trainer state, each
+field checked where it enters.
+
+Every command that takes a checkpoint (``npgpt sample``, ``npgpt train --resume`` and
+``--init-from``) goes through :func:`load_model`, which finds the directory with
+:func:`npgpt.io.resolve_checkpoint` (so an output directory, a save interrupted between its
+renames and a HuggingFace directory are found the same way everywhere) and refuses a damaged
+file the same way: one :class:`~npgpt.errors.CheckpointError` or
+:class:`~npgpt.errors.ConfigError` naming the file, the field, the value and what was
+expected.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+from . import tokenizers
+from .adapters import LoraConfig, apply_lora
+from .errors import CheckpointError, ConfigError
+from .hf import from_pretrained, load_tokenizer
+from .io import CONFIG, TRAINER, load_checkpoint, load_json, resolve_checkpoint
+from .models import GPT, GPTConfig
+from .train import TrainConfig
+from .trainer_state import check_trainer_state
+
+
+def _apply_saved_lora(model, state: dict, source) -> None:
+    """A LoRA run's checkpoint holds the adapters' weights: the model gets the same adapters
+    (trainer.json's ``lora``) before they are read."""
+    saved = state.get("lora")
+    if saved is None:
+        return
+    try:
+        config = LoraConfig(**saved)
+    except (TypeError, ValueError) as e:
+        raise CheckpointError(f"{source}: lora={saved!r:.80} is not a LoraConfig ({e})") from None
+    apply_lora(model, config)
+
+
+def load_model(path):
+    """(model, tokenizer or None, checked trainer state or {}, directory) from an npgpt
+    checkpoint (or output directory) or a HuggingFace model directory.
+
+    The model is built from ``config.json`` (every field present and valid) before the
+    weights are read, so the weights must match it in names, shapes and dtype, and be finite.
+    """
+    path = resolve_checkpoint(path)
+    if not (path / TRAINER).exists():
+        if not (path / CONFIG).is_file():
+            raise CheckpointError(f"no checkpoint at {path} (no {TRAINER} or {CONFIG})")
+        return from_pretrained(path), load_tokenizer(path), {}, path
+    config = GPTConfig.from_dict(load_json(path / CONFIG), source=path / CONFIG, required=True)
+    model = GPT(config)
+    _apply_saved_lora(model, load_json(path / TRAINER), path / TRAINER)
+    ckpt = load_checkpoint(path, expect_model=model.state_dict())
+    state = check_trainer_state(ckpt.trainer_state, path / TRAINER, TrainConfig)
+    model.load_state_dict(ckpt.model_state)
+    tokenizer = None
+    if ckpt.tokenizer_path is not None:
+        tokenizer = tokenizers.load(ckpt.tokenizer_path)
+        saved = state["tokenizer"]
+        if saved is not None and (tokenizer.vocab_size != saved["vocab_size"]
+                                  or tokenizer.name != saved["name"]):
+            raise CheckpointError(f"{ckpt.tokenizer_path}: {tokenizer.name} (vocab "
+                                  f"{tokenizer.vocab_size}) is not the tokenizer "
+                                  f"{path / TRAINER} records ({saved['name']}, vocab "
+                                  f"{saved['vocab_size']})")
+    if tokenizer is not None and tokenizer.vocab_size > config.vocab_size:
+        raise ConfigError(f"{path / CONFIG}: vocab_size={config.vocab_size} is smaller than "
+                          f"its tokenizer's {tokenizer.vocab_size} ids")
+    return model, tokenizer, state, Path(path)
