@@ -14,6 +14,7 @@ into micro-batches (gradient accumulation) needs no special code.
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Mapping
 from typing import Iterator
 
 import numpy as np
@@ -247,7 +248,15 @@ class Module:
         With ``strict`` (the default) every missing, unexpected and mis-shaped key is named in
         one :class:`StateDictError`, and nothing is changed.
         """
+        if not isinstance(state, Mapping):
+            raise StateDictError(f"{type(self).__name__}.load_state_dict expects a mapping of "
+                                 f"name -> array, got {type(state).__name__}")
         params = dict(self.named_parameters())
+        not_float = [f"{k}: {np.asarray(v).dtype}" for k, v in state.items() if k in params
+                     and np.asarray(v).dtype.kind != "f"]   # an int weight is never a weight
+        if not_float:
+            raise StateDictError(f"{type(self).__name__}.load_state_dict: arrays that are not "
+                                 f"floating point: {', '.join(not_float)}")
         missing = [k for k in params if k not in state]
         unexpected = [k for k in state if k not in params]
         misshaped = [f"{k}: checkpoint {tuple(np.shape(state[k]))} vs model {params[k].shape}"

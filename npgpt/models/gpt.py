@@ -216,9 +216,9 @@ class GPT(Model):
 
     def _check_idx(self, idx, name="idx"):
         idx = np.asarray(idx)
-        if idx.ndim != 2 or not np.issubdtype(idx.dtype, np.integer):
-            raise InputError(f"{name} must be a 2-D integer array (B, T); got shape {idx.shape} "
-                             f"dtype {idx.dtype}")
+        if idx.ndim != 2 or not np.issubdtype(idx.dtype, np.integer) or 0 in idx.shape:
+            raise InputError(f"{name} must be a 2-D integer array (B, T) with B, T >= 1; got "
+                             f"shape {idx.shape} dtype {idx.dtype}")
         return idx
 
     def forward(self, idx, targets=None, key_padding_mask=None, kv_cache=None):
@@ -251,6 +251,12 @@ class GPT(Model):
 
     def _logits_backward(self, dlogits):
         (x,) = self.saved()
+        want = x.shape[:-1] + (self.config.vocab_size,)
+        if not isinstance(dlogits, np.ndarray) or dlogits.shape != want \
+                or dlogits.dtype.kind != "f":
+            raise InputError(f"dlogits must be a float array of the last forward's logits "
+                             f"shape {want}; got {type(dlogits).__name__} of shape "
+                             f"{np.shape(dlogits)} dtype {getattr(dlogits, 'dtype', None)}")
         dx = self._head_backward(dlogits, x)
         if self.config.prenorm:
             dx = self.ln_f.backward(dx)

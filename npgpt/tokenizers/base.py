@@ -25,6 +25,7 @@ import hashlib
 import json
 import os
 
+import numpy as np
 import regex
 
 from ..errors import TokenizerError

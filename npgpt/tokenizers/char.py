@@ -53,6 +53,7 @@ class CharTokenizer(JsonFileTokenizer):
             raise
 
     def decode(self, ids):
+        ids = token_ids(ids, self.vocab_size)
         try:
             return "".join(self.itos[int(i)] for i in ids)
         except KeyError as e:

@@ -117,6 +117,7 @@ class ClassicBPE(JsonFileTokenizer):
         return [s for w in text.split() for s in self.encode_word(w)]
 
     def decode(self, ids):
+        ids = token_ids(ids, self.vocab_size)
         try:
             pieces = [self.id_to_token[int(i)] for i in ids]
         except KeyError as e:

@@ -35,11 +35,7 @@ class TiktokenTokenizer(Tokenizer):
         return self.encoding.encode(text, allowed_special=allowed, disallowed_special=())
 
     def decode(self, ids):
-        if hasattr(ids, "tolist"):
-            ids = ids.tolist()
-        bad = [i for i in ids if not (0 <= i < self.vocab_size)]
-        if bad:
-            raise TokenizerError(f"token id {bad[0]} is outside the vocabulary (0..{self.vocab_size - 1})")
+        ids = token_ids(ids, self.vocab_size)
         try:
             return self.encoding.decode(ids, errors="replace")
         except KeyError as e:
