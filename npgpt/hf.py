@@ -65,6 +65,17 @@ def _require(hf: dict, field: str, ok, expected: str, where: str = ""):
                           f"(expected {expected})")
 
 
+def _count(hf: dict, field: str, default=None):
+    """A positive integer field of config.json (a string "768" or a missing required field is
+    refused here, before any arithmetic meets it)."""
+    value = hf.get(field, default)
+    if field not in hf and default is None:
+        raise ConfigError(f"config.json: {field} is missing (expected a positive integer)")
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise ConfigError(f"config.json: {field}={value!r} must be a positive integer")
+    return value
+
+
 def config_from_hf(hf: dict, dtype="float32", **overrides) -> GPTConfig:
     """The :class:`GPTConfig` of a HuggingFace ``config.json`` dict (gpt2, llama, mistral).
 
@@ -91,9 +102,10 @@ def _gpt2_config(hf: dict) -> dict:
     _require(hf, "scale_attn_weights", lambda v: v in (None, True), "true")
     _require(hf, "scale_attn_by_inverse_layer_idx", lambda v: not v, "false")
     _require(hf, "add_cross_attention", lambda v: not v, "false")
-    block = hf.get("n_positions", hf.get("n_ctx"))
-    return dict(vocab_size=hf["vocab_size"], block_size=block, n_layer=hf["n_layer"],
-                n_head=hf["n_head"], n_embd=hf["n_embd"], pos="learned", norm="layernorm",
+    block = _count(hf, "n_positions", hf.get("n_ctx"))
+    return dict(vocab_size=_count(hf, "vocab_size"), block_size=block,
+                n_layer=_count(hf, "n_layer"), n_head=_count(hf, "n_head"),
+                n_embd=_count(hf, "n_embd"), pos="learned", norm="layernorm",
                 mlp=_GPT2_ACTIVATIONS[hf["activation_function"]],
                 mlp_hidden=hf.get("n_inner"), bias=True,
                 tie_embeddings=hf.get("tie_word_embeddings", True),
@@ -102,7 +114,7 @@ def _gpt2_config(hf: dict) -> dict:
 
 
 def _llama_config(hf: dict) -> dict:
-    C, H = hf["hidden_size"], hf["num_attention_heads"]
+    C, H = _count(hf, "hidden_size"), _count(hf, "num_attention_heads")
     _require(hf, "hidden_act", lambda v: v in (None, "silu"), "'silu' (SwiGLU)")
     _require(hf, "rope_scaling", lambda v: v is None, "null (plain RoPE)")
     rope = hf.get("rope_parameters") or {}
@@ -119,12 +131,14 @@ def _llama_config(hf: dict) -> dict:
     if attention_bias != mlp_bias:
         raise ConfigError(f"config.json: attention_bias={attention_bias} and mlp_bias={mlp_bias} "
                           "differ; npgpt's GPTConfig has one bias flag for both")
-    return dict(vocab_size=hf["vocab_size"], block_size=hf["max_position_embeddings"],
-                n_layer=hf["num_hidden_layers"], n_head=H, n_embd=C,
-                n_kv_head=hf.get("num_key_value_heads") or H, pos="rope", norm="rmsnorm",
-                mlp="swiglu", mlp_hidden=hf["intermediate_size"], bias=attention_bias,
+    return dict(vocab_size=_count(hf, "vocab_size"),
+                block_size=_count(hf, "max_position_embeddings"),
+                n_layer=_count(hf, "num_hidden_layers"), n_head=H, n_embd=C,
+                n_kv_head=H if hf.get("num_key_value_heads") is None
+                else _count(hf, "num_key_value_heads"), pos="rope", norm="rmsnorm",
+                mlp="swiglu", mlp_hidden=_count(hf, "intermediate_size"), bias=attention_bias,
                 tie_embeddings=hf.get("tie_word_embeddings", False),
-                rope_theta=float(rope.get("rope_theta", hf.get("rope_theta", 10000.0))),
+                rope_theta=rope.get("rope_theta", hf.get("rope_theta", 10000.0)),
                 rope_layout="half", norm_eps=hf.get("rms_norm_eps", 1e-6),
                 init_std=hf.get("initializer_range", 0.02))
 
@@ -346,13 +360,20 @@ def from_pretrained(path, dtype="float32", **overrides) -> GPT:
     if not (path / CONFIG).is_file():
         raise CheckpointError(f"{path} has no {CONFIG}: not a HuggingFace model directory")
     hf = load_json(path / CONFIG)
-    config = config_from_hf(hf, dtype=dtype, **overrides)
+    try:
+        config = config_from_hf(hf, dtype=dtype, **overrides)
+    except ConfigError as e:       # name the file itself, not just "config.json"
+        text = str(e).removeprefix("config.json: ")
+        raise ConfigError(f"{path / CONFIG}: {text}") from None
     model = GPT(config)
     for p in model.parameters():
         # fresh np.zeros pages stay unmapped until a backward writes them: an inference-only
         # model pays no gradient memory (Parameter's zeros_like grads are written at once)
         p.grad = np.zeros(p.shape, p.dtype)
     load_weights(model, path)
+    for name, p in model.named_parameters():   # a damaged file, never a model
+        if not np.isfinite(p.data).all():
+            raise CheckpointError(f"{path}: the weights of {name} hold NaN or infinite values")
     model._hf_token_ids = {k: hf.get(k) for k in _TOKEN_IDS}   # written back by save_pretrained
     return model
 

@@ -288,19 +288,32 @@ def save_checkpoint(path, config: dict, model_state: dict, optimizer_state: dict
             if np.asarray(value).dtype.kind == "f" and not np.isfinite(value).all():
                 raise CheckpointError(f"{where} tensor {name!r} holds NaN or infinite values: "
                                       f"not saved, and {path} is left as it was")
-    with atomic_directory(path) as tmp:
-        save_json(tmp / CONFIG, config)
-        save_safetensors(tmp / MODEL, model_state)
-        save_safetensors(tmp / OPTIMIZER, optimizer_state)
-        if tokenizer_file is not None:
-            source = Path(tokenizer_file)
-            try:
-                shutil.copyfile(source, tmp / ("tokenizer" + source.suffix))
-            except OSError as e:
-                raise CheckpointError(f"cannot copy tokenizer file {source}: "
-                                      f"{e.strerror or e}") from None
-        save_json(tmp / TRAINER, trainer_state)      # last: its presence marks a whole save
+    try:
+        with atomic_directory(path) as tmp:
+            save_json(tmp / CONFIG, config)
+            save_safetensors(tmp / MODEL, model_state)
+            save_safetensors(tmp / OPTIMIZER, optimizer_state)
+            if tokenizer_file is not None:
+                source = Path(tokenizer_file)
+                try:
+                    shutil.copyfile(source, tmp / ("tokenizer" + source.suffix))
+                except OSError as e:
+                    raise CheckpointError(f"cannot copy tokenizer file {source}: "
+                                          f"{e.strerror or e}") from None
+            save_json(tmp / TRAINER, trainer_state)  # last: its presence marks a whole save
+    except OSError as e:     # a full disk, a read-only directory: the old checkpoint stands
+        kept = "the previous checkpoint is kept" if _readable(path) else "nothing saved"
+        raise CheckpointError(f"cannot write checkpoint {path}: {e.strerror or e}; "
+                              f"{kept}") from None
     return Path(path)
+
+
+def _readable(path) -> bool:
+    """Whether a checkpoint can be read at ``path`` (see :func:`resolve_checkpoint`)."""
+    try:
+        return (resolve_checkpoint(path) / TRAINER).is_file()
+    except CheckpointError:
+        return False
 
 
 def resolve_checkpoint(path) -> Path:

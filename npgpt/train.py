@@ -32,7 +32,8 @@ from .adapters import lora_config, save_adapter
 from .data import TokenData, check_length, get_batch, tokenizer_identity
 from .errors import CheckpointError, ConfigError, TrainingError
 from .fields import above, at_least, check_fields, from_dict, in_range, one_of, positive
-from .io import TRAINER, load_checkpoint, load_json, resolve_checkpoint, save_checkpoint
+from .io import (TRAINER, atomic_write, load_checkpoint, load_json, resolve_checkpoint,
+                 save_checkpoint)
 from .runtime.memory import retain_freed_memory
 from .module import no_grad
 from .optim import AdamW, clip_grad_norm, cosine_schedule
@@ -422,8 +423,12 @@ class Trainer:
         self.history.append(record)
         if not self.is_main:
             return
-        with open(self.metrics_path, "a", encoding="utf-8") as f:
-            f.write(json.dumps(record) + "\n")
+        try:
+            with open(self.metrics_path, "a", encoding="utf-8") as f:
+                f.write(json.dumps(record) + "\n")
+        except OSError as e:          # (a full disk names no file by itself)
+            raise TrainingError(f"cannot write {self.metrics_path}: {e.strerror or e}; "
+                                f"{self._kept_checkpoint()}") from None
 
     def _trim_metrics(self):
         """Keep the metrics lines up to the current step (a resumed run rewrites the rest)."""
@@ -439,7 +444,7 @@ class Trainer:
                 kept.append(record)
         if self.step == 0:
             kept = []
-        self.metrics_path.write_text("".join(json.dumps(r) + "\n" for r in kept), encoding="utf-8")
+        atomic_write(self.metrics_path, "".join(json.dumps(r) + "\n" for r in kept))
         self.history = kept
 
     def _progress_bar(self, until: int):
@@ -470,5 +475,8 @@ class Trainer:
         ax.grid(alpha=0.3)
         ax.legend()
         path = self.out_dir / "loss.png"
-        fig.savefig(path, dpi=100)
+        try:
+            fig.savefig(path, dpi=100)
+        except OSError as e:
+            raise TrainingError(f"cannot write {path}: {e.strerror or e}") from None
         return path
