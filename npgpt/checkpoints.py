@@ -13,13 +13,16 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
+
 from . import tokenizers
 from .adapters import LoraConfig, apply_lora
 from .errors import CheckpointError, ConfigError
 from .hf import from_pretrained, load_tokenizer
 from .io import CONFIG, TRAINER, load_checkpoint, load_json, resolve_checkpoint
 from .models import GPT, GPTConfig
-from .train import TrainConfig
+from .optim import AdamW
+from .train import TrainConfig, param_groups
 from .trainer_state import check_trainer_state
 
 
@@ -36,6 +39,15 @@ def _apply_saved_lora(model, state: dict, source) -> None:
     apply_lora(model, config)
 
 
+def optimizer_layout(model, config: TrainConfig) -> dict:
+    """Name -> array with the shape and dtype of each tensor the Trainer's AdamW saves for
+    ``model`` (the parameters themselves stand in: no moments are allocated)."""
+    optimizer = AdamW(param_groups(model, config.weight_decay), lr=config.lr)
+    return {"step": np.zeros((), np.int64),
+            **{f"{i}.{name}": p.data for i, p in enumerate(optimizer._all_params())
+               for name in optimizer._state_names}}
+
+
 def load_model(path):
     """(model, tokenizer or None, checked trainer state or {}, directory) from an npgpt
     checkpoint (or output directory) or a HuggingFace model directory.
@@ -44,15 +56,16 @@ def load_model(path):
     weights are read, so the weights must match it in names, shapes and dtype, and be finite.
     """
     path = resolve_checkpoint(path)
+    if not (path / TRAINER).exists() and "model_type" in load_json(path / CONFIG):
+        return from_pretrained(path), load_tokenizer(path), {}, path   # HuggingFace's
     if not (path / TRAINER).exists():
-        if not (path / CONFIG).is_file():
-            raise CheckpointError(f"no checkpoint at {path} (no {TRAINER} or {CONFIG})")
-        return from_pretrained(path), load_tokenizer(path), {}, path
+        load_checkpoint(path)      # an npgpt checkpoint without trainer.json: says so
     config = GPTConfig.from_dict(load_json(path / CONFIG), source=path / CONFIG, required=True)
     model = GPT(config)
-    _apply_saved_lora(model, load_json(path / TRAINER), path / TRAINER)
-    ckpt = load_checkpoint(path, expect_model=model.state_dict())
-    state = check_trainer_state(ckpt.trainer_state, path / TRAINER, TrainConfig)
+    state = check_trainer_state(load_json(path / TRAINER), path / TRAINER, TrainConfig)
+    _apply_saved_lora(model, state, path / TRAINER)
+    ckpt = load_checkpoint(path, expect_model=model.state_dict(),
+                           expect_optimizer=optimizer_layout(model, state["train_config"]))
     model.load_state_dict(ckpt.model_state)
     tokenizer = None
     if ckpt.tokenizer_path is not None:
