@@ -96,17 +96,9 @@ def cmd_train(args) -> int:
     out = Path(args.out_dir or TrainConfig.out_dir)
     train_overrides = _given(args, TrainConfig)
     model_overrides = _given(args, GPTConfig, skip=_MODEL_FIELDS_NOT_FLAGS)
-    start = "--resume" if args.resume else "--init-from" if args.init_from else None
-    if start:   # the flags the loaded run decides would otherwise be silently dropped
-        dropped = [f"--{k.replace('_', '-')}" for k in model_overrides] + [
-            flag for flag, value in (("--tokenizer", args.tokenizer), ("--preset", args.preset),
-                                     ("--init-from", args.resume and args.init_from),
-                                     ("--seed", args.resume and args.seed))
-            if value is not None]
-        if dropped:
-            raise ConfigError(f"{start} continues the saved model, tokenizer and batch sampler; "
-                              f"{', '.join(dropped)} cannot change them (start a new run "
-                              f"without {start} for that)")
+    if args.resume and args.init_from:
+        raise ConfigError("--resume continues a run and --init-from starts a new one from "
+                          "saved weights: give one of them")
     train_text, val_text = _load_texts(args.data)
     cache_dir = out / "cache"
 
@@ -131,6 +123,9 @@ def cmd_train(args) -> int:
             "block_size": config.block_size,
             **model_overrides})
         model = GPT(model_config, seed=config.seed)
+    if args.resume or args.init_from:
+        _refuse_overridden("--resume" if args.resume else "--init-from", args, model_overrides,
+                           model, tokenizer, state)
     if args.lora_rank is not None:
         from .cli_hf import apply_lora_flags
         apply_lora_flags(args, model, config.seed)
@@ -176,6 +171,42 @@ def _say():
     from .distributed import get_world
     w = get_world()
     return print if w is None or w.is_main else (lambda *a, **k: None)
+
+
+def _refuse_overridden(start, args, model_overrides, model, tokenizer, state):
+    """Flags that the loaded run decides (model shape, preset, tokenizer, and for --resume
+    the seed of the batch sampler) are accepted when they agree with it and refused when
+    they do not, so that none is ever silently ignored."""
+    from .models import PRESETS
+    saved = model.config
+    wanted = dict(model_overrides)
+    if args.preset is not None:
+        wanted = {**{k: v for k, v in PRESETS[args.preset].items()
+                     if k not in _MODEL_FIELDS_NOT_FLAGS}, **wanted}
+    clashes = [f"{k}={v!r} (the model has {getattr(saved, k)!r})"
+               for k, v in wanted.items() if getattr(saved, k) != v]
+    if args.tokenizer is not None and tokenizer is not None \
+            and not _same_tokenizer(args.tokenizer, tokenizer):
+        clashes.append(f"--tokenizer {args.tokenizer} (the model's is {tokenizer.name})")
+    if start == "--resume" and args.seed is not None and args.seed != state["train_config"].seed:
+        clashes.append(f"--seed {args.seed} (the batch sampler continues from the checkpoint's "
+                       f"state, seeded {state['train_config'].seed})")
+    if clashes:
+        raise ConfigError(f"{start} keeps the saved model, tokenizer and batch sampler, so "
+                          f"{'; '.join(clashes)} cannot apply: drop the flag, or start a new "
+                          f"run without {start}")
+
+
+def _same_tokenizer(spec: str, tokenizer) -> bool:
+    """Whether ``--tokenizer spec`` names the tokenizer a checkpoint holds."""
+    from . import tokenizers
+    kind, _, size = spec.partition(":")
+    if spec == tokenizer.name:
+        return True
+    if kind in ("char", "bpe"):    # built from the corpus: the kind (and size) must agree
+        return tokenizer.name.startswith(kind + ":") and (
+            not size or (size.isdigit() and int(size) == tokenizer.vocab_size))
+    return tokenizers.get(spec).name == tokenizer.name
 
 
 def _check_resumable(config, saved, state, ckpt_dir, max_steps_given: bool):

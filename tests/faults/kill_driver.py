@@ -1,0 +1,124 @@
+"""Kill -9 a training run inside its checkpoint saves, again and again, and check after each
+kill that the run can still be sampled and resumed.  Run by test_faults_kill.py as
+
+    python kill_driver.py <work dir> <tries> <seed>      -> one JSON line of results
+
+A fresh process (so no threads of a test runner are forked) loads npgpt's kernels once, then
+forks one child per try. Each child resumes the run (npgpt train --resume, in process) with
+a checkpoint at every step; the parent waits until the child's save has begun (its
+temporary directory ``.checkpoint.tmp-<pid>`` appears), sleeps a random fraction of a save
+and sends SIGKILL. It then records which phase of the save the kill landed in, and checks
+in process that ``npgpt sample`` works and the checkpoint holds at least the step the last
+try left. The next child's ``--resume`` is the resume check; a final uninterrupted run checks
+that no temporary directory is left once a save completes.
+"""
+import contextlib
+import io
+import json
+import os
+import random
+import signal
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+
+from npgpt.cli import main  # noqa: E402
+from npgpt.errors import NpgptError  # noqa: E402
+from npgpt.io import TRAINER, load_json, resolve_checkpoint  # noqa: E402
+
+from tests.faults.conftest import TEXT, TINY  # noqa: E402
+
+
+def quiet(argv):
+    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()) as err:
+        code = main(argv)
+    return code, err.getvalue().strip()
+
+
+def phase(out: Path, pid: int) -> str:
+    """Where in save_checkpoint the kill landed, from what it left on disk."""
+    names = {p.name for p in out.iterdir()}
+    if f".checkpoint.tmp-{pid}" in names:
+        return "writing"                   # the new checkpoint half-written, the old in place
+    if ".checkpoint.previous" in names:
+        return "between renames" if "checkpoint" not in names else "removing the old"
+    return "outside a save"
+
+
+def saved_step(out: Path) -> int:
+    return load_json(resolve_checkpoint(out / "checkpoint") / TRAINER)["step"]
+
+
+def main_driver(work: Path, tries: int, seed: int) -> dict:
+    rng = random.Random(seed)
+    corpus = work / "corpus.txt"
+    corpus.write_text(TEXT, encoding="utf-8")
+    out = work / "run"
+    base = ["train", "--data", str(corpus), "--out", str(out), *TINY, "--threads", "1"]
+    code, err = quiet(base + ["--max-steps", "1"])        # also loads every kernel once
+    assert code == 0, err
+
+    # how long one save takes here: the span the kills are spread over
+    t = time.perf_counter()
+    code, err = quiet(base + ["--resume", "--max-steps", "6"])
+    assert code == 0, err
+    save_time = (time.perf_counter() - t) / 5
+
+    results = {"tries": 0, "phases": {}, "sample_failures": [], "resume_failures": [],
+               "lost_steps": [], "save_time_ms": round(1000 * save_time, 1)}
+    last = saved_step(out)
+    for _ in range(tries):
+        pid = os.fork()
+        if pid == 0:                                       # the child: resume and train on
+            code, _ = quiet(base + ["--resume", "--max-steps", str(last + 1000)])
+            os._exit(code)
+        tmp = out / f".checkpoint.tmp-{pid}"
+        saves_to_skip = rng.randrange(2)
+        deadline = time.monotonic() + 30
+        exited = None
+        while time.monotonic() < deadline:
+            if tmp.exists():
+                if saves_to_skip == 0:
+                    break
+                while tmp.exists():
+                    pass
+                saves_to_skip -= 1
+            done, status = os.waitpid(pid, os.WNOHANG)
+            if done:
+                exited = os.waitstatus_to_exitcode(status)
+                break
+        if exited is not None:                            # the child's --resume failed
+            results["resume_failures"].append(exited)
+            break
+        time.sleep(rng.uniform(0, 1.3 * save_time))
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+        results["tries"] += 1
+        where = phase(out, pid)
+        results["phases"][where] = results["phases"].get(where, 0) + 1
+        try:
+            step = saved_step(out)
+        except NpgptError as e:
+            results["lost_steps"].append(str(e))
+            break
+        if step < last:
+            results["lost_steps"].append(f"checkpoint went back from step {last} to {step}")
+        last = step
+        code, err = quiet(["sample", "--ckpt", str(out), "--max-new-tokens", "3", "--seed", "0"])
+        if code != 0:
+            results["sample_failures"].append(err)
+
+    code, err = quiet(base + ["--resume", "--max-steps", str(last + 2)])   # a clean finish
+    if code != 0:
+        results["resume_failures"].append(err)
+    results["left_over"] = sorted(p.name for p in out.iterdir() if p.name.startswith("."))
+    results["final_step"] = saved_step(out)
+    results["expected_final_step"] = last + 2
+    return results
+
+
+if __name__ == "__main__":
+    work, tries, seed = Path(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
+    print(json.dumps(main_driver(work, tries, seed)))
