@@ -96,7 +96,12 @@ def cmd_train(args) -> int:
     out = Path(args.out_dir or TrainConfig.out_dir)
     train_overrides = _given(args, TrainConfig)
     model_overrides = _given(args, GPTConfig, skip=_MODEL_FIELDS_NOT_FLAGS)
-    if args.resume and args.init_from:
+    for flag, value in (("--data", args.data), ("--resume", args.resume),
+                        ("--init-from", args.init_from)):
+        _nonempty(flag, value)
+    if args.resume is None:
+        config = TrainConfig(**train_overrides)    # refused before anything is written
+    if args.resume is not None and args.init_from is not None:
         raise ConfigError("--resume continues a run and --init-from starts a new one from "
                           "saved weights: give one of them")
     train_text, val_text = _load_texts(args.data)
@@ -114,11 +119,10 @@ def cmd_train(args) -> int:
         _check_resumable(config, saved, state, ckpt_dir, "max_steps" in train_overrides)
     elif args.init_from:
         model, tokenizer, _, _ = load_model(args.init_from)
-        config = TrainConfig(**train_overrides)
     else:
-        tokenizer = _make_tokenizer(args.tokenizer or "char", train_text, val_text, cache_dir)
-        config = TrainConfig(**train_overrides)
-        model_config = GPTConfig.preset(args.preset or "baby", **{
+        tokenizer = _make_tokenizer("char" if args.tokenizer is None else args.tokenizer,
+                                    train_text, val_text, cache_dir)
+        model_config = GPTConfig.preset("baby" if args.preset is None else args.preset, **{
             "vocab_size": tokenizer.vocab_size,
             "block_size": config.block_size,
             **model_overrides})
@@ -171,6 +175,12 @@ def _say():
     from .distributed import get_world
     w = get_world()
     return print if w is None or w.is_main else (lambda *a, **k: None)
+
+
+def _nonempty(flag, value):
+    """An empty path would silently mean the current directory (or the default)."""
+    if value is not None and not str(value).strip():
+        raise ConfigError(f"{flag}={value!r} is empty: expected a path")
 
 
 def _refuse_overridden(start, args, model_overrides, model, tokenizer, state):
@@ -254,6 +264,7 @@ def cmd_sample(args) -> int:
     import numpy as np
 
     from .generate import check_sampling, generate
+    _nonempty("--ckpt", args.ckpt)
     check_sampling(args.temperature, args.top_k, args.top_p, args.seed)
     for flag, value in (("--num-samples", args.num_samples),
                         ("--max-new-tokens", args.max_new_tokens)):

@@ -23,8 +23,16 @@ def _train(args):
     from .bytebpe import ByteBPE
     from .classic import ClassicBPE
     from .char import CharTokenizer
-    text = corpus_text(args.data)
+    from ..errors import ConfigError
+    if args.vocab_size < 1:
+        raise ConfigError(f"--vocab-size={args.vocab_size} must be a positive integer")
+    if args.pattern is not None and args.kind != "bpe":
+        raise ConfigError(f"--pattern applies to --kind bpe, not {args.kind}")
+    args.pattern = "gpt4" if args.pattern is None else args.pattern
     specials = args.special or []
+    if "" in specials:
+        raise ConfigError("--special '' is empty: a special token needs text")
+    text = corpus_text(args.data)
     start = time.perf_counter()
     if args.kind == "bpe":
         tok = ByteBPE.train(text, args.vocab_size, pattern=None if args.pattern == "none" else args.pattern,
@@ -59,6 +67,9 @@ def _encode(args):
 
 def _inspect(args):
     from . import get
+    if args.n < 1:
+        from ..errors import ConfigError
+        raise ConfigError(f"-n={args.n} must be a positive integer")
     tok = get(args.tokenizer)
     print(f"{tok.name}: {type(tok).__name__}, vocab {tok.vocab_size}, "
           f"special tokens {tok.special_tokens or 'none'}")
@@ -91,7 +102,8 @@ def add_tokenizer_parser(subparsers):
     t.add_argument("--vocab-size", type=int, default=4096,
                    help="vocabulary size (bpe) or number of merges (classic)")
     t.add_argument("--kind", choices=["bpe", "classic", "char"], default="bpe")
-    t.add_argument("--pattern", default="gpt4", help="pre-split: gpt4, gpt2, none or a regex")
+    t.add_argument("--pattern", default=None,
+                   help="pre-split: gpt4 (default), gpt2, none or a regex (--kind bpe)")
     t.add_argument("--special", action="append", help="a special token (repeatable)")
     t.add_argument("--out", required=True, help="where to write the tokenizer file")
     t.set_defaults(func=_guard(_train))

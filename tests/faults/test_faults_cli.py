@@ -1,0 +1,110 @@
+"""Every flag of every command given a value of the wrong type, a negative, zero, NaN and
+infinity: exit 2 with one line, or exit 0 only for the values the flag really accepts."""
+import argparse
+
+import pytest
+
+from npgpt.cli import build_parser, main
+
+from .conftest import TINY, run_cli
+
+BAD = ["x", "-1", "0", "nan", "inf", "-inf", "1e999", "2.5", ""]
+
+
+def _walk(parser, prefix=()):
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, child in action.choices.items():
+                yield from _walk(child, prefix + (name,))
+        elif action.option_strings and not isinstance(action, argparse._HelpAction):
+            yield prefix, action
+
+
+FLAGS = [(cmd, a.option_strings[0], isinstance(a, argparse.BooleanOptionalAction))
+         for cmd, a in _walk(build_parser()) if cmd and cmd != ("bench",)]
+
+# values a flag accepts among BAD (anything else must be refused); paths and free text
+# accept any non-empty string, counts and rates their valid zero
+ANY_TEXT = {"x", "-1", "0", "nan", "inf", "-inf", "1e999", "2.5"}
+ACCEPTS = {
+    ("train", "--out"): ANY_TEXT, ("train", "--seed"): {"0"},
+    ("train", "--warmup-steps"): {"0"}, ("train", "--weight-decay"): {"0", "2.5"},
+    ("train", "--grad-clip"): {"0", "2.5"}, ("train", "--dropout"): {"0"},
+    ("train", "--init-std"): {"0", "2.5"}, ("train", "--min-lr"): {"0"},
+    ("train", "--beta1"): {"0"}, ("train", "--beta2"): {"0"},
+    ("train", "--rope-theta"): {"2.5"}, ("train", "--norm-eps"): {"2.5"},
+    ("train", "--lr"): {"2.5"}, ("train", "--eps"): {"2.5"},
+    ("sample", "--prompt"): {"nan", "inf", ""}, ("sample", "--temperature"): {"0", "2.5"},
+    ("sample", "--seed"): {"0"},
+    ("params", "--dropout"): {"0"}, ("params", "--init-std"): {"0", "2.5"},
+    ("params", "--rope-theta"): {"2.5"}, ("params", "--norm-eps"): {"2.5"},
+    ("tokenizer", "train", "--pattern"): ANY_TEXT, ("tokenizer", "train", "--special"): ANY_TEXT,
+    ("tokenizer", "train", "--out"): ANY_TEXT,
+}
+
+
+def base_argv(cmd, corpus, trained, tmp_path):
+    """A cheap valid command line for ``cmd``, before the flag under test."""
+    if cmd == ("train",):
+        return ["train", "--data", corpus, "--out", tmp_path / "o", *TINY, "--max-steps", "1"]
+    if cmd == ("sample",):
+        return ["sample", "--ckpt", trained, "--max-new-tokens", "2"]
+    if cmd == ("params",):
+        return ["params", "--preset", "baby"]
+    if cmd == ("tokenizer", "train"):
+        return ["tokenizer", "train", "--data", corpus, "--kind", "char", "--out",
+                tmp_path / "t.json"]
+    if cmd == ("tokenizer", "encode"):
+        return ["tokenizer", "encode", "--tokenizer", "cl100k_base", "hi"]
+    if cmd == ("tokenizer", "inspect"):
+        return ["tokenizer", "inspect", "--tokenizer", trained / "checkpoint" / "tokenizer.json"]
+    if cmd == ("tokenizer",):
+        return ["tokenizer"]
+    raise AssertionError(cmd)
+
+
+CASES = [(cmd, flag, value) for cmd, flag, boolean in FLAGS
+         for value in (["x", ""] if boolean else BAD)]
+
+
+def test_every_command_is_covered():
+    commands = {cmd for cmd, _, _ in FLAGS}
+    assert {("train",), ("sample",), ("params",), ("tokenizer", "train"),
+            ("tokenizer", "encode"), ("tokenizer", "inspect")} <= commands
+    assert len(CASES) >= 400
+
+
+@pytest.mark.parametrize("cmd,flag,value", CASES,
+                         ids=[f"{' '.join(c)} {f}={v!r}" for c, f, v in CASES])
+def test_every_flag_with_a_bad_value(cmd, flag, value, corpus, trained, tmp_path, capsys,
+                                     monkeypatch):
+    monkeypatch.chdir(tmp_path)               # a path-like value lands here
+    argv = base_argv(cmd, corpus, trained, tmp_path)
+    if cmd == ("tokenizer",):
+        argv = ["tokenizer", f"{flag}={value}", "inspect", "--tokenizer",
+                trained / "checkpoint" / "tokenizer.json"]
+    else:
+        argv = argv + [f"{flag}={value}"]
+    code, err = run_cli(argv, capsys)
+    if value in ACCEPTS.get(cmd + (flag,), ()):
+        assert code in (0, 2)
+    else:
+        assert code == 2, f"{' '.join(map(str, argv))} exited {code}: a silent success"
+        assert err
+
+
+@pytest.mark.parametrize("where", ["before", "after"])
+@pytest.mark.parametrize("cmd", [("train",), ("sample",), ("params",), ("tokenizer", "encode")])
+def test_global_options_before_or_after_the_subcommand(cmd, where, corpus, trained, tmp_path,
+                                                       capsys):
+    argv = [str(a) for a in base_argv(cmd, corpus, trained, tmp_path)]
+    argv = ["--threads", "1", *argv] if where == "before" else [*argv, "--threads", "1"]
+    code, err = run_cli(argv, capsys)
+    assert code == 0, err
+
+
+def test_help_exits_0_and_argparse_errors_are_one_line(capsys):
+    assert main(["train", "--help"]) == 0
+    capsys.readouterr()
+    code, err = run_cli(["train", "--no-such-flag"], capsys)
+    assert code == 2 and "--no-such-flag" in err
