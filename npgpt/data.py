@@ -31,6 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .contract import checked
 from .errors import DataError
 from .io import atomic_write, cache_root
 
@@ -285,6 +286,7 @@ def default_cache_dir() -> Path:
     return cache_root() / "tokens"
 
 
+@checked
 def tokenize(text: str, tokenizer, cache_dir=None, name: str = "corpus") -> TokenData:
     """The token data of ``text``, from the disk cache when it was built before.
 
@@ -321,6 +323,7 @@ def check_length(data, block_size: int, what: str = "data") -> None:
                         f"a batch needs at least block_size + 1 = {block_size + 1} tokens")
 
 
+@checked
 def get_batch(data, batch_size: int, block_size: int, rng: np.random.Generator):
     """B random windows of the token data: ``x = data[i:i+T]``, ``y = data[i+1:i+T+1]``.
 
@@ -331,6 +334,8 @@ def get_batch(data, batch_size: int, block_size: int, rng: np.random.Generator):
     if batch_size < 1 or block_size < 1:
         raise DataError(f"batch_size={batch_size}, block_size={block_size}: both must be >= 1")
     tokens = data.tokens if isinstance(data, TokenData) else data
+    if getattr(tokens, "dtype", np.dtype(np.int64)).kind not in "iu":
+        raise DataError(f"token data of dtype {tokens.dtype}: expected integer ids")
     check_length(tokens, block_size)
     starts = rng.integers(0, len(tokens) - block_size, size=batch_size)
     window = tokens[starts[:, None] + np.arange(block_size + 1)].astype(np.int64)

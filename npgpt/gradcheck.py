@@ -91,6 +91,8 @@ def gradcheck(module: Module, *inputs, output: int = 0, eps: float = 1e-6, rtol:
     added to ``atol``; a wrong gradient misses by the size of the gradient itself.
     """
     forward_kwargs = forward_kwargs or {}
+    if not isinstance(module, Module):
+        raise GradcheckError(f"gradcheck checks an npgpt Module, got {type(module).__name__}")
     rng = np.random.default_rng(seed)
     params = ([(n, p) for n, p in module.named_parameters() if p.requires_grad]
               if check_params else [])

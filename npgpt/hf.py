@@ -44,6 +44,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .contract import checked
 from .errors import CheckpointError, ConfigError, TokenizerError
 from .io import atomic_directory, load_json, read_safetensors_header, save_json
 from .models.gpt import GPT, GPTConfig
@@ -356,6 +357,8 @@ def from_pretrained(path, dtype="float32", **overrides) -> GPT:
                tensors are converted on the way in.
     overrides  GPTConfig fields to change, e.g. ``dropout=0.1`` before fine-tuning.
     """
+    if not isinstance(path, (str, os.PathLike)):
+        raise CheckpointError(f"from_pretrained takes a directory path, got {type(path).__name__}")
     path = Path(path)
     if not (path / CONFIG).is_file():
         raise CheckpointError(f"{path} has no {CONFIG}: not a HuggingFace model directory")
@@ -404,6 +407,7 @@ def _write_safetensors(file: Path, model: GPT, entries: list[Entry]) -> None:
         os.fsync(f.fileno())
 
 
+@checked
 def save_pretrained(model: GPT, path, tokenizer=None) -> Path:
     """Write ``model`` as a HuggingFace directory: ``config.json`` + ``model.safetensors``,
     and ``tokenizer.json`` + ``tokenizer_config.json`` when ``tokenizer`` is given (see

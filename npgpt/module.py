@@ -19,7 +19,8 @@ from typing import Iterator
 
 import numpy as np
 
-from .errors import BackwardError, StateDictError
+from . import contract
+from .errors import BackwardError, InputError, StateDictError
 
 _GRAD_ENABLED = True
 
@@ -65,6 +66,9 @@ class Parameter:
 
     def __init__(self, data: np.ndarray, requires_grad: bool = True):
         self.data = np.ascontiguousarray(data)
+        if self.data.dtype.kind not in "biuf":
+            raise InputError(f"Parameter: data of dtype {self.data.dtype}, expected an array "
+                             "of numbers")
         # np.zeros, not zeros_like: the pages stay unmapped until a backward writes them, so
         # a model loaded only for inference never pays for its gradients
         self.grad = np.zeros(self.data.shape, self.data.dtype) if requires_grad else None
@@ -108,7 +112,16 @@ class Module:
     Sub-modules and parameters are found from the instance's public attributes, in the order
     they were assigned, which is what gives parameters their dotted names
     (``h.0.attn.c_attn.weight``). Attributes starting with ``_`` are private and never walked.
+
+    Every subclass's constructor, ``forward`` and ``backward`` are checked against the layer
+    contract where the values enter (see :mod:`npgpt.contract`): constructor arguments
+    against their annotations, forward inputs for being arrays of numbers, and the gradient
+    given to backward for ending with the shape of the last forward's output.
     """
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        contract.wrap(cls)
 
     def __init__(self, dtype=np.float32):
         self.dtype = np.dtype(dtype)

@@ -16,6 +16,7 @@ from typing import Iterable
 import numpy as np
 
 from . import kernels
+from .contract import checked
 from .errors import CheckpointError, ConfigError
 from .module import Parameter
 
@@ -49,8 +50,11 @@ class Optimizer:
     _state_names: tuple[str, ...] = ()
 
     def __init__(self, params, defaults: dict):
-        if defaults.get("lr", 0) < 0:
-            raise ConfigError(f"lr={defaults['lr']} must be >= 0")
+        for name in ("lr", "momentum", "weight_decay", "eps"):
+            value = defaults.get(name, 0)
+            if isinstance(value, bool) or not isinstance(value, (int, float, np.number)) \
+                    or not math.isfinite(value) or value < 0:
+                raise ConfigError(f"{name}={value!r} must be a finite number >= 0")
         self.param_groups = _as_groups(params, defaults)
         self.step_count = 0
         # per-parameter state arrays, allocated lazily on the first step
@@ -150,8 +154,12 @@ class Adam(Optimizer):
 
     def __init__(self, params, lr: float = 1e-3, betas=(0.9, 0.999), eps: float = 1e-8,
                  weight_decay: float = 0.0):
-        b1, b2 = betas
-        if not (0 <= b1 < 1 and 0 <= b2 < 1):
+        try:
+            b1, b2 = betas
+            ok = 0 <= b1 < 1 and 0 <= b2 < 1
+        except (TypeError, ValueError):
+            ok = False
+        if not ok:
             raise ConfigError(f"betas={betas} must each be in [0, 1)")
         super().__init__(params, dict(lr=lr, betas=(b1, b2), eps=eps, weight_decay=weight_decay))
 
@@ -200,12 +208,15 @@ def adamw_update(p, g, m, v, lr, b1, b2, eps, wd, t, decoupled=True):
     p -= dt(step_size) * (m / denom)
 
 
+@checked
 def clip_grad_norm(params: Iterable[Parameter], max_norm: float) -> float:
     """Scale all gradients so that their global 2-norm is at most ``max_norm``.
 
     Returns the norm before clipping (a non-finite norm is returned as it is, for the caller
     to act on).
     """
+    if max_norm < 0:
+        raise ConfigError(f"max_norm={max_norm} must be >= 0 (0 turns clipping off)")
     params = [p for p in params if p.requires_grad]
     total = math.sqrt(sum(float(np.vdot(p.grad, p.grad)) for p in params))
     if max_norm > 0 and math.isfinite(total) and total > max_norm:
@@ -215,9 +226,13 @@ def clip_grad_norm(params: Iterable[Parameter], max_norm: float) -> float:
     return total
 
 
+@checked
 def cosine_schedule(step: int, lr: float, min_lr: float, warmup_steps: int, max_steps: int) -> float:
     """Linear warmup to ``lr`` over ``warmup_steps``, then cosine decay to ``min_lr`` at
     ``max_steps`` (and ``min_lr`` after). ``step`` counts from 0."""
+    if step < 0 or warmup_steps < 0 or max_steps < 1:
+        raise ConfigError(f"step={step}, warmup_steps={warmup_steps} must be >= 0 and "
+                          f"max_steps={max_steps} >= 1")
     if step < warmup_steps:
         return lr * (step + 1) / warmup_steps
     if step >= max_steps:

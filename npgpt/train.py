@@ -137,7 +137,15 @@ class Trainer:
 
     def __init__(self, model, train_data, val_data, config: TrainConfig | None = None,
                  tokenizer=None, tokenizer_file=None):
-        self.config = config = config or TrainConfig()
+        self.config = config = TrainConfig() if config is None else config
+        if not isinstance(config, TrainConfig):
+            raise ConfigError(f"Trainer config is a {type(config).__name__}, expected a "
+                              "TrainConfig (TrainConfig(**d) builds one from a dict)")
+        for what, data in (("train_data", train_data), ("val_data", val_data)):
+            if data is not None and not isinstance(data, TokenData) and not (
+                    isinstance(data, np.ndarray) and data.ndim == 1 and data.dtype.kind in "iu"):
+                raise ConfigError(f"{what} is a {type(data).__name__}, expected token ids: a "
+                                  "TokenData or a 1-D integer array (npgpt.data.tokenize)")
         self.model = model
         if config.data_parallel == "on":
             DataParallel(model, 2)          # refuses a model it cannot split, before any step

@@ -9,6 +9,7 @@ import math
 import numpy as np
 
 from .. import kernels
+from ..contract import checked
 from ..errors import ConfigError
 from ..module import Module
 from .dropout import Dropout
@@ -63,6 +64,7 @@ class GELU(Module):
         return dy * (cdf + x * pdf)
 
 
+@checked
 def sigmoid(x: np.ndarray) -> np.ndarray:
     """1 / (1 + exp(-x)) without overflow: exp is only taken of -|x|."""
     e = np.exp(-np.abs(x))

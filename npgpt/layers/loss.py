@@ -4,10 +4,12 @@ from __future__ import annotations
 import numpy as np
 
 from .. import kernels
+from ..contract import checked
 from ..errors import InputError
 from ..module import Module
 
 
+@checked
 def softmax(x: np.ndarray, axis: int = -1) -> np.ndarray:
     """exp(x - max) / sum(exp(x - max)) along ``axis``.
 
@@ -18,6 +20,7 @@ def softmax(x: np.ndarray, axis: int = -1) -> np.ndarray:
     return e / np.sum(e, axis=axis, keepdims=True)
 
 
+@checked
 def log_softmax(x: np.ndarray, axis: int = -1) -> np.ndarray:
     """x - logsumexp(x) along ``axis``, computed as (x - max) - log(sum(exp(x - max)))."""
     shifted = x - np.max(x, axis=axis, keepdims=True)

@@ -7,10 +7,12 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..contract import checked
 from ..errors import InputError
 from ..module import Module
 
 
+@checked
 def sinusoidal_table(n_positions: int, dim: int, base: float = 10000.0,
                      dtype=np.float32) -> np.ndarray:
     """The fixed table PE: (n_positions, dim) with

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..contract import checked
 from ..errors import ConfigError, InputError
 from ..fields import above, at_least, check_fields, from_dict, in_range, one_of, positive
 from ..layers.attention import MultiHeadAttention
@@ -284,6 +285,7 @@ class GPT(Model):
     # a model knows neither, and nothing here imports them.
 
 
+@checked
 def count_params(config: GPTConfig) -> dict[str, int]:
     """Parameters per component of the model ``config`` describes, and the ``total``.
 
@@ -313,6 +315,7 @@ def count_params(config: GPTConfig) -> dict[str, int]:
     return parts
 
 
+@checked
 def params_formula(config: GPTConfig) -> int:
     """The closed form 12·C²·L + 13·C·L + V·C."""
     C, L, V = config.n_embd, config.n_layer, config.vocab_size

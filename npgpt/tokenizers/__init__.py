@@ -69,6 +69,9 @@ def get(name_or_path, text=None, **kwargs):
     (tiktoken, offline), ``"cl100k_base:bpe"`` (the same ranks in npgpt's ByteBPE),
     ``"gpt2"`` (GPT-2's files, optional package), ``"bpe:N"`` (a ByteBPE of vocab N trained on
     ``text``) or the path of a saved tokenizer."""
+    if not isinstance(name_or_path, (str, os.PathLike)):
+        raise TokenizerError(f"a tokenizer is named by a string or a path, got "
+                             f"{type(name_or_path).__name__} {name_or_path!r}")
     name = os.fspath(name_or_path)
     if name == "char":
         if text is None:

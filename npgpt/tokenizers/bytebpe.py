@@ -106,6 +106,8 @@ class ByteBPE(TiktokenMethods, Tokenizer):
         their text is cut out of the corpus before counting, so no merge spans one.
         Tie-breaking: highest count, then the smallest pair (a, b) (see bpe_train.py).
         """
+        if not isinstance(text, str):
+            raise TokenizerError(f"ByteBPE.train needs a str, got {type(text).__name__}")
         if isinstance(special_tokens, dict):
             names = list(special_tokens)
         else:

@@ -34,8 +34,8 @@ class CharTokenizer(JsonFileTokenizer):
     @classmethod
     def train(cls, text, special_tokens=None):
         """Build the vocabulary from every distinct character of ``text`` (sorted)."""
-        if not text:
-            raise TokenizerError("CharTokenizer.train needs a non-empty text")
+        if not text or not isinstance(text, str):
+            raise TokenizerError(f"CharTokenizer.train needs a non-empty str, got {text!r:.40}")
         return cls(sorted(set(text)), special_tokens)
 
     from_text = train

@@ -75,6 +75,11 @@ class ClassicBPE(JsonFileTokenizer):
     @classmethod
     def train(cls, text, num_merges, special_tokens=None, verbose=False):
         """Learn ``num_merges`` merges from ``text`` (a string, or a {word: count} dict)."""
+        if not isinstance(text, (str, dict)):
+            raise TokenizerError(f"ClassicBPE.train needs a str or a {{word: count}} dict, "
+                                 f"got {type(text).__name__}")
+        if isinstance(num_merges, bool) or not isinstance(num_merges, int) or num_merges < 0:
+            raise TokenizerError(f"num_merges={num_merges!r} must be an integer >= 0")
         counts = collections.Counter(text.split()) if isinstance(text, str) else dict(text)
         vocab = {tuple(w) + (EOW,): c for w, c in counts.items()}
         symbols = sorted({s for w in vocab for s in w})
