@@ -81,3 +81,47 @@ def load_model(path):
         raise ConfigError(f"{path / CONFIG}: vocab_size={config.vocab_size} is smaller than "
                           f"its tokenizer's {tokenizer.vocab_size} ids")
     return model, tokenizer, state, Path(path)
+
+
+# --- what a resumed (or --init-from) run may change ----------------------------------------
+
+def refuse_overridden(start: str, wanted: dict, tokenizer_spec, seed, model, tokenizer,
+                      state: dict) -> None:
+    """Settings that a loaded run decides (the model's fields in ``wanted``, the tokenizer
+    named ``tokenizer_spec``, and for a resume the batch sampler's ``seed``) are accepted
+    when they agree with it and refused when they do not, so none is silently ignored."""
+    clashes = [f"{k}={v!r} (the model has {getattr(model.config, k)!r})"
+               for k, v in wanted.items() if getattr(model.config, k) != v]
+    if tokenizer_spec is not None and tokenizer is not None \
+            and not same_tokenizer(tokenizer_spec, tokenizer):
+        clashes.append(f"--tokenizer {tokenizer_spec} (the model's is {tokenizer.name})")
+    if seed is not None and seed != state["train_config"].seed:
+        clashes.append(f"--seed {seed} (the batch sampler continues from the checkpoint's "
+                       f"state, seeded {state['train_config'].seed})")
+    if clashes:
+        raise ConfigError(f"{start} keeps the saved model, tokenizer and batch sampler, so "
+                          f"{'; '.join(clashes)} cannot apply: drop the flag, or start a new "
+                          f"run without {start}")
+
+
+def same_tokenizer(spec: str, tokenizer) -> bool:
+    """Whether ``--tokenizer spec`` names the tokenizer a checkpoint holds."""
+    kind, _, size = spec.partition(":")
+    if spec == tokenizer.name:
+        return True
+    if kind in ("char", "bpe"):    # built from the corpus: the kind (and size) must agree
+        return tokenizer.name.startswith(kind + ":") and (
+            not size or (size.isdigit() and int(size) == tokenizer.vocab_size))
+    return tokenizers.get(spec).name == tokenizer.name
+
+
+def check_resumable(config: TrainConfig, saved: TrainConfig, step: int, where,
+                    max_steps_given: bool) -> None:
+    """Refuse a resume that would train nothing (the run is at or past ``max_steps``)."""
+    if config.max_steps > step:
+        return
+    if config.max_steps != saved.max_steps or max_steps_given:
+        raise ConfigError(f"--max-steps={config.max_steps} is not beyond step {step}, where "
+                          f"{where} stands: nothing to train (give --max-steps > {step})")
+    raise ConfigError(f"the run in {where} is finished (step {step} of max_steps "
+                      f"{saved.max_steps}): nothing to train (give --max-steps > {step})")

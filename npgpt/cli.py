@@ -88,9 +88,9 @@ def _make_tokenizer(spec: str, train_text: str, val_text: str, cache_dir: Path):
 
 
 def cmd_train(args) -> int:
-    from .checkpoints import load_model
+    from .checkpoints import check_resumable, load_model, refuse_overridden
     from .data import tokenize
-    from .models import GPT, GPTConfig
+    from .models import GPT, PRESETS, GPTConfig
     from .train import Trainer, TrainConfig
 
     out = Path(args.out_dir or TrainConfig.out_dir)
@@ -116,7 +116,7 @@ def cmd_train(args) -> int:
                                   "resume: use --init-from")
         saved = state["train_config"]
         config = dataclasses.replace(saved, **train_overrides)
-        _check_resumable(config, saved, state, ckpt_dir, "max_steps" in train_overrides)
+        check_resumable(config, saved, state["step"], ckpt_dir, "max_steps" in train_overrides)
     elif args.init_from:
         model, tokenizer, _, _ = load_model(args.init_from)
     else:
@@ -128,8 +128,12 @@ def cmd_train(args) -> int:
             **model_overrides})
         model = GPT(model_config, seed=config.seed)
     if args.resume or args.init_from:
-        _refuse_overridden("--resume" if args.resume else "--init-from", args, model_overrides,
-                           model, tokenizer, state)
+        wanted = dict(model_overrides)
+        if args.preset is not None:
+            wanted = {**{k: v for k, v in PRESETS[args.preset].items()
+                         if k not in _MODEL_FIELDS_NOT_FLAGS}, **wanted}
+        refuse_overridden("--resume" if args.resume else "--init-from", wanted, args.tokenizer,
+                          args.seed if args.resume else None, model, tokenizer, state)
     if args.lora_rank is not None:
         from .cli_hf import apply_lora_flags
         apply_lora_flags(args, model, config.seed)
@@ -181,54 +185,6 @@ def _nonempty(flag, value):
     """An empty path would silently mean the current directory (or the default)."""
     if value is not None and not str(value).strip():
         raise ConfigError(f"{flag}={value!r} is empty: expected a path")
-
-
-def _refuse_overridden(start, args, model_overrides, model, tokenizer, state):
-    """Flags that the loaded run decides (model shape, preset, tokenizer, and for --resume
-    the seed of the batch sampler) are accepted when they agree with it and refused when
-    they do not, so that none is ever silently ignored."""
-    from .models import PRESETS
-    saved = model.config
-    wanted = dict(model_overrides)
-    if args.preset is not None:
-        wanted = {**{k: v for k, v in PRESETS[args.preset].items()
-                     if k not in _MODEL_FIELDS_NOT_FLAGS}, **wanted}
-    clashes = [f"{k}={v!r} (the model has {getattr(saved, k)!r})"
-               for k, v in wanted.items() if getattr(saved, k) != v]
-    if args.tokenizer is not None and tokenizer is not None \
-            and not _same_tokenizer(args.tokenizer, tokenizer):
-        clashes.append(f"--tokenizer {args.tokenizer} (the model's is {tokenizer.name})")
-    if start == "--resume" and args.seed is not None and args.seed != state["train_config"].seed:
-        clashes.append(f"--seed {args.seed} (the batch sampler continues from the checkpoint's "
-                       f"state, seeded {state['train_config'].seed})")
-    if clashes:
-        raise ConfigError(f"{start} keeps the saved model, tokenizer and batch sampler, so "
-                          f"{'; '.join(clashes)} cannot apply: drop the flag, or start a new "
-                          f"run without {start}")
-
-
-def _same_tokenizer(spec: str, tokenizer) -> bool:
-    """Whether ``--tokenizer spec`` names the tokenizer a checkpoint holds."""
-    from . import tokenizers
-    kind, _, size = spec.partition(":")
-    if spec == tokenizer.name:
-        return True
-    if kind in ("char", "bpe"):    # built from the corpus: the kind (and size) must agree
-        return tokenizer.name.startswith(kind + ":") and (
-            not size or (size.isdigit() and int(size) == tokenizer.vocab_size))
-    return tokenizers.get(spec).name == tokenizer.name
-
-
-def _check_resumable(config, saved, state, ckpt_dir, max_steps_given: bool):
-    """Refuse a resume that would train nothing (the run is at or past ``max_steps``)."""
-    step = state["step"]
-    if config.max_steps > step:
-        return
-    if config.max_steps != saved.max_steps or max_steps_given:
-        raise ConfigError(f"--max-steps={config.max_steps} is not beyond step {step}, where "
-                          f"{ckpt_dir} stands: nothing to train (give --max-steps > {step})")
-    raise ConfigError(f"the run in {ckpt_dir} is finished (step {step} of max_steps "
-                      f"{saved.max_steps}): nothing to train (give --max-steps > {step})")
 
 
 # --- loading models -------------------------------------------------------------------------

@@ -19,7 +19,6 @@ run resumed from step N continues bit for bit as if it had never stopped.
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 import time
 from dataclasses import dataclass
@@ -27,13 +26,12 @@ from pathlib import Path
 
 import numpy as np
 
-from . import __version__, distributed
+from . import __version__, distributed, metrics
 from .adapters import lora_config, save_adapter
 from .data import TokenData, check_length, get_batch, tokenizer_identity
 from .errors import CheckpointError, ConfigError, TrainingError
 from .fields import above, at_least, check_fields, from_dict, in_range, one_of, positive
-from .io import (TRAINER, atomic_write, load_checkpoint, load_json, resolve_checkpoint,
-                 save_checkpoint)
+from .io import TRAINER, load_checkpoint, load_json, resolve_checkpoint, save_checkpoint
 from .runtime.memory import retain_freed_memory
 from .module import no_grad
 from .optim import AdamW, clip_grad_norm, cosine_schedule
@@ -432,28 +430,16 @@ class Trainer:
         if not self.is_main:
             return
         try:
-            with open(self.metrics_path, "a", encoding="utf-8") as f:
-                f.write(json.dumps(record) + "\n")
+            metrics.append(self.metrics_path, record)
         except OSError as e:          # (a full disk names no file by itself)
             raise TrainingError(f"cannot write {self.metrics_path}: {e.strerror or e}; "
                                 f"{self._kept_checkpoint()}") from None
 
     def _trim_metrics(self):
         """Keep the metrics lines up to the current step (a resumed run rewrites the rest)."""
-        if not self.is_main or not self.metrics_path.exists():
+        if not self.is_main:
             return
-        kept = []
-        for line in self.metrics_path.read_text(encoding="utf-8").splitlines():
-            try:
-                record = json.loads(line)
-            except ValueError:
-                continue
-            if isinstance(record, dict) and record.get("step", 0) <= self.step:
-                kept.append(record)
-        if self.step == 0:
-            kept = []
-        atomic_write(self.metrics_path, "".join(json.dumps(r) + "\n" for r in kept))
-        self.history = kept
+        self.history = metrics.trim(self.metrics_path, self.step)
 
     def _progress_bar(self, until: int):
         if not self.config.progress or not self.is_main:
@@ -463,28 +449,6 @@ class Trainer:
 
     def _plot(self):
         """Loss curves to ``out_dir/loss.png`` (skipped without matplotlib or data)."""
-        if not self.config.plot or not self.history or not self.is_main:
-            return None
-        try:
-            from matplotlib.backends.backend_agg import FigureCanvasAgg
-            from matplotlib.figure import Figure
-        except ImportError:
-            return None
-        fig = Figure(figsize=(7, 4.5))
-        FigureCanvasAgg(fig)
-        ax = fig.add_subplot()
-        for key, style in (("loss", {"alpha": 0.5, "lw": 1}), ("train_loss", {"marker": "o"}),
-                           ("val_loss", {"marker": "o"})):
-            points = [(r["step"], r[key]) for r in self.history if key in r]
-            if points:
-                ax.plot(*zip(*points), label=key.replace("_", " "), **style)
-        ax.set_xlabel("step")
-        ax.set_ylabel("cross-entropy (nats per token)")
-        ax.grid(alpha=0.3)
-        ax.legend()
-        path = self.out_dir / "loss.png"
-        try:
-            fig.savefig(path, dpi=100)
-        except OSError as e:
-            raise TrainingError(f"cannot write {path}: {e.strerror or e}") from None
-        return path
+        if self.config.plot and self.history and self.is_main:
+            return metrics.plot_losses(self.history, self.out_dir / "loss.png")
+        return None
