@@ -252,12 +252,6 @@ class GPT(Model):
 
     def _logits_backward(self, dlogits):
         (x,) = self.saved()
-        want = x.shape[:-1] + (self.config.vocab_size,)
-        if not isinstance(dlogits, np.ndarray) or dlogits.shape != want \
-                or dlogits.dtype.kind != "f":
-            raise InputError(f"dlogits must be a float array of the last forward's logits "
-                             f"shape {want}; got {type(dlogits).__name__} of shape "
-                             f"{np.shape(dlogits)} dtype {getattr(dlogits, 'dtype', None)}")
         dx = self._head_backward(dlogits, x)
         if self.config.prenorm:
             dx = self.ln_f.backward(dx)
