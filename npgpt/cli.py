@@ -115,6 +115,11 @@ def cmd_train(args) -> int:
             raise CheckpointError(f"{ckpt_dir} is a HuggingFace model, not a training run to "
                                   "resume: use --init-from")
         saved = state["train_config"]
+        if "out_dir" not in train_overrides:   # write where the checkpoint is, not where
+            if ckpt_dir.name not in ("checkpoint", ".checkpoint.previous"):   # it once was
+                raise ConfigError(f"{ckpt_dir} is not inside a run's output directory: give "
+                                  "--out for the resumed run to write to")
+            train_overrides["out_dir"] = str(ckpt_dir.parent)
         config = dataclasses.replace(saved, **train_overrides)
         check_resumable(config, saved, state["step"], ckpt_dir, "max_steps" in train_overrides)
     elif args.init_from:
@@ -139,6 +144,7 @@ def cmd_train(args) -> int:
         apply_lora_flags(args, model, config.seed)
     if tokenizer is None:
         raise CheckpointError("the checkpoint has no tokenizer file to encode the data with")
+    cache_dir = Path(config.out_dir) / "cache"
     train_data = tokenize(train_text, tokenizer, cache_dir=cache_dir, name="train")
     val_data = tokenize(val_text, tokenizer, cache_dir=cache_dir, name="val") if val_text else None
     if args.resume:

@@ -92,7 +92,7 @@ def test_a_crash_between_the_two_renames_still_finds_the_previous_checkpoint(tmp
         real_rename(src, dst)
 
     monkeypatch.setattr(io.os, "rename", crash_on_second_rename)
-    with pytest.raises(OSError):
+    with pytest.raises(CheckpointError, match="power cut; the previous checkpoint is kept"):
         _save(tmp_path / "ckpt", rng, scale=2.0)
     monkeypatch.undo()
     assert not (tmp_path / "ckpt").exists()

@@ -121,3 +121,15 @@ def test_sample_refuses_settings_that_would_print_nothing_or_garbage(trained, ca
                                                                      named):
     code, err = run_cli(["sample", "--ckpt", trained, *flags], capsys)
     assert code == 2 and named in err
+
+
+def test_resuming_a_copied_run_writes_to_the_copy(run, trained, corpus, capsys):
+    """trainer.json records the out_dir of the original run; a copy resumed by its path
+    must write into the copy, never over the original's checkpoint."""
+    before = (trained / "checkpoint" / "model.safetensors").read_bytes()
+    code, err = run_cli(["train", "--data", corpus, "--resume", run, "--max-steps", "3",
+                         "--no-progress", "--no-plot"], capsys)
+    assert code == 0, err
+    assert step_of(run) == 3
+    assert (trained / "checkpoint" / "model.safetensors").read_bytes() == before
+    assert step_of(trained) == 2
