@@ -274,7 +274,7 @@ def _previous(path: Path) -> Path:
 
 
 def save_checkpoint(path, config: dict, model_state: dict, optimizer_state: dict,
-                    trainer_state: dict, tokenizer_file=None) -> Path:
+                    trainer_state: dict, tokenizer_file=None, tokenizer=None) -> Path:
     """Write a checkpoint directory at ``path``, replacing any checkpoint there only once the
     new one is complete.
 
@@ -284,6 +284,8 @@ def save_checkpoint(path, config: dict, model_state: dict, optimizer_state: dict
     them leaves it at ``.<name>.previous``, where :func:`load_checkpoint` finds it.
     A NaN or infinity in any tensor is refused before anything is written: such a model
     must never replace a good checkpoint (and would be refused at load).
+    The tokenizer goes in as ``tokenizer_file`` (copied) or ``tokenizer`` (an object whose
+    ``save(path)`` writes it as ``tokenizer.json``).
     """
     for where, tensors in (("model", model_state), ("optimizer", optimizer_state)):
         for name, value in tensors.items():
@@ -302,6 +304,8 @@ def save_checkpoint(path, config: dict, model_state: dict, optimizer_state: dict
                 except OSError as e:
                     raise CheckpointError(f"cannot copy tokenizer file {source}: "
                                           f"{e.strerror or e}") from None
+            elif tokenizer is not None:   # written inside the temporary directory, so a
+                tokenizer.save(tmp / "tokenizer.json")   # crash leaves no stray file
             save_json(tmp / TRAINER, trainer_state)  # last: its presence marks a whole save
     except OSError as e:     # a full disk, a read-only directory: the old checkpoint stands
         kept = "the previous checkpoint is kept" if _readable(path) else "nothing saved"

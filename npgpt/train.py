@@ -354,9 +354,8 @@ class Trainer:
         if not self.is_main:
             return Path(path)
         tokenizer_file = self.tokenizer_file
-        if tokenizer_file is None and callable(getattr(self.tokenizer, "save", None)):
-            tokenizer_file = self.out_dir / "tokenizer.json"
-            self.tokenizer.save(tokenizer_file)
+        tokenizer = self.tokenizer if tokenizer_file is None \
+            and callable(getattr(self.tokenizer, "save", None)) else None
         trainer_state = {
             "step": self.step,
             "sampler_rng": self.rng.bit_generator.state,   # = the position in the data
@@ -372,7 +371,7 @@ class Trainer:
         if lora is not None:               # the model is rebuilt with these adapters on resume
             trainer_state["lora"] = lora.to_dict()
         return save_checkpoint(path, _model_config(self.model), self.model.state_dict(),
-                               optimizer_state, trainer_state, tokenizer_file)
+                               optimizer_state, trainer_state, tokenizer_file, tokenizer)
 
     @staticmethod
     def _data_info(data):
