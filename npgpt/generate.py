@@ -62,10 +62,9 @@ def filter_logits(logits: np.ndarray, top_k: int | None = None, top_p: float | N
         raise InputError(f"logits must be a (B, V) float array; got shape {logits.shape} "
                          f"dtype {logits.dtype}")
     V = logits.shape[-1]
-    if top_k is not None:
-        if top_k < V:
-            kth = np.partition(logits, V - top_k, axis=-1)[:, V - top_k][:, None]
-            logits[logits < kth] = -np.inf
+    if top_k is not None and top_k < V:
+        kth = np.partition(logits, V - top_k, axis=-1)[:, V - top_k][:, None]
+        logits[logits < kth] = -np.inf
     if top_p is not None:
         order = np.argsort(-logits, axis=-1, kind="stable")
         sorted_logits = np.take_along_axis(logits, order, axis=-1)

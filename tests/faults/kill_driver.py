@@ -24,11 +24,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from npgpt.cli import main  # noqa: E402
-from npgpt.errors import NpgptError  # noqa: E402
-from npgpt.io import TRAINER, load_json, resolve_checkpoint  # noqa: E402
-
-from tests.faults.conftest import TEXT, TINY  # noqa: E402
+from npgpt.cli import main
+from npgpt.errors import NpgptError
+from npgpt.io import TRAINER, load_json, resolve_checkpoint
+from tests.faults.conftest import TEXT, TINY
 
 
 def quiet(argv):

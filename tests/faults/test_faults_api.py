@@ -5,7 +5,6 @@ success). The entry points are found, not listed by hand: every class and functi
 functions of generate, train, io, optim and data. A new export without cases here fails
 ``test_every_entry_point_has_cases``."""
 import importlib
-import inspect
 
 import numpy as np
 import pytest
@@ -161,6 +160,13 @@ def _cases():
     def gpt():
         return models.GPT(models.GPTConfig(vocab_size=V, block_size=8, n_layer=1, n_head=H,
                                            n_embd=C))
+    def backward_after_forward(m, dlogits):
+        m.forward(ids(1, 2))
+        m.backward(dlogits)
+
+    def load_as(m, dtype):
+        m.load_state_dict({k: v.astype(dtype) for k, v in m.state_dict().items()})
+
     G = "npgpt.GPT"
     cases += [(G, "T = 0", lambda: gpt().forward(np.zeros((1, 0), int))),
               (G, "B = 0", lambda: gpt().forward(np.zeros((0, 2), int))),
@@ -171,14 +177,13 @@ def _cases():
               (G, "targets mis-shaped", lambda: gpt().forward(ids(1, 2), ids(1, 3))),
               (G, "backward before forward", lambda: gpt().backward()),
               (G, "backward with mis-shaped dlogits",
-               lambda: (lambda m: (m.forward(ids(1, 2)), m.backward(f32(1, 3, V))))(gpt())),
+               lambda: backward_after_forward(gpt(), f32(1, 3, V))),
               (G, "backward with integer dlogits",
-               lambda: (lambda m: (m.forward(ids(1, 2)), m.backward(np.zeros((1, 2, V), int))))(gpt())),
+               lambda: backward_after_forward(gpt(), np.zeros((1, 2, V), int))),
               (G, "backward with a list",
-               lambda: (lambda m: (m.forward(ids(1, 2)), m.backward([1.0])))(gpt())),
+               lambda: backward_after_forward(gpt(), [1.0])),
               (G, "load_state_dict of a list", lambda: gpt().load_state_dict([1, 2])),
-              (G, "load_state_dict of int32 weights", lambda: (lambda m: m.load_state_dict(
-                  {k: v.astype(np.int32) for k, v in m.state_dict().items()}))(gpt())),
+              (G, "load_state_dict of int32 weights", lambda: load_as(gpt(), np.int32)),
               (G, "load_state_dict with a missing key", lambda: gpt().load_state_dict({})),
               (G, "generate(top_k=2.5)", lambda: gpt().generate(ids(1, 2), 2, top_k=2.5)),
               (G, "generate(temperature=nan)",
@@ -240,7 +245,8 @@ def _cases():
                lambda: tokenizers.TiktokenTokenizer("p50k_nope"))]
 
     # generate, train, io, optim, data
-    from npgpt import data, generate as gen, io, optim, train
+    from npgpt import data, io, optim, train
+    from npgpt import generate as gen
     logits = f32(2, V)
     cases += [("npgpt.generate.generate", "prompt a string", lambda: gen.generate(gpt(), "hi", 2)),
               ("npgpt.generate.generate", "ragged prompt", lambda: gen.generate(gpt(), [[1], [1, 2]], 2)),
@@ -314,7 +320,7 @@ def test_bad_arguments_raise_npgpt_errors(name, label, call):
         call()
     except NpgptError as e:
         assert str(e) and "\n" not in str(e).strip()
-    except Exception as e:     # a raw error from inside: the fault this campaign looks for
+    except Exception as e:  # noqa: BLE001 (a raw error from inside: what the campaign seeks)
         pytest.fail(f"{name} {label}: {type(e).__name__}: {e}")
     else:
         pytest.fail(f"{name} {label}: accepted silently")
