@@ -176,7 +176,7 @@ def cmd_train(args) -> int:
                         for k, v in (result or {}).items())
     saved_at = f"checkpoint in {trainer.checkpoint_dir}" if config.save_checkpoints \
         else "no checkpoint written (--no-save-checkpoints)"
-    say(f"done at step {trainer.step}: {summary}; {saved_at}")
+    say(f"done: {summary}; {saved_at}")
     return 0
 
 
