@@ -33,7 +33,7 @@ ACCEPTS = {
     ("train", "--init-std"): {"0", "2.5"}, ("train", "--min-lr"): {"0"},
     ("train", "--beta1"): {"0"}, ("train", "--beta2"): {"0"},
     ("train", "--rope-theta"): {"2.5"}, ("train", "--norm-eps"): {"2.5"},
-    ("train", "--lr"): {"2.5"}, ("train", "--eps"): {"2.5"},
+    ("train", "--lr"): {"2.5"}, ("train", "--zero"): {"0"}, ("train", "--eps"): {"2.5"},
     ("sample", "--prompt"): {"nan", "inf", ""}, ("sample", "--temperature"): {"0", "2.5"},
     ("sample", "--seed"): {"0"},
     ("params", "--dropout"): {"0"}, ("params", "--init-std"): {"0", "2.5"},
@@ -67,6 +67,15 @@ CASES = [(cmd, flag, value) for cmd, flag, boolean in FLAGS
          for value in (["x", ""] if boolean else BAD)]
 
 
+@pytest.fixture
+def restore_threads():
+    """--threads sets the process's thread counts: put them back for the tests after."""
+    from npgpt.runtime.threads import get_num_threads, set_num_threads
+    before = get_num_threads()["numba"]
+    yield
+    set_num_threads(before)
+
+
 def test_every_command_is_covered():
     commands = {cmd for cmd, _, _ in FLAGS}
     assert {("train",), ("sample",), ("params",), ("tokenizer", "train"),
@@ -96,7 +105,7 @@ def test_every_flag_with_a_bad_value(cmd, flag, value, corpus, trained, tmp_path
 @pytest.mark.parametrize("where", ["before", "after"])
 @pytest.mark.parametrize("cmd", [("train",), ("sample",), ("params",), ("tokenizer", "encode")])
 def test_global_options_before_or_after_the_subcommand(cmd, where, corpus, trained, tmp_path,
-                                                       capsys):
+                                                       capsys, restore_threads):
     argv = [str(a) for a in base_argv(cmd, corpus, trained, tmp_path)]
     argv = ["--threads", "1", *argv] if where == "before" else [*argv, "--threads", "1"]
     code, err = run_cli(argv, capsys)
