@@ -139,6 +139,12 @@ def cmd_train(args) -> int:
                          if k not in _MODEL_FIELDS_NOT_FLAGS}, **wanted}
         refuse_overridden("--resume" if args.resume else "--init-from", wanted, args.tokenizer,
                           args.seed if args.resume else None, model, tokenizer, state)
+    lora_flags = [flag for flag, given in (("--lora-alpha", args.lora_alpha is not None),
+                                           ("--lora-targets", args.lora_targets is not None),
+                                           ("--lora-dropout", args.lora_dropout != 0.0)) if given]
+    if args.lora_rank is None and lora_flags:      # they would be silently ignored
+        raise ConfigError(f"{', '.join(lora_flags)} given without --lora-rank: no adapters "
+                          "are trained without a rank")
     if args.lora_rank is not None:
         from .cli_hf import apply_lora_flags
         apply_lora_flags(args, model, config.seed)

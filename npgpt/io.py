@@ -334,8 +334,8 @@ def resolve_checkpoint(path) -> Path:
     for candidate in (path, path / "checkpoint"):
         if (candidate / TRAINER).is_file():
             return candidate
-        previous = _previous(candidate)
-        if not candidate.exists() and (previous / TRAINER).is_file():
+        previous = _previous(candidate) if candidate.name else None     # ("." has no name)
+        if previous is not None and not candidate.exists() and (previous / TRAINER).is_file():
             return previous          # a save was interrupted between its two renames
     if (path / CONFIG).is_file():
         return path                  # a HuggingFace directory, or an incomplete checkpoint

@@ -12,6 +12,7 @@ flattened), hs head size.
 """
 from __future__ import annotations
 
+from ..contract import checked
 from .registry import BACKENDS, KERNELS, VARIANTS, get_backend, kernel, set_backend, use
 
 
@@ -45,7 +46,8 @@ def gelu_tanh_backward(dy, x):
     return kernel("gelu_tanh_backward")(dy, x)
 
 
-def erf(x):
+@checked
+def erf(x: np.ndarray):
     """The error function, elementwise, in x's floating dtype (integers give float64)."""
     return kernel("erf")(x)
 

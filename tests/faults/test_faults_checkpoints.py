@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from npgpt.models import GPTConfig
 from npgpt.train import TrainConfig
-from npgpt.trainer_state import TRAINER_FIELDS
+from npgpt.trainer_state import OPTIONAL, TRAINER_FIELDS
 
 from .conftest import TINY, run_cli
 
@@ -212,6 +212,7 @@ TRAINER_VALUES = {
     "model_rngs": [{}, [1], "x"], "best_val_loss": ["low", [1.0], True],
     "tokenizer": ["char", {"name": 3}, {"name": "char", "vocab_size": -1}],
     "data": ["x", {"train": 3}], "train_config": ["x", [], None], "npgpt_version": [1, None],
+    "lora": ["x", 3, {"r": "eight"}, {"nope": 1}],
 }
 
 
@@ -280,7 +281,7 @@ def test_every_train_config_field_wrong_is_refused(run, corpus, capsys, field, l
 
 
 TRAINER_CASES = [(k, v) for k, values in TRAINER_VALUES.items() for v in values] + [
-    (k, "removed") for k in TRAINER_FIELDS] + [("unknown_key", 1)]
+    (k, "removed") for k in TRAINER_FIELDS if k not in OPTIONAL] + [("unknown_key", 1)]
 
 
 @pytest.mark.parametrize("field,bad", TRAINER_CASES,

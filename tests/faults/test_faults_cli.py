@@ -33,7 +33,7 @@ ACCEPTS = {
     ("train", "--init-std"): {"0", "2.5"}, ("train", "--min-lr"): {"0"},
     ("train", "--beta1"): {"0"}, ("train", "--beta2"): {"0"},
     ("train", "--rope-theta"): {"2.5"}, ("train", "--norm-eps"): {"2.5"},
-    ("train", "--lr"): {"2.5"}, ("train", "--zero"): {"0"}, ("train", "--eps"): {"2.5"},
+    ("train", "--lr"): {"2.5"}, ("train", "--lora-dropout"): {"0"}, ("train", "--zero"): {"0"}, ("train", "--eps"): {"2.5"},
     ("sample", "--prompt"): {"nan", "inf", ""}, ("sample", "--temperature"): {"0", "2.5"},
     ("sample", "--seed"): {"0"},
     ("params", "--dropout"): {"0"}, ("params", "--init-std"): {"0", "2.5"},
@@ -60,6 +60,14 @@ def base_argv(cmd, corpus, trained, tmp_path):
         return ["tokenizer", "inspect", "--tokenizer", trained / "checkpoint" / "tokenizer.json"]
     if cmd == ("tokenizer",):
         return ["tokenizer"]
+    if cmd == ("lora",):
+        return ["lora"]
+    if cmd == ("eval",):
+        return ["eval", "--ckpt", trained, "--data", corpus]
+    if cmd == ("export",):
+        return ["export", trained, tmp_path / "hf"]
+    if cmd == ("lora", "merge"):     # (no adapter here: only bad flag values are tried)
+        return ["lora", "merge", tmp_path / "base", tmp_path / "adapter", tmp_path / "merged"]
     raise AssertionError(cmd)
 
 
@@ -92,6 +100,9 @@ def test_every_flag_with_a_bad_value(cmd, flag, value, corpus, trained, tmp_path
     if cmd == ("tokenizer",):
         argv = ["tokenizer", f"{flag}={value}", "inspect", "--tokenizer",
                 trained / "checkpoint" / "tokenizer.json"]
+    elif cmd == ("lora",):
+        argv = ["lora", f"{flag}={value}", *base_argv(("lora", "merge"), corpus, trained,
+                                                        tmp_path)[1:]]
     else:
         argv = argv + [f"{flag}={value}"]
     code, err = run_cli(argv, capsys)
