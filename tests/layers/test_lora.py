@@ -100,5 +100,5 @@ def test_dropout_masks_only_the_adapter_input(rng):
 
 
 def test_rank_must_be_positive():
-    with pytest.raises(ConfigError, match="rank"):
+    with pytest.raises(ConfigError, match=r"rank|r=0 must be a positive integer"):
         LoRALinear.wrap(Linear(3, 3), r=0, alpha=1)
