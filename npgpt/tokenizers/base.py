@@ -32,6 +32,20 @@ from ..errors import TokenizerError
 from ..io import atomic_write, cache_root
 
 
+def token_ids(ids, vocab_size) -> list:
+    """``ids`` (a list, tuple or 1-D array of integers) as a list of ints in 0..vocab_size-1,
+    or TokenizerError naming the first id that is not one (1.7, True, "a")."""
+    if hasattr(ids, "tolist") and getattr(ids, "ndim", 1) == 1:
+        ids = ids.tolist()
+    if not isinstance(ids, (list, tuple)):
+        raise TokenizerError(f"decode expects a sequence of token ids, got {type(ids).__name__}")
+    for i in ids:
+        if type(i) is not int and not isinstance(i, np.integer) or not 0 <= i < vocab_size:
+            raise TokenizerError(f"token id {i!r} is outside the vocabulary "
+                                 f"(integer ids 0..{vocab_size - 1})")   # 1.7, True, "a"
+    return [int(i) for i in ids]
+
+
 def cache_dir():
     """Where derived tokenizer data is cached: ``tokenizers/`` under ``io.cache_root()``."""
     return os.fspath(cache_root() / "tokenizers")

@@ -7,7 +7,7 @@ Characters never seen at training time have no id: ``encode`` raises TokenizerEr
 the first one (and its code point) instead of silently dropping or mapping it.
 """
 from ..errors import TokenizerError
-from .base import JsonFileTokenizer
+from .base import JsonFileTokenizer, token_ids
 
 MAGIC = "npgpt-char"
 

@@ -19,7 +19,7 @@ pairs after every merge like the paper; ByteBPE is the fast one.
 import collections
 
 from ..errors import TokenizerError
-from .base import JsonFileTokenizer
+from .base import JsonFileTokenizer, token_ids
 
 EOW = "</w>"
 MAGIC = "npgpt-classicbpe"

@@ -5,7 +5,7 @@ namespace package (``tiktoken_ext/data/cl100k_base.tiktoken``), checked against 
 SHA-256, and parsed here; the encoding is then built directly with ``tiktoken.Encoding``.
 """
 from ..errors import TokenizerError
-from .base import Tokenizer
+from .base import Tokenizer, token_ids
 from .ranks import offline_encoding_spec
 
 def tiktoken_encoding(name="cl100k_base"):
