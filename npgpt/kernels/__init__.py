@@ -12,6 +12,8 @@ flattened), hs head size.
 """
 from __future__ import annotations
 
+import numpy as np
+
 from ..contract import checked
 from .registry import BACKENDS, KERNELS, VARIANTS, get_backend, kernel, set_backend, use
 

@@ -1,0 +1,66 @@
+"""TrainConfig: every setting of a training run, checked where it enters (the flags, the API,
+trainer.json), for :class:`npgpt.train.Trainer`."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .errors import ConfigError
+from .fields import above, at_least, check_fields, from_dict, in_range, one_of, positive
+from .runtime.parallel import MODES
+
+
+@dataclass
+class TrainConfig:
+    """Every setting of a training run; the ``npgpt train`` flags are built from these fields.
+
+    Defaults are the baby char-level Shakespeare run (nanoGPT's CPU recipe).
+    """
+
+    batch_size: int = 12          # B: sequences per micro-batch
+    block_size: int = 64          # T: tokens per training window (<= the model's block_size)
+    max_steps: int = 2000         # optimizer steps of the whole run
+    lr: float = 1e-3              # peak learning rate, reached after warmup
+    min_lr: float = 1e-4          # learning rate at the end of the cosine decay
+    warmup_steps: int = 100       # steps of linear warmup from lr / warmup_steps to lr
+    weight_decay: float = 0.1     # AdamW decoupled decay on weight matrices only
+    beta1: float = 0.9            # AdamW first-moment decay
+    beta2: float = 0.99           # AdamW second-moment decay (0.99 suits small batches)
+    eps: float = 1e-8             # AdamW denominator epsilon
+    grad_clip: float = 1.0        # largest global gradient norm; 0 turns clipping off
+    grad_accum: int = 1           # micro-batches per optimizer step (effective batch B * this)
+    eval_interval: int = 250      # evaluate and checkpoint every this many steps, and at the end
+    eval_steps: int = 20          # batches per split averaged by an evaluation
+    log_interval: int = 10        # write a metrics line (and refresh the progress bar) this often
+    seed: int = 1337              # seeds the batch sampler
+    out_dir: str = "out"          # where checkpoint/, metrics.jsonl and loss.png go
+    save_checkpoints: bool = True  # write out_dir/checkpoint at each evaluation
+    progress: bool = True         # show a tqdm progress bar
+    plot: bool = True             # write out_dir/loss.png (needs matplotlib)
+    data_parallel: str = "auto"   # split each batch across threads (npgpt.runtime.parallel): on, off,
+    #                               or auto: when every thread gets >= n_embd token rows
+    zero: int = 0                 # under mpiexec: 1 shards the AdamW moments across the ranks
+    #                               (ZeRO-1, npgpt.distributed.zero); 0 keeps them on every rank
+
+    def __post_init__(self):
+        check_fields(self, _TRAIN_RULES)
+        if self.min_lr > self.lr:
+            raise ConfigError(f"min_lr={self.min_lr} is larger than lr={self.lr}")
+
+    @classmethod
+    def from_dict(cls, d: dict, source=None, required: bool = False) -> TrainConfig:
+        """From a file's dict (trainer.json's ``train_config``), naming ``source``."""
+        return from_dict(cls, d, None if source is None else str(source), required)
+
+
+# what each TrainConfig field may hold (the type comes from the annotation; npgpt.fields)
+_TRAIN_RULES = {
+    **{name: positive for name in ("batch_size", "block_size", "max_steps", "grad_accum",
+                                   "eval_interval", "eval_steps", "log_interval")},
+    "warmup_steps": at_least(0), "seed": at_least(0),
+    **{name: at_least(0) for name in ("lr", "min_lr", "weight_decay", "grad_clip")},
+    "eps": above(0),
+    "beta1": in_range(0, 1, hi_open=True), "beta2": in_range(0, 1, hi_open=True),
+    "out_dir": (lambda v: v != "", "a non-empty path"),
+    "data_parallel": one_of(*MODES),
+    "zero": one_of(0, 1),           # the ZeRO stage
+}
