@@ -1,16 +1,29 @@
 """numba kernels of the BPE trainer (see bpe_train.py for the algorithm).
 
 Imported only when training starts, never at ``import npgpt``; compiled once and cached on
-disk (``cache=True``).  The pair counts and the heads of the position lists live in one
-open-addressing table of arrays (``keys``, ``count``, ``head``) rather than numba typed
-dicts, whose machinery takes far longer to load in a fresh process than the training itself
-on a small corpus.  The table is sized once for every pair a run can create (at most one per
-pool entry), so it never grows; a pair merged away keeps its slot with count 0.
+disk (``cache=True``).  A cold compile is what a user's first ``npgpt tokenizer train`` pays,
+so the kernels stay few and plain: every array int64 (one signature per kernel), no typed
+containers, no ``np.sort`` / ``np.unique`` and no array-to-slice copies (each pulls in a
+large library to compile), every buffer sized once for the whole run.
+
+- The pair counts and the heads of the position lists live in one open-addressing table of
+  arrays (``keys``, ``count``, ``head``), sized for every pair a run can create (at most one
+  per pool entry), so it never grows; a pair merged away keeps its slot with count 0.
+- The heap of (count, key) never grows either: it starts with one entry per pair, and each
+  merged occurrence (at most N - 1 of them in a run) pushes at most four.
+- A merge of (a, b) with a != b visits its positions in any order (two occurrences cannot
+  overlap).  For a == a it walks each run of a's from its left end, so "a a a" -> "(aa) a",
+  the left-to-right rule, without sorting the positions.
+- The pairs a merge touched are gathered once each (``mark`` holds the id of the merge that
+  last touched a slot) and pushed with their final counts.
 """
 import numpy as np
 from numba import njit
 
 from ._encode_kernels import _slot, key_of
+
+# indices into the int64 ``scalars`` array that carries the state between calls
+_POOL_SIZE, _HEAP_SIZE = 0, 1
 
 
 @njit(cache=True)
@@ -22,194 +35,194 @@ def find(keys, k):
         q = (q + 1) & mask
     return q
 
+
 @njit(cache=True)
 def better(c1, k1, c2, k2):
     # heap order: higher count first, then smaller key (smaller a, then smaller b)
     return c1 > c2 or (c1 == c2 and k1 < k2)
 
+
 @njit(cache=True)
 def heap_push(hc, hk, n, c, k):
-    if n >= hc.size:
-        hc2 = np.empty(hc.size * 2, np.int64)
-        hk2 = np.empty(hk.size * 2, np.int64)
-        hc2[:n] = hc[:n]
-        hk2[:n] = hk[:n]
-        hc, hk = hc2, hk2
     i = n
-    hc[i] = c
-    hk[i] = k
     while i > 0:
         p = (i - 1) // 2
-        if better(hc[i], hk[i], hc[p], hk[p]):
-            hc[i], hc[p] = hc[p], hc[i]
-            hk[i], hk[p] = hk[p], hk[i]
-            i = p
-        else:
+        if not better(c, k, hc[p], hk[p]):
             break
-    return hc, hk, n + 1
+        hc[i] = hc[p]
+        hk[i] = hk[p]
+        i = p
+    hc[i] = c
+    hk[i] = k
+    return n + 1
+
 
 @njit(cache=True)
 def heap_pop(hc, hk, n):
-    c, k = hc[0], hk[0]
+    """Remove the top; returns the new size (the top was hc[0], hk[0] before the call)."""
     n -= 1
-    hc[0] = hc[n]
-    hk[0] = hk[n]
+    c, k = hc[n], hk[n]
     i = 0
     while True:
-        l_ = 2 * i + 1
-        r = l_ + 1
-        m = i
-        if l_ < n and better(hc[l_], hk[l_], hc[m], hk[m]):
-            m = l_
-        if r < n and better(hc[r], hk[r], hc[m], hk[m]):
-            m = r
-        if m == i:
+        m = 2 * i + 1
+        if m >= n:
             break
-        hc[i], hc[m] = hc[m], hc[i]
-        hk[i], hk[m] = hk[m], hk[i]
+        if m + 1 < n and better(hc[m + 1], hk[m + 1], hc[m], hk[m]):
+            m += 1
+        if not better(hc[m], hk[m], c, k):
+            break
+        hc[i] = hc[m]
+        hk[i] = hk[m]
         i = m
-    return c, k, n
-
-@njit(cache=True)
-def pool_add(pos, nxt, size, keys, head, k, p):
-    # prepend position p to the singly linked list of pair k (pool never outgrows 3N)
-    q = find(keys, k)
-    keys[q] = k
-    pos[size] = p
-    nxt[size] = head[q]
-    head[q] = size
-    return size + 1
+    hc[i] = c
+    hk[i] = k
+    return n
 
 
 @njit(cache=True)
 def add_count(keys, count, k, f):
+    """count[k] += f; returns k's slot."""
     q = find(keys, k)
     keys[q] = k
     count[q] += f
+    return q
+
+
+@njit(cache=True)
+def touch(keys, count, mark, touched, nt, k, f, new):
+    """count[k] += f, and k's slot gathered into touched[:nt] once per merge ``new``;
+    returns (the slot, the new nt)."""
+    q = add_count(keys, count, k, f)
+    if mark[q] != new:
+        mark[q] = new
+        touched[nt] = q
+        nt += 1
+    return q, nt
+
 
 @njit(cache=True)
 def init_state(symbols, word_start, counts):
+    """The linked lists, the pair table, the position pool and the heap of a packed corpus."""
     N = symbols.size
-    W = counts.size
-    nxt = np.full(N, -1, np.int64)
-    prv = np.full(N, -1, np.int64)
-    freq = np.zeros(N, np.int64)
+    pool = 3 * N + 16
     cap = 16
-    while cap < 2 * (3 * N + 16):
+    while cap < 2 * pool:
         cap *= 2
-    keys = np.full(cap, -1, np.int64)
-    count = np.zeros(cap, np.int64)
-    head = np.full(cap, -1, np.int64)
-    pool_pos = np.empty(3 * N + 16, np.int64)
-    pool_nxt = np.empty(3 * N + 16, np.int64)
+    nxt = np.empty(N, np.int64)
+    prv = np.empty(N, np.int64)
+    freq = np.empty(N, np.int64)
+    keys = np.empty(cap, np.int64)
+    count = np.empty(cap, np.int64)
+    head = np.empty(cap, np.int64)
+    mark = np.empty(cap, np.int64)
+    touched = np.empty(cap, np.int64)
+    for q in range(cap):  # loops rather than np.full / np.zeros: less to compile
+        keys[q] = -1
+        count[q] = 0
+        head[q] = -1
+        mark[q] = -1
+    pool_pos = np.empty(pool, np.int64)
+    pool_nxt = np.empty(pool, np.int64)
     size = 0
-    for w in range(W):
+    n_pairs = 0
+    for w in range(counts.size):
         s, e = word_start[w], word_start[w + 1]
         for i in range(s, e):
             freq[i] = counts[w]
-            if i + 1 < e:
-                nxt[i] = i + 1
-            if i > s:
-                prv[i] = i - 1
+            nxt[i] = i + 1 if i + 1 < e else -1
+            prv[i] = i - 1 if i > s else -1
         for i in range(s, e - 1):
             k = key_of(symbols[i], symbols[i + 1])
-            add_count(keys, count, k, counts[w])
-            size = pool_add(pool_pos, pool_nxt, size, keys, head, k, i)
-    n_pairs = 0
-    for q in range(cap):
-        n_pairs += keys[q] != -1
-    hc = np.empty(max(16, 2 * n_pairs), np.int64)
-    hk = np.empty(max(16, 2 * n_pairs), np.int64)
-    n = 0
+            q = add_count(keys, count, k, counts[w])
+            if head[q] == -1:
+                n_pairs += 1
+            pool_pos[size] = i
+            pool_nxt[size] = head[q]
+            head[q] = size
+            size += 1
+    hc = np.empty(n_pairs + 4 * N + 16, np.int64)
+    hk = np.empty(n_pairs + 4 * N + 16, np.int64)
+    n = np.int64(0)  # not the literal 0: heap_push compiles for int64 only
     for q in range(cap):
         if keys[q] != -1:
-            hc, hk, n = heap_push(hc, hk, n, count[q], keys[q])
-    return nxt, prv, freq, keys, count, head, pool_pos, pool_nxt, size, hc, hk, n
+            n = heap_push(hc, hk, n, count[q], keys[q])
+    scalars = np.empty(2, np.int64)
+    scalars[_POOL_SIZE] = size
+    scalars[_HEAP_SIZE] = n
+    return nxt, prv, freq, keys, count, head, mark, touched, pool_pos, pool_nxt, hc, hk, scalars
+
 
 @njit(cache=True)
-def merge_steps(symbols, nxt, prv, freq, keys, count, head, pool_pos, pool_nxt, size,
-                hc, hk, n, next_id, n_steps, out):
+def merge_steps(symbols, nxt, prv, freq, keys, count, head, mark, touched, pool_pos, pool_nxt,
+                hc, hk, scalars, next_id, n_steps, out):
     """Do up to n_steps merges, writing (a, b) rows into out; returns the count done."""
+    size = scalars[_POOL_SIZE]
+    n = scalars[_HEAP_SIZE]
     done = 0
-    touched = np.empty(64, np.int64)
     while done < n_steps and n > 0:
-        c, k, n = heap_pop(hc, hk, n)
+        c, k = hc[0], hk[0]
+        n = heap_pop(hc, hk, n)
         qk = find(keys, k)
         cur = count[qk] if keys[qk] == k else 0
         if cur != c:  # stale entry: put the pair back with its current count
             if cur > 0:
-                hc, hk, n = heap_push(hc, hk, n, cur, k)
+                n = heap_push(hc, hk, n, cur, k)
             continue
         if c <= 0:
             break
         a = k >> 32
         b = k & 0xFFFFFFFF
         new = next_id + done
-        # collect this pair's positions, left to right ("a a a" -> "(aa) a")
-        m = 0
+        nt = np.int64(0)
         j = head[qk]
-        while j != -1:
-            m += 1
-            j = pool_nxt[j]
-        ps = np.empty(m, np.int64)
-        j = head[qk]
-        m = 0
-        while j != -1:
-            ps[m] = pool_pos[j]
-            m += 1
-            j = pool_nxt[j]
-        ps.sort()
         head[qk] = -1
-        nt = 0
-        for p in ps:
-            q = nxt[p]
-            if symbols[p] != a or q == -1 or symbols[q] != b:
-                continue  # consumed by an earlier merge in this step, or stale
-            f = freq[p]
-            count[qk] -= f
-            left = prv[p]
-            right = nxt[q]
-            if left != -1:
-                kl = key_of(symbols[left], a)
-                add_count(keys, count, kl, -f)
-                kn = key_of(symbols[left], new)
-                add_count(keys, count, kn, f)
-                size = pool_add(pool_pos, pool_nxt, size, keys, head, kn, left)
-                if nt + 2 > touched.size:
-                    t2 = np.empty(touched.size * 2, np.int64)
-                    t2[:nt] = touched[:nt]
-                    touched = t2
-                touched[nt] = kl
-                touched[nt + 1] = kn
-                nt += 2
-            if right != -1:
-                kr = key_of(b, symbols[right])
-                add_count(keys, count, kr, -f)
-                kn = key_of(new, symbols[right])
-                add_count(keys, count, kn, f)
-                size = pool_add(pool_pos, pool_nxt, size, keys, head, kn, p)
-                if nt + 2 > touched.size:
-                    t2 = np.empty(touched.size * 2, np.int64)
-                    t2[:nt] = touched[:nt]
-                    touched = t2
-                touched[nt] = kr
-                touched[nt + 1] = kn
-                nt += 2
-            symbols[p] = new
-            symbols[q] = -1
-            nxt[p] = right
-            if right != -1:
-                prv[right] = p
+        while j != -1:
+            p = pool_pos[j]
+            j = pool_nxt[j]
+            if a == b and symbols[p] == a and prv[p] != -1 and symbols[prv[p]] == a:
+                continue  # inside a run of a's: merged from the run's left end
+            while True:
+                q = nxt[p]
+                if symbols[p] != a or q == -1 or symbols[q] != b:
+                    break  # consumed by an earlier merge in this step, or stale
+                f = freq[p]
+                count[qk] -= f
+                left = prv[p]
+                right = nxt[q]
+                if left != -1:
+                    x = symbols[left]
+                    _, nt = touch(keys, count, mark, touched, nt, key_of(x, a), -f, new)
+                    qt, nt = touch(keys, count, mark, touched, nt, key_of(x, new), f, new)
+                    pool_pos[size] = left
+                    pool_nxt[size] = head[qt]
+                    head[qt] = size
+                    size += 1
+                if right != -1:
+                    y = symbols[right]
+                    _, nt = touch(keys, count, mark, touched, nt, key_of(b, y), -f, new)
+                    qt, nt = touch(keys, count, mark, touched, nt, key_of(new, y), f, new)
+                    pool_pos[size] = p
+                    pool_nxt[size] = head[qt]
+                    head[qt] = size
+                    size += 1
+                symbols[p] = new
+                symbols[q] = -1
+                nxt[p] = right
+                if right != -1:
+                    prv[right] = p
+                if a != b or right == -1:
+                    break
+                p = right  # the run of a's goes on
         count[qk] = 0
         # push each touched pair once with its final count (decreases surface lazily,
         # but pushing them too keeps the heap tight)
-        tk = np.unique(touched[:nt])
-        for t in tk:
-            qt = find(keys, t)
-            ct = count[qt] if keys[qt] == t else 0
-            if ct > 0:
-                hc, hk, n = heap_push(hc, hk, n, ct, t)
+        for i in range(nt):
+            qt = touched[i]
+            if count[qt] > 0:
+                n = heap_push(hc, hk, n, count[qt], keys[qt])
         out[done, 0] = a
         out[done, 1] = b
         done += 1
-    return done, size, hc, hk, n
+    scalars[_POOL_SIZE] = size
+    scalars[_HEAP_SIZE] = n
+    return done

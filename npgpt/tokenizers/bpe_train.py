@@ -36,12 +36,12 @@ def count_words(text, pattern):
 
 
 def _pack(word_counts):
-    """{bytes: count} -> (symbols int32 (N,), word_start int64 (W+1,), counts int64 (W,))."""
+    """{bytes: count} -> (symbols int64 (N,), word_start int64 (W+1,), counts int64 (W,))."""
     words = list(word_counts)
     lengths = np.fromiter((len(w) for w in words), dtype=np.int64, count=len(words))
     word_start = np.zeros(len(words) + 1, dtype=np.int64)
     np.cumsum(lengths, out=word_start[1:])
-    symbols = np.frombuffer(b"".join(words), dtype=np.uint8).astype(np.int32)
+    symbols = np.frombuffer(b"".join(words), dtype=np.uint8).astype(np.int64)
     counts = np.fromiter((word_counts[w] for w in words), dtype=np.int64, count=len(words))
     return symbols, word_start, counts
 
@@ -55,15 +55,12 @@ def train_merges(word_counts, n_merges, first_id=256, progress=None, chunk=256):
         return np.zeros((0, 2), np.int64)
     from ._bpe_kernels import init_state, merge_steps  # numba loads here, not at import
     symbols, word_start, counts = _pack(word_counts)
-    nxt, prv, freq, keys, count, head, pool_pos, pool_nxt, size, hc, hk, n = init_state(
-        symbols, word_start, counts)
+    state = init_state(symbols, word_start, counts)
     out = np.zeros((n_merges, 2), np.int64)
     done = 0
     while done < n_merges:
         step = min(chunk, n_merges - done)
-        got, size, hc, hk, n = merge_steps(symbols, nxt, prv, freq, keys, count, head, pool_pos,
-                                           pool_nxt, size, hc, hk, n, first_id + done, step,
-                                           out[done:done + step])
+        got = merge_steps(symbols, *state, first_id + done, step, out[done:done + step])
         done += got
         if progress is not None:
             progress(done, n_merges)
