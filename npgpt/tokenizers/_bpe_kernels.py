@@ -18,7 +18,7 @@ large library to compile), every buffer sized once for the whole run.
   last touched a slot) and pushed with their final counts.
 """
 import numpy as np
-from numba import njit
+from ..runtime.numba_start import njit
 
 from ._encode_kernels import _slot, key_of
 

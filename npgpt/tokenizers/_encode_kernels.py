@@ -18,7 +18,7 @@ A piece of m tokens takes one of two routes with the same result:
 Imported only when a large text is encoded, never at ``import npgpt``.
 """
 import numpy as np
-from numba import njit
+from ..runtime.numba_start import njit
 
 from .bpe_encode import LONG_PIECE
 

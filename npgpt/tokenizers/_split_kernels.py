@@ -23,7 +23,7 @@ Unicode 16.0.0's, the same that ``unicode_classes.pinned_pattern`` writes into t
 Imported only when a large text is encoded, never at ``import npgpt``.
 """
 import numpy as np
-from numba import njit
+from ..runtime.numba_start import njit
 
 from ._encode_kernels import bpe
 from .unicode_classes import DIGIT, FOLD_SHIFT, LETTER, SPACE, class_table
