@@ -127,7 +127,7 @@ class ByteBPE(TiktokenMethods, Tokenizer):
         if progress is None and verbose:
             progress = Progress()
         pairs = train_merges(word_counts, n_merges, first_id=256, progress=progress)
-        merges = [(int(a), int(b), 256 + i) for i, (a, b) in enumerate(pairs)]
+        merges = [(a, b, 256 + i) for i, (a, b) in enumerate(pairs.tolist())]  # ints, not rows
         if isinstance(special_tokens, dict):
             specials = dict(special_tokens)
         else:
