@@ -4,6 +4,7 @@ encoding vs tiktoken.  Prints both sides and the ratio.  Peers are skipped when 
     python benchmarks/bench_tokenizers.py [--vocab-size 4096] [--baseline-kb 256] [--repeat 3]
     python benchmarks/bench_tokenizers.py --long-only      # one 100k-character piece vs tiktoken
     python benchmarks/bench_tokenizers.py --fresh-train    # first train call, each side fresh
+    python benchmarks/bench_tokenizers.py --unique-words   # 900k distinct words, 1 thread
 """
 import argparse
 import collections
@@ -65,6 +66,41 @@ trainer = trainers.BpeTrainer(vocab_size=int(sys.argv[2]), show_progress=False,
 tok.train_from_iterator([text], trainer)
 print(time.perf_counter() - t)
 """}
+
+
+UNIQUE_WORDS = """
+import random, sys, time
+rng = random.Random(0)
+words = set()
+while len(words) < 900_000:
+    words.add("".join(rng.choice("abcdefghijklmnopqrstuvwxyz") for _ in range(rng.randint(3, 10))))
+text = " ".join(sorted(sorted(words), key=lambda w: rng.random()))
+if sys.argv[1] == "npgpt":
+    from npgpt.tokenizers import ByteBPE
+    enc = ByteBPE.from_tiktoken("cl100k_base")
+    enc._encode_fast("warm up")  # the numba kernels loaded
+else:
+    from npgpt.tokenizers.tiktoken_adapter import tiktoken_encoding
+    enc = tiktoken_encoding()
+t = time.perf_counter()
+enc.encode_ordinary(text)
+print(len(text.encode("utf-8")) / 1e6 / (time.perf_counter() - t))
+"""
+
+
+def unique_words(args):
+    """cl100k encoding of text with few repeats (900k distinct random words, so the piece
+    cache helps nowhere), one thread, each side in its own process, taking turns, medians."""
+    env = dict(os.environ, NUMBA_NUM_THREADS="1", RAYON_NUM_THREADS="1")
+    speeds = {"npgpt": [], "tiktoken": []}
+    for _ in range(args.repeat):
+        for name in speeds:
+            out = subprocess.run([sys.executable, "-c", UNIQUE_WORDS, name], capture_output=True,
+                                 text=True, check=True, env=env)
+            speeds[name].append(float(out.stdout.split()[-1]))
+    med = {k: sorted(v)[len(v) // 2] for k, v in speeds.items()}
+    row("encode 900k unique words, 1 thread", med["npgpt"], med["tiktoken"], "tiktoken",
+        unit="MB/s")
 
 
 def fresh_train(args):
@@ -189,10 +225,11 @@ def main():
     ap.add_argument("--encode-only", action="store_true", help="skip the training comparisons")
     ap.add_argument("--long-only", action="store_true", help="only the one-long-piece rows")
     ap.add_argument("--fresh-train", action="store_true", help="only the first-train-call rows")
+    ap.add_argument("--unique-words", action="store_true", help="only the few-repeats encode row")
     args = ap.parse_args()
-    if args.long_only or args.fresh_train:
+    if args.long_only or args.fresh_train or args.unique_words:
         print(f"load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
-        (long_pieces if args.long_only else fresh_train)(args)
+        (long_pieces if args.long_only else unique_words if args.unique_words else fresh_train)(args)
         return
 
     text = shakespeare_text("all")

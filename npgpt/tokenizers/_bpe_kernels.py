@@ -80,19 +80,12 @@ def heap_pop(hc, hk, n):
 
 
 @njit(cache=True)
-def add_count(keys, count, k, f):
-    """count[k] += f; returns k's slot."""
-    q = find(keys, k)
-    keys[q] = k
-    count[q] += f
-    return q
-
-
-@njit(cache=True)
 def touch(keys, count, mark, touched, nt, k, f, new):
     """count[k] += f, and k's slot gathered into touched[:nt] once per merge ``new``;
     returns (the slot, the new nt)."""
-    q = add_count(keys, count, k, f)
+    q = find(keys, k)
+    keys[q] = k
+    count[q] += f
     if mark[q] != new:
         mark[q] = new
         touched[nt] = q
@@ -133,7 +126,9 @@ def init_state(symbols, word_start, counts):
             prv[i] = i - 1 if i > s else -1
         for i in range(s, e - 1):
             k = key_of(symbols[i], symbols[i + 1])
-            q = add_count(keys, count, k, counts[w])
+            q = find(keys, k)
+            keys[q] = k
+            count[q] += counts[w]
             if head[q] == -1:
                 n_pairs += 1
             pool_pos[size] = i
