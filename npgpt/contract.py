@@ -82,19 +82,23 @@ def _checked_init(cls, init):
             if name not in bound or (bound[name] is None and nullable):
                 continue
             value = bound[name]
-            if isinstance(kind, type):
-                if not isinstance(value, kind):
-                    raise ConfigError(f"{cls.__name__}: {name} is a {type(value).__name__}, "
-                                      f"expected a {kind.__name__}")
-            elif not _ok(kind, value) or (size and value < 1):
-                what = "a positive integer" if size else {"int": "an integer",
-                                                          "float": "a finite number",
-                                                          "bool": "True or False",
-                                                          "str": "a string"}[kind]
-                raise ConfigError(f"{cls.__name__}: {name}={value!r} must be {what}"
-                                  f"{' or None' if nullable else ''}")
+            _check_value(cls.__name__, name, value, kind, nullable, size)
         init(self, *args, **kwargs)
     return __init__
+
+
+def _check_value(owner: str, name: str, value, kind, nullable: bool, size: bool) -> None:
+    """One argument against its rule: an instance of a class, or a scalar kind ("int",
+    "float", "bool", "str"; ``size``: a positive integer)."""
+    if isinstance(kind, type):
+        if not isinstance(value, kind):
+            raise ConfigError(f"{owner}: {name} is a {type(value).__name__}, "
+                              f"expected a {kind.__name__}")
+    elif not _ok(kind, value) or (size and value < 1):
+        what = "a positive integer" if size else {"int": "an integer", "float": "a finite number",
+                                                  "bool": "True or False", "str": "a string"}[kind]
+        raise ConfigError(f"{owner}: {name}={value!r} must be {what}"
+                          f"{' or None' if nullable else ''}")
 
 
 def _check_input(cls, i, x):
@@ -191,16 +195,7 @@ def checked(fn):
                 _check_input(fn, 0, value)
                 if value is None:
                     raise InputError(f"{fn.__name__}: {name} is None, expected an array of numbers")
-            elif isinstance(kind, type):
-                if not isinstance(value, kind):
-                    raise ConfigError(f"{fn.__name__}: {name} is a {type(value).__name__}, "
-                                      f"expected a {kind.__name__}")
-            elif not _ok(kind, value) or (size and value < 1):
-                what = "a positive integer" if size else {"int": "an integer",
-                                                          "float": "a finite number",
-                                                          "bool": "True or False",
-                                                          "str": "a string"}[kind]
-                raise ConfigError(f"{fn.__name__}: {name}={value!r} must be {what}"
-                                  f"{' or None' if nullable else ''}")
+            else:
+                _check_value(fn.__name__, name, value, kind, nullable, size)
         return fn(*args, **kwargs)
     return wrapper
