@@ -44,7 +44,20 @@ def _as_groups(params, defaults: dict) -> list[dict]:
     return groups
 
 
-class Optimizer:
+class LearningRate:
+    """``set_lr`` and ``lr`` over ``self.param_groups``: what a schedule talks to."""
+
+    def set_lr(self, lr: float):
+        """Set the learning rate of every group (what a schedule does each step)."""
+        for g in self.param_groups:
+            g["lr"] = lr
+
+    @property
+    def lr(self) -> float:
+        return self.param_groups[0]["lr"]
+
+
+class Optimizer(LearningRate):
     """Base class: parameter groups, ``zero_grad``, ``set_lr``, flat state save/load."""
 
     _state_names: tuple[str, ...] = ()
@@ -66,15 +79,6 @@ class Optimizer:
     def zero_grad(self):
         for p in self._all_params():
             p.grad.fill(0)
-
-    def set_lr(self, lr: float):
-        """Set the learning rate of every group (what a schedule does each step)."""
-        for g in self.param_groups:
-            g["lr"] = lr
-
-    @property
-    def lr(self) -> float:
-        return self.param_groups[0]["lr"]
 
     def _param_state(self, i: int, p: Parameter) -> dict[str, np.ndarray]:
         st = self.state[i]

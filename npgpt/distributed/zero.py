@@ -17,10 +17,11 @@ import numpy as np
 
 from .. import kernels
 from ..errors import CheckpointError
+from ..optim import LearningRate
 from .buckets import GradientSync
 
 
-class ShardedAdamW:
+class ShardedAdamW(LearningRate):
     """Stands in for the Trainer's :class:`~npgpt.optim.AdamW` (same groups and settings):
     ``set_lr``, ``lr``, ``zero_grad``, ``step``, ``state_dict``, ``load_state_dict``,
     ``clip_grad_norm``."""
@@ -51,14 +52,7 @@ class ShardedAdamW:
         self.m = {k: np.zeros_like(s) for k, s in sync.shard.items()}
         self.v = {k: np.zeros_like(s) for k, s in sync.shard.items()}
 
-    # --- the Optimizer surface the Trainer uses --------------------------------------------
-    def set_lr(self, lr: float):
-        for g in self.param_groups:
-            g["lr"] = lr
-
-    @property
-    def lr(self) -> float:
-        return self.param_groups[0]["lr"]
+    # --- the Optimizer surface the Trainer uses (set_lr and lr: LearningRate) --------------
 
     def zero_grad(self):
         for g in self.sync.flat.grad.values():
