@@ -3,14 +3,17 @@ kill that the run can still be sampled and resumed.  Run by test_faults_kill.py 
 
     python kill_driver.py <work dir> <tries> <seed>      -> one JSON line of results
 
-A fresh process (so no threads of a test runner are forked) loads npgpt's kernels once, then
-forks one child per try. Each child resumes the run (npgpt train --resume, in process) with
-a checkpoint at every step; the parent waits until the child's save has begun (its
-temporary directory ``.checkpoint.tmp-<pid>`` appears), sleeps a random fraction of a save
-and sends SIGKILL. It then records which phase of the save the kill landed in, and checks
-in process that ``npgpt sample`` works and the checkpoint holds at least the step the last
-try left. The next child's ``--resume`` is the resume check; a final uninterrupted run checks
-that no temporary directory is left once a save completes.
+Each try starts a fresh process that resumes the run (npgpt train --resume) with a checkpoint
+at every step; the driver waits until the child's save has begun (its temporary directory
+``.checkpoint.tmp-<pid>`` appears), sleeps a random fraction of a save and sends SIGKILL. It
+then records which phase of the save the kill landed in, and checks in process that
+``npgpt sample`` works and the checkpoint holds at least the step the last try left. The next
+child's ``--resume`` is the resume check; a final uninterrupted run checks that no temporary
+directory is left once a save completes.
+
+The children are started, not forked: a forked child inherits the parent's OpenMP and BLAS
+thread pools without their threads, and such a child can hang in its first parallel region.
+Every wait has a deadline, so a child that never reaches a save is recorded, never waited on.
 """
 import contextlib
 import io
@@ -18,6 +21,7 @@ import json
 import os
 import random
 import signal
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -28,6 +32,9 @@ from npgpt.cli import main
 from npgpt.errors import NpgptError
 from npgpt.io import TRAINER, load_json, resolve_checkpoint
 from tests.faults.conftest import TEXT, TINY
+
+CHILD = "import sys; from npgpt.cli import main; sys.exit(main(sys.argv[1:]))"
+CHILD_DEADLINE = 60      # seconds for a child to start, resume and begin the save aimed at
 
 
 def quiet(argv):
@@ -66,34 +73,38 @@ def main_driver(work: Path, tries: int, seed: int) -> dict:
     save_time = (time.perf_counter() - t) / 5
 
     results = {"tries": 0, "phases": {}, "sample_failures": [], "resume_failures": [],
-               "lost_steps": [], "save_time_ms": round(1000 * save_time, 1)}
+               "lost_steps": [], "stuck": [], "save_time_ms": round(1000 * save_time, 1)}
     last = saved_step(out)
+    child_env = {**os.environ, "NPGPT_NUM_THREADS": "1"}
     for _ in range(tries):
-        pid = os.fork()
-        if pid == 0:                                       # the child: resume and train on
-            code, _ = quiet(base + ["--resume", "--max-steps", str(last + 1000)])
-            os._exit(code)
-        tmp = out / f".checkpoint.tmp-{pid}"
+        log = work / f"child-{results['tries']}.log"
+        with open(log, "w") as sink:           # a file, not a pipe a silent parent would fill
+            child = subprocess.Popen([sys.executable, "-c", CHILD, *base, "--resume",
+                                      "--max-steps", str(last + 1000)],
+                                     env=child_env, stdout=sink, stderr=subprocess.STDOUT)
+        tmp = out / f".checkpoint.tmp-{child.pid}"
         saves_to_skip = rng.randrange(2)
-        deadline = time.monotonic() + 30
-        exited = None
-        while time.monotonic() < deadline:
+        deadline = time.monotonic() + CHILD_DEADLINE
+        while time.monotonic() < deadline and child.poll() is None:
             if tmp.exists():
                 if saves_to_skip == 0:
                     break
-                while tmp.exists():
+                while tmp.exists() and time.monotonic() < deadline:
                     pass
                 saves_to_skip -= 1
-            done, status = os.waitpid(pid, os.WNOHANG)
-            if done:
-                exited = os.waitstatus_to_exitcode(status)
-                break
-        if exited is not None:                            # the child's --resume failed
-            results["resume_failures"].append(exited)
+        if child.poll() is not None:            # the child's --resume ended by itself
+            results["resume_failures"].append(f"exit {child.returncode}: "
+                                              + log.read_text()[-500:])
+            break
+        if time.monotonic() >= deadline:        # never reached a save: stop it, record it
+            child.kill()
+            child.wait()
+            results["stuck"].append(log.read_text()[-500:])
             break
         time.sleep(rng.uniform(0, 1.3 * save_time))
-        os.kill(pid, signal.SIGKILL)
-        os.waitpid(pid, 0)
+        child.kill()
+        child.wait()
+        pid = child.pid
         results["tries"] += 1
         where = phase(out, pid)
         results["phases"][where] = results["phases"].get(where, 0) + 1
