@@ -20,7 +20,6 @@ import io
 import json
 import os
 import random
-import signal
 import subprocess
 import sys
 import time
