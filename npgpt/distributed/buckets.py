@@ -28,7 +28,15 @@ import numpy as np
 from ..module import listen_grads_final
 
 POLL_SECONDS = 5e-4
-DEFAULT_BUCKET_BYTES = 2 << 20
+BUCKETS_PER_STEP = 16          # about this many buckets, between the bounds below
+MIN_BUCKET_BYTES, MAX_BUCKET_BYTES = 256 << 10, 8 << 20
+
+
+def bucket_bytes_for(total_bytes: int) -> int:
+    """The default bucket size: a gradient cut into about 16 pieces, so that little of it is
+    left to send when the backward ends, while each collective stays large enough that its
+    fixed cost (tens of microseconds) does not add up."""
+    return int(min(MAX_BUCKET_BYTES, max(MIN_BUCKET_BYTES, total_bytes // BUCKETS_PER_STEP)))
 
 
 class FlatParameters:
@@ -117,11 +125,13 @@ class GradientSync:
     Its other rows are sent at the backward's first report (:meth:`arm` names the rows).
     """
 
-    def __init__(self, world, flat: FlatParameters, bucket_bytes: int = DEFAULT_BUCKET_BYTES,
+    def __init__(self, world, flat: FlatParameters, bucket_bytes: int | None = None,
                  zero: bool = False, rows_last: int | None = None):
         from mpi4py import MPI
         self.MPI, self.world, self.flat, self.zero = MPI, world, flat, zero
         self.rows_last = None if zero else rows_last
+        if bucket_bytes is None:
+            bucket_bytes = bucket_bytes_for(flat.nbytes)
         self.buckets = make_buckets(flat, bucket_bytes,
                                     alone=() if self.rows_last is None else (self.rows_last,))
         self._bucket_of = {}
@@ -154,7 +164,8 @@ class GradientSync:
         self._scale = 1.0
         self._rows = None           # this step's late rows of parameter rows_last
         self._early_sent = True
-        self._late = None           # (rows, their gradient being summed)
+        self._late = None           # the late rows' gradient being summed
+        self._early = None          # (mask of the other rows, their gradient being summed)
 
     # --- during the backward ----------------------------------------------------------
     def arm(self, model, scale: float, listen: bool = True, rows=None) -> None:
@@ -189,28 +200,32 @@ class GradientSync:
         while self._posted < len(self.buckets) and self._pending[self._posted] == 0:
             self._post()
             self.stats["started_early"] += 1
+        if self._requests and self._lock.acquire(blocking=False):
+            try:                     # a push between layers too, beside the poller's
+                self.MPI.Request.Testall(self._requests)
+            finally:
+                self._lock.release()
 
     def _rows_grad(self) -> np.ndarray:
         return self.flat.params[self.rows_last].grad
 
     def _post_early_rows(self) -> None:
-        """The rows of ``rows_last`` the rest of the backward leaves alone, in place: one
-        request per run of them (MPICH sums only predefined datatypes, so no indexed one)."""
+        """The rows of ``rows_last`` the rest of the backward leaves alone, gathered into one
+        array and summed while the backward goes on (scattered back by :meth:`finish`): one
+        request, where a request per run of untouched rows would be thousands of small
+        collectives for a large vocabulary."""
         self._early_sent = True
         grad = self._rows_grad()
-        edges = np.concatenate([[-1], self._rows, [grad.shape[0]]])
-        requests, nbytes = [], 0
-        for a, z in zip(edges[:-1] + 1, edges[1:]):
-            if z > a:
-                run = grad[a:z]
-                if self._scale != 1.0:
-                    run *= run.dtype.type(self._scale)
-                requests.append(self.world.comm.Iallreduce(self.MPI.IN_PLACE, run,
-                                                           op=self.MPI.SUM))
-                nbytes += run.nbytes
+        others = np.ones(grad.shape[0], bool)
+        others[self._rows] = False
+        early = grad[others]
+        if self._scale != 1.0:
+            early *= early.dtype.type(self._scale)
+        request = self.world.comm.Iallreduce(self.MPI.IN_PLACE, early, op=self.MPI.SUM)
         with self._lock:
-            self._requests.extend(requests)
-        self.stats["bytes"] += nbytes
+            self._requests.append(request)
+        self._early = (others, early)
+        self.stats["bytes"] += early.nbytes
         self._start_polling()
 
     def _post(self) -> None:
@@ -289,6 +304,10 @@ class GradientSync:
         with self._lock:             # the poller is out of MPI from here on
             requests, self._requests = self._requests, []
         self.world.wait(requests, "the gradient sum")
+        if self._early is not None:
+            others, early = self._early
+            self._rows_grad()[others] = early
+            self._early = None
         if self._late is not None:
             self._rows_grad()[self._rows] = self._late
             self._late = None

@@ -26,7 +26,7 @@ import numpy as np
 
 from ..errors import DistributedError
 from . import row_bounds
-from .buckets import DEFAULT_BUCKET_BYTES, FlatParameters, GradientSync
+from .buckets import FlatParameters, GradientSync
 
 
 class DistributedTraining:
@@ -42,12 +42,12 @@ class DistributedTraining:
         self.flat = FlatParameters(self.model.parameters())
         mb = os.environ.get("NPGPT_BUCKET_MB", "")
         try:
-            bucket_bytes = int(float(mb) * (1 << 20)) if mb else DEFAULT_BUCKET_BYTES
+            bucket_bytes = max(int(float(mb) * (1 << 20)), 1) if mb else None
         except ValueError:
             raise DistributedError(f"NPGPT_BUCKET_MB={mb!r} must be a number") from None
         # a GPT's token embedding: its backward, the last step, writes the batch's rows only
         wte = getattr(getattr(self.model, "wte", None), "weight", None)
-        self.sync = GradientSync(world, self.flat, max(bucket_bytes, 1), zero=c.zero == 1,
+        self.sync = GradientSync(world, self.flat, bucket_bytes, zero=c.zero == 1,
                                  rows_last=self.flat.index.get(id(wte)))
         self.zero = None
         if c.zero == 1:

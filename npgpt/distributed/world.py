@@ -26,6 +26,7 @@ import numpy as np
 from ..errors import DistributedError, NpgptError
 
 DEFAULT_TIMEOUT = 300.0       # seconds a rank waits for the others before it ends the job
+SPIN_SECONDS = 1.0            # a wait polls without sleeping this long, then backs off
 
 
 class World:
@@ -57,17 +58,25 @@ class World:
         """Wait for ``requests`` (mpi4py Requests) to complete, polling, and end the job if
         they take longer than the timeout: a rank that stopped answering must not hang the
         others."""
-        MPI = self.MPI
+        Testall = self.MPI.Request.Testall
         if not requests:
             return
-        deadline = time.monotonic() + self.timeout
-        pause = 1e-5
-        while not MPI.Request.Testall(requests):
-            if time.monotonic() > deadline:
+        now = time.monotonic()
+        deadline, spin_until = now + self.timeout, now + SPIN_SECONDS
+        pause = 1e-4
+        while not Testall(requests):
+            now = time.monotonic()
+            if now < spin_until:
+                # MPI moves a transfer only inside calls like this one, and a sum of a few MB
+                # takes dozens of them: sleeping between them would multiply its time.
+                # Yielding lets any thread that shares this core run first.
+                os.sched_yield()
+                continue
+            if now > deadline:
                 self.abort(f"rank {self.rank} waited {self.timeout:g} s for the other ranks "
                            f"({what}); a rank has stopped or hangs")
             time.sleep(pause)
-            pause = min(pause * 2, 1e-3)
+            pause = min(pause * 2, 1e-2)
 
     def allreduce(self, values, what: str, op=None) -> np.ndarray:
         """The elementwise sum (or ``op``) of a small float64 array over the ranks."""
