@@ -115,13 +115,17 @@ def start_torch(threads: int) -> bool:
 
 
 def report_load(load_before: dict, load_after: dict, threads: int, limit: float) -> bool:
-    """Print the load before and after a run; return whether the figures are suspect: load
-    above ``limit`` before, or other processes' share of the 1-minute average after (the
-    run's own ``threads`` taken out) above it."""
+    """Print the load before and after a run; return whether the figures are suspect: the
+    1-minute average above ``limit`` before, or other processes' share of it after (the
+    run's own ``threads`` taken out) above it. One limit for both, so the verdict printed
+    and the warning agree."""
+    def averages(note):
+        return "unavailable" if note["load"] is None else " / ".join(f"{x:.2f}" for x in note["load"])
+    before = load_before["load"][0] if load_before["load"] else None
     others_after = (load_after["load"][0] - threads) if load_after["load"] else None
-    suspect = bool(load_before["suspect"]) or (others_after is not None and others_after > limit)
-    print(f"load: before {load_before['note']}; after {load_after['note']} "
-          f"(including this run's own {threads} threads)")
+    suspect = any(x is not None and x > limit for x in (before, others_after))
+    print(f"load: before {averages(load_before)}; after {averages(load_after)} (including this "
+          f"run's own {threads} threads) on {load_before['cores']} cores")
     if suspect:
         print(f"WARNING: load from other processes above {limit}: they competed for the cores, "
               "treat these figures as suspect")

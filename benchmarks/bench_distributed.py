@@ -2,6 +2,7 @@
 
     python benchmarks/bench_distributed.py [--config tiny|small|gpt2|all] [--steps 8]
                                            [--warmup 2] [--rounds 1] [--json out.json]
+                                           [--setups 1x1,2x1,...]
 
 For each config of bench_train_step (same model and global batch), the Trainer's step is
 timed in four setups, each alone in a fresh process, taking turns round by round:
@@ -12,6 +13,10 @@ timed in four setups, each alone in a fresh process, taking turns round by round
                 work inside each operation)
 - ``2x1``       ``mpiexec -n 2``, one thread per rank, the global batch split between them
 - ``2x1 zero``  the same with ``--zero 1`` (AdamW moments sharded), for its memory
+- ``ceiling``   one process, one thread, half the global batch: one rank's share of the work
+                alone on the machine. Its tokens/s counts the whole global batch, so it is the
+                most any split of the batch over two ranks could reach (no sum to wait for,
+                no second process beside it)
 
 Reported: tokens/s (global batch tokens / median step time) and the ratio to 1x1; for the
 MPI runs the bytes summed per step, the time one blocking bucketed allreduce of them takes
@@ -40,7 +45,8 @@ ROOT = os.path.dirname(HERE)
 sys.path.insert(0, ROOT)
 sys.path.insert(0, HERE)
 
-SETUPS = {"1x1": (1, 1, 0), "1x2": (1, 2, 0), "2x1": (2, 1, 0), "2x1 zero": (2, 1, 1)}
+SETUPS = {"1x1": (1, 1, 0), "1x2": (1, 2, 0), "2x1": (2, 1, 0), "2x1 zero": (2, 1, 1),
+          "ceiling": (1, 1, 0)}
 LINKS = {"10 GbE": 10e9 / 8, "100 GbE": 100e9 / 8}    # bytes/s
 LATENCY = 20e-6             # seconds per ring hop on Ethernet (TCP); a few us on RDMA
 
@@ -59,6 +65,9 @@ def worker(args) -> None:
     from npgpt.runtime.threads import set_num_threads
     set_num_threads(args.threads)
     cfg = CONFIGS[args.config]
+    global_tokens = cfg["batch"] * cfg["T"]
+    if args.half_batch:
+        cfg = {**cfg, "batch": cfg["batch"] // 2}
     model = GPT(GPTConfig(vocab_size=cfg["vocab_size"], block_size=cfg["T"], n_layer=cfg["n_layer"],
                           n_head=cfg["n_head"], n_embd=cfg["n_embd"]), seed=0)
     data = np.random.default_rng(0).integers(0, cfg["vocab_size"], 200_000).astype(np.uint16)
@@ -78,7 +87,7 @@ def worker(args) -> None:
         t0 = time.perf_counter()
         trainer.train_step()
         times.append(time.perf_counter() - t0)
-    result = {"step_s": statistics.median(times), "tokens": cfg["batch"] * cfg["T"],
+    result = {"step_s": statistics.median(times), "tokens": global_tokens,
               "params": model.num_parameters()}
     if sync is not None:
         steps = sync.stats["steps"]
@@ -119,6 +128,8 @@ def run_setup(config: str, setup: str, args) -> dict | None:
     cmd = [sys.executable, os.path.abspath(__file__), "--worker", "--config", config,
            "--threads", str(threads), "--zero", str(zero), "--steps", str(args.steps),
            "--warmup", str(args.warmup), "--tmp", args.tmp]
+    if setup == "ceiling":
+        cmd.append("--half-batch")
     if ranks > 1:
         cmd = ["mpiexec", "-n", str(ranks), *cmd]
     env = {**os.environ, "PYTHONPATH": ROOT, "NPGPT_NUM_THREADS": str(threads)}
@@ -156,12 +167,15 @@ def main():
     ap.add_argument("--steps", type=int, default=8)
     ap.add_argument("--warmup", type=int, default=2)
     ap.add_argument("--rounds", type=int, default=1)
+    ap.add_argument("--setups", default=",".join(SETUPS),
+                    help="comma-separated setups to run (default: all, 1x1 among them)")
     ap.add_argument("--timeout", type=float, default=1800)
     ap.add_argument("--json", default=None)
     ap.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--threads", type=int, default=1, help=argparse.SUPPRESS)
     ap.add_argument("--zero", type=int, default=0, help=argparse.SUPPRESS)
     ap.add_argument("--tmp", default=None, help=argparse.SUPPRESS)
+    ap.add_argument("--half-batch", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.worker:
         return worker(args)
@@ -171,13 +185,18 @@ def main():
 
     from _util import load_note, print_table, report_load
     configs = ["tiny", "small", "gpt2"] if args.config == "all" else [args.config]
+    setups = [x.strip() for x in args.setups.split(",") if x.strip()]
+    unknown = [x for x in setups if x not in SETUPS] + ([] if "1x1" in setups else ["(no 1x1)"])
+    if unknown:
+        sys.exit(f"bench_distributed: --setups takes 1x1 and any of {', '.join(SETUPS)}; "
+                 f"got {', '.join(unknown)}")
     before = load_note()
-    results = {c: {s: [] for s in SETUPS} for c in configs}
+    results = {c: {s: [] for s in setups} for c in configs}
     with tempfile.TemporaryDirectory() as tmp:
         args.tmp = tmp
         for _ in range(args.rounds):
             for config in configs:
-                for setup in SETUPS:        # taking turns: one setup at a time
+                for setup in setups:        # taking turns: one setup at a time
                     r = run_setup(config, setup, args)
                     if r is not None:
                         results[config][setup].append(r)

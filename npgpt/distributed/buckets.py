@@ -13,10 +13,11 @@ ZeRO-1, ``Ireduce_scatter``) started, and the backward goes on. Buckets start st
 order, so every rank issues the same collectives in the same order whatever its timing. A
 rank without rows, or whose backward does not report, starts them all at the end.
 
-MPI moves a nonblocking collective only while some thread calls into it; polled only between
-blocks, most of the transfer would still be waiting when the backward ends. So a small thread
-polls the open requests every half millisecond while the backward runs (README, "More cores,
-more machines", has what that hides).
+MPI moves a nonblocking collective only while some thread calls into it, and a sum of a few
+MB takes dozens of such calls (each moves a piece and waits for the other rank's answer). So
+the backward's own reports push the open requests, a small thread polls them every half
+millisecond while the backward runs, and the wait at the end polls without sleeping
+(:meth:`~.world.World.wait`). README, "More cores, more machines", has what that hides.
 """
 from __future__ import annotations
 
