@@ -68,13 +68,17 @@ print(time.perf_counter() - t)
 """}
 
 
-UNIQUE_WORDS = """
+FEW_REPEATS = """
 import random, sys, time
-rng = random.Random(0)
-words = set()
-while len(words) < 900_000:
-    words.add("".join(rng.choice("abcdefghijklmnopqrstuvwxyz") for _ in range(rng.randint(3, 10))))
-text = " ".join(sorted(sorted(words), key=lambda w: rng.random()))
+if sys.argv[2] == "unique":
+    rng = random.Random(0)
+    words = set()
+    while len(words) < 900_000:
+        words.add("".join(rng.choice("abcdefghijklmnopqrstuvwxyz") for _ in range(rng.randint(3, 10))))
+    text = " ".join(sorted(sorted(words), key=lambda w: rng.random()))
+else:
+    from npgpt.data import shakespeare_text
+    text = shakespeare_text("all")
 if sys.argv[1] == "npgpt":
     from npgpt.tokenizers import ByteBPE
     enc = ByteBPE.from_tiktoken("cl100k_base")
@@ -89,18 +93,20 @@ print(len(text.encode("utf-8")) / 1e6 / (time.perf_counter() - t))
 
 
 def unique_words(args):
-    """cl100k encoding of text with few repeats (900k distinct random words, so the piece
-    cache helps nowhere), one thread, each side in its own process, taking turns, medians."""
+    """cl100k encoding of text with few repeats (900k distinct random words, so no piece
+    repeats), and beside it the repetitive corpus, one thread, each side in its own process,
+    taking turns, medians."""
     env = dict(os.environ, NUMBA_NUM_THREADS="1", RAYON_NUM_THREADS="1")
-    speeds = {"npgpt": [], "tiktoken": []}
-    for _ in range(args.repeat):
-        for name in speeds:
-            out = subprocess.run([sys.executable, "-c", UNIQUE_WORDS, name], capture_output=True,
-                                 text=True, check=True, env=env)
-            speeds[name].append(float(out.stdout.split()[-1]))
-    med = {k: sorted(v)[len(v) // 2] for k, v in speeds.items()}
-    row("encode 900k unique words, 1 thread", med["npgpt"], med["tiktoken"], "tiktoken",
-        unit="MB/s")
+    for kind, what in (("unique", "encode 900k unique words, 1 thread"),
+                       ("corpus", "encode Shakespeare 5 MB, 1 thread")):
+        speeds = {"npgpt": [], "tiktoken": []}
+        for _ in range(args.repeat):
+            for name in speeds:
+                out = subprocess.run([sys.executable, "-c", FEW_REPEATS, name, kind],
+                                     capture_output=True, text=True, check=True, env=env)
+                speeds[name].append(float(out.stdout.split()[-1]))
+        med = {k: sorted(v)[len(v) // 2] for k, v in speeds.items()}
+        row(what, med["npgpt"], med["tiktoken"], "tiktoken", unit="MB/s")
 
 
 def fresh_train(args):

@@ -33,11 +33,11 @@ def _scipy_installed():
 
 def _registries_without_scipy(self, _load=cpu.CPUContext.load_additional_registries):
     if "numba.np.arraymath" not in sys.modules:
-        import numba.np.linalg as linalg
+        from numba.np import linalg
         ensure_blas = linalg.ensure_blas
         linalg.ensure_blas = _scipy_installed
         try:
-            import numba.np.arraymath as arraymath
+            from numba.np import arraymath
         finally:
             linalg.ensure_blas = ensure_blas
         arraymath.ensure_blas = ensure_blas

@@ -21,7 +21,7 @@ Imported only when a large text is encoded, never at ``import npgpt``.
 import numpy as np
 from ..runtime.numba_start import njit
 
-from .bpe_encode import LONG_PIECE
+from .bpe_encode import ID_BITS, LONG_PIECE
 
 
 @njit(cache=True)
@@ -34,67 +34,80 @@ def _slot(k, mask):
     return np.int64((np.uint64(k) * np.uint64(0x9E3779B97F4A7C15)) >> np.uint64(32)) & mask
 
 
+# a pair table entry: a << 42 | b << 21 | rank, one int64 (-1: empty), so a probe reads one
+# word (ids and ranks below 2**21: bpe_encode.fits_numba_table)
+NO_MERGE = (1 << ID_BITS) - 1  # ``lookup``'s rank for a pair that is not a merge
+
+
+@njit(cache=True)
+def _packed(a, b):
+    return (np.int64(a) << ID_BITS) | np.int64(b)
+
+
 @njit(cache=True)
 def build_pair_table(a, b, new):
-    """The merges (a[r], b[r]) -> new[r], rank r, as an open-addressing table: two int64
-    arrays ``keys`` (a << 32 | b, or -1 when empty) and ``values`` (rank << 32 | new id).
-    Arrays rather than a typed dict: built in milliseconds, probed without a call."""
+    """The merges (a[r], b[r]) -> new[r], rank r, as an open-addressing table ``table`` of
+    entries a << 42 | b << 21 | r (-1 when empty), and ``news`` (news[r] = new[r]).  Arrays
+    rather than a typed dict: built in milliseconds, probed without a call.  The caller
+    checks ``bpe_encode.fits_numba_table``."""
     cap = 16
     while cap < 2 * a.size:
         cap *= 2
-    keys = np.full(cap, -1, np.int64)
-    values = np.full(cap, -1, np.int64)
+    table = np.empty(cap, np.int64)
+    for q in range(cap):
+        table[q] = -1
+    news = np.empty(a.size, np.int64)
     for r in range(a.size):
-        k = key_of(a[r], b[r])
+        news[r] = new[r]
+        k = _packed(a[r], b[r])
         q = _slot(k, cap - 1)
-        while keys[q] != -1 and keys[q] != k:
+        while table[q] != -1 and (table[q] >> ID_BITS) != k:
             q = (q + 1) & (cap - 1)
-        if keys[q] == -1:  # a repeated pair keeps its first (lowest) rank
-            keys[q] = k
-            values[q] = (np.int64(r) << 32) | np.int64(new[r])
-    return keys, values
+        if table[q] == -1:  # a repeated pair keeps its first (lowest) rank
+            table[q] = (k << ID_BITS) | r
+    return table, news
 
 
 @njit(cache=True)
-def lookup(keys, values, k):
-    """rank << 32 | new id of the pair key ``k``, or -1 when it is not a merge."""
-    mask = keys.size - 1
-    q = _slot(k, mask)
+def lookup(table, a, b):
+    """The rank of the merge (a, b), or ``NO_MERGE`` when it is not one."""
+    mask = table.size - 1
+    want = _packed(a, b)
+    q = _slot(want, mask)
     while True:
-        kq = keys[q]
-        if kq == k:
-            return values[q]
-        if kq == -1:
-            return -1
+        e = table[q]
+        if e == -1:
+            return NO_MERGE
+        if (e >> ID_BITS) == want:
+            return e & NO_MERGE
         q = (q + 1) & mask
 
 
 @njit(cache=True)
-def bpe_scan(buf, m, keys, values, rank):
+def bpe_scan(buf, m, table, news, rank):
     """BPE of buf[:m] in place by scanning every pair per merge; returns the new length.
-    ``rank`` (>= m) is scratch: rank[i] is the merge of pair (i, i + 1) (``lookup``'s value,
-    -1 for none), so a merge looks up only the two pairs it changed."""
+    ``rank`` (>= m) is scratch: rank[i] is the rank of pair (i, i + 1) (``NO_MERGE`` for
+    none), so a merge looks up only the two pairs it changed."""
     for i in range(m - 1):
-        rank[i] = lookup(keys, values, key_of(buf[i], buf[i + 1]))
+        rank[i] = lookup(table, buf[i], buf[i + 1])
     while m > 1:
-        best = np.int64(-1)
+        best = NO_MERGE
         pos = -1
         for i in range(m - 1):
-            v = rank[i]
-            if v != -1 and (best == -1 or (v >> 32) < (best >> 32)):
-                best = v
+            if rank[i] < best:
+                best = rank[i]
                 pos = i
         if pos == -1:
             break
-        buf[pos] = best & 0xFFFFFFFF
+        buf[pos] = news[best]
         for i in range(pos + 1, m - 1):
             buf[i] = buf[i + 1]
             rank[i] = rank[i + 1]
         m -= 1
         if pos > 0:
-            rank[pos - 1] = lookup(keys, values, key_of(buf[pos - 1], buf[pos]))
+            rank[pos - 1] = lookup(table, buf[pos - 1], buf[pos])
         if pos + 1 < m:
-            rank[pos] = lookup(keys, values, key_of(buf[pos], buf[pos + 1]))
+            rank[pos] = lookup(table, buf[pos], buf[pos + 1])
     return m
 
 
@@ -134,15 +147,15 @@ def _pop(heap, n):
 
 
 @njit(cache=True)
-def _push_pair(heap, n, buf, i, j, keys, values):
-    v = lookup(keys, values, key_of(buf[i], buf[j]))
-    if v == -1:
+def _push_pair(heap, n, buf, i, j, table):
+    r = lookup(table, buf[i], buf[j])
+    if r == NO_MERGE:
         return n
-    return _push(heap, n, ((v >> 32) << 32) | np.int64(i))
+    return _push(heap, n, (r << 32) | np.int64(i))
 
 
 @njit(cache=True)
-def bpe_heap(buf, m, keys, values, nxt, prv, heap):
+def bpe_heap(buf, m, table, news, nxt, prv, heap):
     """BPE of buf[:m] in place with a heap over a linked list (see the module docstring);
     ``nxt``, ``prv`` (>= m) and ``heap`` (>= 3m) are scratch.  Returns the new length."""
     if m < 2:
@@ -152,25 +165,25 @@ def bpe_heap(buf, m, keys, values, nxt, prv, heap):
         nxt[i] = i + 1 if i + 1 < m else -1
         prv[i] = i - 1
     for i in range(m - 1):
-        n = _push_pair(heap, n, buf, i, i + 1, keys, values)
+        n = _push_pair(heap, n, buf, i, i + 1, table)
     while n > 0:
         key, n = _pop(heap, n)
         i = key & 0xFFFFFFFF
         j = nxt[i]
         if buf[i] == -1 or j == -1:
             continue
-        v = lookup(keys, values, key_of(buf[i], buf[j]))
-        if v == -1 or (v >> 32) != (key >> 32):
+        r = lookup(table, buf[i], buf[j])
+        if r != (key >> 32):
             continue  # stale: this pair changed after the entry was pushed
-        buf[i] = v & 0xFFFFFFFF
+        buf[i] = news[r]
         buf[j] = -1
         k = nxt[j]
         nxt[i] = k
         if k != -1:
             prv[k] = i
-            n = _push_pair(heap, n, buf, i, k, keys, values)
+            n = _push_pair(heap, n, buf, i, k, table)
         if prv[i] != -1:
-            n = _push_pair(heap, n, buf, prv[i], i, keys, values)
+            n = _push_pair(heap, n, buf, prv[i], i, table)
     out = 0
     i = 0
     while i != -1:
@@ -181,15 +194,15 @@ def bpe_heap(buf, m, keys, values, nxt, prv, heap):
 
 
 @njit(cache=True)
-def bpe(buf, m, keys, values, nxt, prv, heap):
+def bpe(buf, m, table, news, nxt, prv, heap):
     """BPE of buf[:m] in place, by the route its length calls for; returns the new length."""
     if m > LONG_PIECE:
-        return bpe_heap(buf, m, keys, values, nxt, prv, heap)
-    return bpe_scan(buf, m, keys, values, nxt)
+        return bpe_heap(buf, m, table, news, nxt, prv, heap)
+    return bpe_scan(buf, m, table, news, nxt)
 
 
 @njit(cache=True)
-def encode_pieces(data, starts, byte_ids, keys, values):
+def encode_pieces(data, starts, byte_ids, table, news):
     """BPE of many pieces at once: piece j is data[starts[j]:starts[j+1]] (bytes).  Returns
     (ids, id_starts): piece j's ids are ids[id_starts[j]:id_starts[j+1]]."""
     n = starts.size - 1
@@ -207,7 +220,7 @@ def encode_pieces(data, starts, byte_ids, keys, values):
         s, e = starts[j], starts[j + 1]
         for i in range(e - s):
             buf[i] = byte_ids[data[s + i]]
-        m = bpe(buf, e - s, keys, values, nxt, prv, heap)
+        m = bpe(buf, e - s, table, news, nxt, prv, heap)
         out[o:o + m] = buf[:m]
         o += m
         out_starts[j + 1] = o

@@ -2,8 +2,9 @@
 
 ``regex.findall`` makes one Python string per piece (a million for Shakespeare) and the
 cache lookups then cost one dict access per piece; here the text is a uint32 array of code
-points, and one kernel cuts it into pieces, finds each distinct piece once (an open-addressing
-hash table over the code points), runs the BPE of each distinct piece, and gathers the ids.
+points, and one kernel cuts it piece by piece, takes the ids of a piece it has just seen from
+a small direct-mapped cache of pieces (see ``encode_gpt4``), runs the BPE of the others, and
+appends the ids.
 
 The cut is the pattern's own leftmost-first rule, alternative by alternative:
 
@@ -173,75 +174,66 @@ def _utf8_ids(cp, s, e, byte_ids, buf):
 
 
 @njit(cache=True)
-def encode_gpt4(cp, cls, byte_ids, keys, values):
-    """Code points -> token ids: split, BPE each distinct piece once, gather in text order.
-    ``keys, values``: the merge table of ``_encode_kernels.build_pair_table``."""
-    starts = split_gpt4(cp, cls)
-    n_pieces = starts.size - 1
-    # distinct pieces: open addressing over (hash, first occurrence), grown at half load
-    cap = 1 << 12
-    slots = np.full(cap, -1, np.int64)
-    u_start = np.empty(1024, np.int64)
-    u_end = np.empty(1024, np.int64)
-    u_hash = np.empty(1024, np.uint64)
-    n_u = 0
-    uid = np.empty(n_pieces, np.int64)
-    for p in range(n_pieces):
-        s, e = starts[p], starts[p + 1]
-        h = _hash(cp, s, e)
-        slot = np.int64(h & np.uint64(cap - 1))
-        while True:
-            u = slots[slot]
-            if u == -1:
-                if n_u == u_start.size:
-                    u_start = np.concatenate((u_start, np.empty(n_u, np.int64)))
-                    u_end = np.concatenate((u_end, np.empty(n_u, np.int64)))
-                    u_hash = np.concatenate((u_hash, np.empty(n_u, np.uint64)))
-                u_start[n_u] = s
-                u_end[n_u] = e
-                u_hash[n_u] = h
-                slots[slot] = n_u
-                u = n_u
-                n_u += 1
-                if 2 * n_u > cap:
-                    cap *= 2
-                    slots = np.full(cap, -1, np.int64)
-                    for v in range(n_u):
-                        q = np.int64(u_hash[v] & np.uint64(cap - 1))
-                        while slots[q] != -1:
-                            q = (q + 1) & (cap - 1)
-                        slots[q] = v
-                break
-            if u_hash[u] == h and _same(cp, u_start[u], u_end[u], s, e):
-                break
-            slot = (slot + 1) & (cap - 1)
-        uid[p] = u
-    # BPE of each distinct piece
-    longest = 0
-    for u in range(n_u):
-        longest = max(longest, u_end[u] - u_start[u])
-    buf = np.empty(4 * longest + 4, np.int64)
-    nxt = np.empty(buf.size, np.int64)
-    prv = np.empty(buf.size, np.int64)
-    heap = np.empty(3 * buf.size, np.int64)
-    id_starts = np.zeros(n_u + 1, np.int64)
-    ids = np.empty(16, np.int64)
-    for u in range(n_u):
-        m = bpe(buf, _utf8_ids(cp, u_start[u], u_end[u], byte_ids, buf), keys, values, nxt, prv, heap)
-        o = id_starts[u]
-        while o + m > ids.size:
-            ids = np.concatenate((ids, np.empty(ids.size, np.int64)))
-        ids[o:o + m] = buf[:m]
-        id_starts[u + 1] = o + m
-    # gather
-    total = 0
-    for p in range(n_pieces):
-        total += id_starts[uid[p] + 1] - id_starts[uid[p]]
-    out = np.empty(total, np.int64)
+def encode_gpt4(cp, cls, byte_ids, table, news, cache_bits):
+    """Code points -> token ids: cut the next piece, take its ids from the piece cache or run
+    its BPE, append them.  ``table, news``: the merge table of
+    ``_encode_kernels.build_pair_table``.
+
+    The piece cache has 2**cache_bits slots, each the last piece whose hash picked it: (hash,
+    where the piece starts in ``cp`` and its length, where its ids start in the output and how
+    many).  A piece equal to its slot's copies those ids; any other runs its BPE and takes the
+    slot.  Repeated pieces (most of ordinary text) are merged about once, and text without
+    repeats pays one probe of a table that stays small, not a set of every piece."""
+    n = cp.size
+    cap = 1 << cache_bits
+    slots = np.empty(4 * cap, np.int64)  # hash, start << 20 | length, out start << 20 | count
+    for q in range(cap):
+        slots[4 * q] = -1
+    out = np.empty(n + 16, np.int64)
+    size = 64
+    buf = np.empty(size, np.int64)
+    rank = np.empty(size, np.int64)
+    prv = np.empty(size, np.int64)
+    heap = np.empty(3 * size, np.int64)
     o = 0
-    for p in range(n_pieces):
-        u = uid[p]
-        m = id_starts[u + 1] - id_starts[u]
-        out[o:o + m] = ids[id_starts[u]:id_starts[u + 1]]
+    s = 0
+    while s < n:
+        e = max(next_piece_end(cp, cls, s), s + 1)
+        h = np.int64(_hash(cp, s, e) >> np.uint64(1))  # >= 0, never the empty mark
+        q = 4 * (h & (cap - 1))
+        length = e - s
+        if slots[q] == h and (slots[q + 1] & 0xFFFFF) == length and length < 0xFFFFF \
+                and _same(cp, slots[q + 1] >> 20, (slots[q + 1] >> 20) + length, s, e):
+            at = slots[q + 2] >> 20
+            m = slots[q + 2] & 0xFFFFF
+            if o + m > out.size:
+                out = _grown(out, o + m)
+            for i in range(m):
+                out[o + i] = out[at + i]
+        else:
+            if 4 * length + 4 > size:
+                size = 2 * (4 * length + 4)
+                buf = np.empty(size, np.int64)
+                rank = np.empty(size, np.int64)
+                prv = np.empty(size, np.int64)
+                heap = np.empty(3 * size, np.int64)
+            m = bpe(buf, _utf8_ids(cp, s, e, byte_ids, buf), table, news, rank, prv, heap)
+            if o + m > out.size:
+                out = _grown(out, o + m)
+            for i in range(m):
+                out[o + i] = buf[i]
+            if length < 0xFFFFF and m < 0xFFFFF:
+                slots[q] = h
+                slots[q + 1] = (s << 20) | length
+                slots[q + 2] = (o << 20) | m
         o += m
-    return out
+        s = e
+    return out[:o]
+
+
+@njit(cache=True)
+def _grown(out, need):
+    bigger = np.empty(max(2 * out.size, need), np.int64)
+    for i in range(out.size):
+        bigger[i] = out[i]
+    return bigger

@@ -13,6 +13,13 @@ route the length calls for; the numba twins are in ``_encode_kernels.py``.
 import heapq
 
 LONG_PIECE = 48  # tokens; above this the heap wins over rescanning
+ID_BITS = 21  # the numba merge table packs two ids and a rank in an int64, 21 bits each
+
+
+def fits_numba_table(n_merges, largest_id):
+    """Whether the numba kernels can hold a merge table: every id below 2**ID_BITS, every
+    rank below 2**ID_BITS - 1 (the mark of "no merge"); two million tokens."""
+    return n_merges < (1 << ID_BITS) - 1 and largest_id < (1 << ID_BITS)
 
 
 def bpe_reference(ids, ranks):

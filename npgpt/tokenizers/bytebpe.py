@@ -11,8 +11,8 @@ tiktoken's ids: tiktoken merges the adjacent pair whose concatenation has the lo
 a token of rank r is only ever formed from the two parts that the same procedure, run on the
 token's own bytes with ranks below r, leaves (the ones ``_recover_merges`` finds).
 
-Speed: a text of 20k characters or more with the GPT-4 pattern is split, deduplicated, merged
-and gathered in one numba call (``_split_kernels.py``); other patterns
+Speed: a text of 20k characters or more with the GPT-4 pattern is split and merged in one
+numba call, repeated pieces from a small cache (``_split_kernels.py``); other patterns
 and short texts take ``regex.findall`` and a cache of already-encoded pieces.  The merges that
 ``from_tiktoken`` recovers are cached on disk, keyed by the rank file's SHA-256.
 
@@ -32,7 +32,7 @@ from ..errors import TokenizerError
 from . import ranks as ranks_module
 from .base import Tokenizer, atomic_write, read_text, short_hash, without_surrogates
 from .tiktoken_methods import TiktokenMethods
-from .bpe_encode import bpe_piece
+from .bpe_encode import bpe_piece, fits_numba_table
 from .bpe_train import Progress, check_vocab_size, count_words, train_merges
 from .patterns import GPT4_PATTERN, resolve_pattern
 from .ranks import cached_merges, offline_encoding_spec, parse_tiktoken_ranks, store_merges
@@ -45,6 +45,7 @@ _NUMBA_LONG_PIECE = 10_000  # ...unless one piece is this long (characters)
 _FAST_MIN_CHARS = 20_000  # texts this long go through the one-call numba encoder...
 _FAST_COLD_MIN_CHARS = 1_000_000  # ...or this long when its kernels are not loaded yet
 _FAST_LOADED = False
+_PIECE_CACHE_BITS = 16  # the one-call encoder's piece cache: 65,536 slots (_split_kernels.py)
 
 
 def _show(token):
@@ -92,6 +93,7 @@ class ByteBPE(TiktokenMethods, Tokenizer):
         self._decoder = dict(self.vocab)
         self._decoder.update({i: s.encode("utf-8") for s, i in self.special_tokens.items()})
         self._vocab_size = max(self._decoder) + 1
+        self._numba_fits = fits_numba_table(len(self.merges), max(self.vocab))
         self._cache = {}
         self._pair_table = None  # the merges as numba's (keys, values), built on first use
         self._every_token_is_its_bpe = None  # derived on first need (_fast_path_applies)
@@ -163,7 +165,8 @@ class ByteBPE(TiktokenMethods, Tokenizer):
         if len(cache) > _CACHE_LIMIT:
             cache.clear()
         missing = set(pieces).difference(cache)
-        if len(missing) >= _NUMBA_MIN_PIECES or any(len(p) >= _NUMBA_LONG_PIECE for p in missing):
+        if self._numba_fits and (len(missing) >= _NUMBA_MIN_PIECES
+                                 or any(len(p) >= _NUMBA_LONG_PIECE for p in missing)):
             self._encode_many(missing)
         else:
             for piece in missing:
@@ -173,7 +176,7 @@ class ByteBPE(TiktokenMethods, Tokenizer):
     def _fast_path_applies(self):
         # the kernel knows the GPT-4 pattern only; with ignore_merges it must also be true
         # that every token's own BPE is the token (so emitting it whole changes nothing)
-        return (self.pattern == GPT4_PATTERN
+        return (self.pattern == GPT4_PATTERN and self._numba_fits
                 and (not self.ignore_merges or self._merges_reach_every_token()))
 
     def _merges_reach_every_token(self):
@@ -202,7 +205,8 @@ class ByteBPE(TiktokenMethods, Tokenizer):
 
         from ._split_kernels import char_classes, encode_gpt4
         cp = np.frombuffer(text.encode("utf-32-le"), dtype=np.uint32)  # lone surrogates raise
-        ids = encode_gpt4(cp, char_classes(), self._byte_id_array(), *self._pair_tables())
+        ids = encode_gpt4(cp, char_classes(), self._byte_id_array(), *self._pair_tables(),
+                          _PIECE_CACHE_BITS)
         global _FAST_LOADED
         _FAST_LOADED = True
         return ids.tolist()
@@ -212,7 +216,7 @@ class ByteBPE(TiktokenMethods, Tokenizer):
         return np.array(self.byte_ids, np.int64)
 
     def _pair_tables(self):
-        """The merges as the numba kernels' open-addressing table (keys, values)."""
+        """The merges as the numba kernels' open-addressing table (table, news)."""
         if self._pair_table is None:
             import numpy as np
 

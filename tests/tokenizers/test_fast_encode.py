@@ -68,6 +68,34 @@ def test_one_call_encoder_equals_the_python_encoder_on_a_trained_tokenizer(train
     assert trained_small._encode_fast(text) == expected
 
 
+def one_call(tok, text, cache_bits):
+    from npgpt.tokenizers._split_kernels import char_classes, encode_gpt4
+    cp = np.frombuffer(text.encode("utf-32-le"), dtype=np.uint32)
+    return encode_gpt4(cp, char_classes(), tok._byte_id_array(), *tok._pair_tables(),
+                       cache_bits).tolist()
+
+
+@settings(max_examples=40)
+@given(texts=st.lists(drawn, min_size=1, max_size=30))
+def test_piece_cache_of_any_size_gives_the_same_ids(cl100k, texts):
+    # one slot: every other piece evicts it; 2 slots: collisions; repeats hit
+    ours, ref = cl100k
+    text = "".join(texts) * 3
+    expected = ref.encode_ordinary(text)
+    for bits in (0, 1, 16):
+        assert one_call(ours, text, bits) == expected
+
+
+def test_one_call_encoder_grows_its_output_past_one_id_per_code_point(cl100k):
+    # characters of the supplementary planes are 4 bytes and mostly 2-4 ids each
+    ours, ref = cl100k
+    rng = np.random.default_rng(0)
+    text = "".join(map(chr, rng.integers(0x20000, 0x2A6DF, 5000).tolist()))
+    expected = ref.encode_ordinary(text)
+    assert len(expected) > 2 * len(text)
+    assert one_call(ours, text, 16) == expected
+
+
 def test_long_texts_take_the_one_call_path_and_keep_parity(cl100k, shakespeare, monkeypatch):
     ours, ref = cl100k
     calls = []
