@@ -137,11 +137,12 @@ def _hash(cp, s, e):
 
 
 @njit(cache=True)
-def _same(cp, s1, e1, s2, e2):
+def _same(x, s1, e1, y, s2, e2):
+    # x[s1:e1] == y[s2:e2]
     if e1 - s1 != e2 - s2:
         return False
     for i in range(e1 - s1):
-        if cp[s1 + i] != cp[s2 + i]:
+        if x[s1 + i] != y[s2 + i]:
             return False
     return True
 
@@ -174,10 +175,86 @@ def _utf8_ids(cp, s, e, byte_ids, buf):
 
 
 @njit(cache=True)
-def encode_gpt4(cp, cls, byte_ids, table, news, cache_bits):
+def build_token_table(merges, byte_ids):
+    """For ``ignore_merges`` (a piece that is itself a token is emitted whole): every token's
+    bytes and a hash table over them, ``(start, length, data, slots, seen)``.  Token t's bytes
+    are data[start[t]:start[t] + length[t]] (length 0: no such token); a slot holds the top bits
+    of the bytes' hash and the id (hash >> 22 << 21 | t, or -1), the first id of equal bytes as
+    in ``ByteBPE.token_ids``.  ``seen`` is a bit per value of the hash's top 20 bits, set for
+    the tokens: 128 kB that stay in cache, so most pieces that are no token (most pieces)
+    are told so without a probe of the table.  ``merges``: int64 rows (a, b, new)."""
+    size = 0
+    for b in range(256):
+        size = max(size, byte_ids[b] + 1)
+    for r in range(merges.shape[0]):
+        size = max(size, merges[r, 2] + 1)
+    length = np.zeros(size, np.int64)
+    start = np.zeros(size, np.int64)
+    for b in range(256):
+        length[byte_ids[b]] = 1
+    for r in range(merges.shape[0]):
+        length[merges[r, 2]] = length[merges[r, 0]] + length[merges[r, 1]]
+    total = 0
+    for t in range(size):
+        start[t] = total
+        total += length[t]
+    data = np.empty(total, np.int64)
+    for b in range(256):
+        data[start[byte_ids[b]]] = b
+    for r in range(merges.shape[0]):
+        a, b, n = merges[r, 0], merges[r, 1], merges[r, 2]
+        for i in range(length[a]):
+            data[start[n] + i] = data[start[a] + i]
+        for i in range(length[b]):
+            data[start[n] + length[a] + i] = data[start[b] + i]
+    cap = 16
+    while cap < 2 * (merges.shape[0] + 256):
+        cap *= 2
+    slots = np.empty(cap, np.int64)
+    for q in range(cap):
+        slots[q] = -1
+    order = np.empty(256 + merges.shape[0], np.int64)  # ids in vocabulary order
+    for b in range(256):
+        order[b] = byte_ids[b]
+    for r in range(merges.shape[0]):
+        order[256 + r] = merges[r, 2]
+    seen = np.zeros(1 << 14, np.int64)
+    for t in order:
+        if whole_token(data, start[t], start[t] + length[t], start, length, data, slots, seen) == -1:
+            h = _hash(data, start[t], start[t] + length[t])
+            q = np.int64(h & np.uint64(cap - 1))
+            while slots[q] != -1:
+                q = (q + 1) & (cap - 1)
+            slots[q] = (np.int64(h >> np.uint64(22)) << 21) | t
+            bit = np.int64(h >> np.uint64(44))
+            seen[bit >> 6] |= np.int64(1) << (bit & 63)
+    return start, length, data, slots, seen
+
+
+@njit(cache=True)
+def whole_token(buf, s, e, start, length, data, slots, seen):
+    """The id of the token whose bytes are buf[s:e], or -1 (``build_token_table``)."""
+    h = _hash(buf, s, e)
+    bit = np.int64(h >> np.uint64(44))
+    if (seen[bit >> 6] >> (bit & 63)) & 1 == 0:
+        return -1
+    mask = slots.size - 1
+    top = np.int64(h >> np.uint64(22))
+    q = np.int64(h & np.uint64(mask))
+    while slots[q] != -1:
+        t = slots[q] & 0x1FFFFF
+        if (slots[q] >> 21) == top and _same(data, start[t], start[t] + length[t], buf, s, e):
+            return t
+        q = (q + 1) & mask
+    return -1
+
+
+@njit(cache=True)
+def encode_gpt4(cp, cls, byte_ids, table, news, tokens, cache_bits):
     """Code points -> token ids: cut the next piece, take its ids from the piece cache or run
     its BPE, append them.  ``table, news``: the merge table of
-    ``_encode_kernels.build_pair_table``.
+    ``_encode_kernels.build_pair_table``; ``tokens``: ``build_token_table``'s five arrays for
+    ``ignore_merges`` (a piece that is a token is that token), or five empty arrays.
 
     The piece cache has 2**cache_bits slots, each the last piece whose hash picked it: (hash,
     where the piece starts in ``cp`` and its length, where its ids start in the output and how
@@ -190,6 +267,8 @@ def encode_gpt4(cp, cls, byte_ids, table, news, cache_bits):
     for q in range(cap):
         slots[4 * q] = -1
     out = np.empty(n + 16, np.int64)
+    identity = np.arange(256)
+    t_start, t_length, t_data, t_slots, t_seen = tokens
     size = 64
     buf = np.empty(size, np.int64)
     rank = np.empty(size, np.int64)
@@ -203,7 +282,7 @@ def encode_gpt4(cp, cls, byte_ids, table, news, cache_bits):
         q = 4 * (h & (cap - 1))
         length = e - s
         if slots[q] == h and (slots[q + 1] & 0xFFFFF) == length and length < 0xFFFFF \
-                and _same(cp, slots[q + 1] >> 20, (slots[q + 1] >> 20) + length, s, e):
+                and _same(cp, slots[q + 1] >> 20, (slots[q + 1] >> 20) + length, cp, s, e):
             at = slots[q + 2] >> 20
             m = slots[q + 2] & 0xFFFFF
             if o + m > out.size:
@@ -217,7 +296,17 @@ def encode_gpt4(cp, cls, byte_ids, table, news, cache_bits):
                 rank = np.empty(size, np.int64)
                 prv = np.empty(size, np.int64)
                 heap = np.empty(3 * size, np.int64)
-            m = bpe(buf, _utf8_ids(cp, s, e, byte_ids, buf), table, news, rank, prv, heap)
+            m = _utf8_ids(cp, s, e, identity, buf)
+            t = -1
+            if t_slots.size:
+                t = whole_token(buf, 0, m, t_start, t_length, t_data, t_slots, t_seen)
+            if t != -1:
+                buf[0] = t
+                m = 1
+            else:
+                for i in range(m):
+                    buf[i] = byte_ids[buf[i]]
+                m = bpe(buf, m, table, news, rank, prv, heap)
             if o + m > out.size:
                 out = _grown(out, o + m)
             for i in range(m):

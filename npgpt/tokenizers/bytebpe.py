@@ -96,7 +96,7 @@ class ByteBPE(TiktokenMethods, Tokenizer):
         self._numba_fits = fits_numba_table(len(self.merges), max(self.vocab))
         self._cache = {}
         self._pair_table = None  # the merges as numba's (keys, values), built on first use
-        self._every_token_is_its_bpe = None  # derived on first need (_fast_path_applies)
+        self._whole_tokens = None  # the one-call encoder's table for ignore_merges, on first use
 
     # --- training ---------------------------------------------------------------------------
     @classmethod
@@ -174,29 +174,8 @@ class ByteBPE(TiktokenMethods, Tokenizer):
         return list(chain.from_iterable(map(cache.__getitem__, pieces)))
 
     def _fast_path_applies(self):
-        # the kernel knows the GPT-4 pattern only; with ignore_merges it must also be true
-        # that every token's own BPE is the token (so emitting it whole changes nothing)
-        return (self.pattern == GPT4_PATTERN and self._numba_fits
-                and (not self.ignore_merges or self._merges_reach_every_token()))
-
-    def _merges_reach_every_token(self):
-        """Whether the BPE of every token's own bytes is the token, so that ignore_merges (emit
-        a piece that is a token whole) changes no ids.  It holds for merges recovered from
-        ranks (see ranks.recover_merges); derived from the merges, never stored, so a built
-        and a loaded tokenizer take the same paths."""
-        if self._every_token_is_its_bpe is None:
-            import numpy as np
-
-            from ._encode_kernels import encode_pieces
-            tokens = [self.vocab[n] for _, _, n in self.merges]
-            starts = np.zeros(len(tokens) + 1, np.int64)
-            np.cumsum([len(t) for t in tokens], out=starts[1:])
-            data = np.frombuffer(b"".join(tokens), dtype=np.uint8)
-            ids, id_starts = encode_pieces(data, starts, self._byte_id_array(), *self._pair_tables())
-            one = np.diff(id_starts) == 1
-            news = np.array([n for _, _, n in self.merges], np.int64)
-            self._every_token_is_its_bpe = bool(one.all() and (ids == news).all())
-        return self._every_token_is_its_bpe
+        # the kernel knows the GPT-4 pattern only
+        return self.pattern == GPT4_PATTERN and self._numba_fits
 
     def _encode_fast(self, text):
         """Split, BPE and gather in one numba call (see _split_kernels.py); same ids as the
@@ -206,7 +185,7 @@ class ByteBPE(TiktokenMethods, Tokenizer):
         from ._split_kernels import char_classes, encode_gpt4
         cp = np.frombuffer(text.encode("utf-32-le"), dtype=np.uint32)  # lone surrogates raise
         ids = encode_gpt4(cp, char_classes(), self._byte_id_array(), *self._pair_tables(),
-                          _PIECE_CACHE_BITS)
+                          self._token_table(), _PIECE_CACHE_BITS)
         global _FAST_LOADED
         _FAST_LOADED = True
         return ids.tolist()
@@ -218,12 +197,25 @@ class ByteBPE(TiktokenMethods, Tokenizer):
     def _pair_tables(self):
         """The merges as the numba kernels' open-addressing table (table, news)."""
         if self._pair_table is None:
-            import numpy as np
-
             from ._encode_kernels import build_pair_table
-            m = np.array(self.merges, dtype=np.int64).reshape(-1, 3)
+            m = self._merge_array()
             self._pair_table = build_pair_table(m[:, 0], m[:, 1], m[:, 2])
         return self._pair_table
+
+    def _token_table(self):
+        """The one-call encoder's whole-token table with ignore_merges, else empty arrays."""
+        if self._whole_tokens is None:
+            import numpy as np
+
+            from ._split_kernels import build_token_table
+            empty = np.zeros(0, np.int64)
+            self._whole_tokens = (build_token_table(self._merge_array(), self._byte_id_array())
+                                  if self.ignore_merges else (empty,) * 5)
+        return self._whole_tokens
+
+    def _merge_array(self):
+        import numpy as np
+        return np.array(self.merges, dtype=np.int64).reshape(-1, 3)
 
     def _encode_many(self, pieces):
         """Fill the cache for many unseen pieces in one numba call (same rule as _encode_piece)."""

@@ -72,7 +72,7 @@ def one_call(tok, text, cache_bits):
     from npgpt.tokenizers._split_kernels import char_classes, encode_gpt4
     cp = np.frombuffer(text.encode("utf-32-le"), dtype=np.uint32)
     return encode_gpt4(cp, char_classes(), tok._byte_id_array(), *tok._pair_tables(),
-                       cache_bits).tolist()
+                       tok._token_table(), cache_bits).tolist()
 
 
 @settings(max_examples=40)
@@ -106,19 +106,28 @@ def test_long_texts_take_the_one_call_path_and_keep_parity(cl100k, shakespeare, 
     assert calls == [len(text)]
 
 
-def test_every_cl100k_token_is_its_own_bpe(cl100k):
-    # what lets the one-call encoder ignore ignore_merges for tokenizers built from ranks
-    ours, _ = cl100k
-    rng = np.random.default_rng(0)
-    ids = rng.choice(sorted(ours.vocab), size=3000, replace=False).tolist()
-    plain = ByteBPE(ours.merges, ours.pattern, byte_ids=ours.byte_ids, ignore_merges=False)
-    assert [plain._encode_piece(ours.vocab[i]) for i in ids] == [[i] for i in ids]
-    assert ours._fast_path_applies()
-    # "abc" (258) is a token, but its own BPE stops at "ab" "c": emitting it whole differs
+def test_ignore_merges_emits_a_piece_that_is_a_token_whole_on_both_paths():
+    # "abc" (258) is a token, but its own BPE stops at "ab" "c": with ignore_merges the piece
+    # "abc" is 258, without it [256, 99]; "abcabc" is no token, so it is merged either way
     a, b, c = b"abc"
-    assert not ByteBPE([(a, b, 256), (b, c, 257), (a, 257, 258)], "gpt4",
-                       ignore_merges=True)._fast_path_applies()
-    assert ByteBPE([(a, b, 256), (b, c, 257), (a, 257, 258)], "gpt4")._fast_path_applies()
+    merges = [(a, b, 256), (b, c, 257), (a, 257, 258)]
+    text = ("abc abc abcabc bc " * 2000)[:-1]
+    whole, plain = ByteBPE(merges, "gpt4", ignore_merges=True), ByteBPE(merges, "gpt4")
+    for tok, abc in ((whole, [258]), (plain, [256, c])):
+        python_path = [i for w in PinnedSplit(GPT4_PATTERN).findall(text)
+                       for i in tok._encode_piece(w.encode("utf-8"))]
+        assert tok._encode_piece(b"abc") == abc
+        assert tok._fast_path_applies() and tok._encode_fast(text) == python_path
+    assert whole._encode_fast(text) != plain._encode_fast(text)
+
+
+def test_duplicate_tokens_keep_the_first_id_in_the_one_call_encoder():
+    # two merges make the bytes "ab": the whole-token lookup gives the first, as token_ids does
+    a, b = b"ab"
+    tok = ByteBPE([(a, b, 256), (a, b, 257)], "gpt4", ignore_merges=True)
+    assert tok.token_ids[b"ab"] == 256
+    assert tok._encode_piece(b"ab") == [256]
+    assert tok._encode_fast("ab ab") == [256, 32, 256]
 
 
 def test_surrogates_are_replaced_in_both_paths(cl100k):
@@ -160,3 +169,16 @@ def test_recovered_merges_are_cached_on_disk_and_a_damaged_cache_is_ignored(
     cached[0].write_bytes(b"not numpy")
     monkeypatch.setattr(ranks, "_MERGES", {})
     assert ByteBPE.load_tiktoken(rank_file).merges == trained_small.merges
+
+
+def test_whole_token_table_equals_token_ids(cl100k):
+    # the numba table's twin is the dict ByteBPE.token_ids
+    from npgpt.tokenizers._split_kernels import whole_token
+    ours, _ = cl100k
+    table = ours._token_table()
+    rng = np.random.default_rng(1)
+    tokens = [ours.vocab[i] for i in rng.choice(sorted(ours.vocab), 3000, replace=False).tolist()]
+    tokens += [b"not a token at all", b"\xff\xfe", b"zqxjzqxj"]
+    for t in tokens:
+        buf = np.frombuffer(t, np.uint8).astype(np.int64)
+        assert whole_token(buf, 0, buf.size, *table) == ours.token_ids.get(t, -1)
