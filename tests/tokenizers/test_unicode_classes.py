@@ -1,17 +1,20 @@
 """The split's character classes are Unicode 16.0.0's whatever `regex` is installed: every code
 point of planes 0-3 and 14, in a few contexts, gives tiktoken's ids on the regex path and the
 numba path, and a tokenizer's name does not depend on the environment."""
+import re
 import subprocess
 import sys
 
 import numpy as np
 import pytest
 import regex
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from npgpt.tokenizers import ByteBPE
 from npgpt.tokenizers.patterns import GPT2_PATTERN, GPT4_PATTERN
-from npgpt.tokenizers.unicode_classes import (DIGIT, LETTER, SPACE, changed_code_points,
-                                              class_table, pinned_pattern)
+from npgpt.tokenizers.unicode_classes import (DIGIT, LETTER, SPACE, PinnedSplit,
+                                              changed_code_points, class_table, pinned_pattern)
 
 # planes 0-3 and 14 hold every assigned code point but the private-use planes
 SWEEP = [c for c in list(range(0x40000)) + list(range(0xE0000, 0xE1000)) if not 0xD800 <= c < 0xE000]
@@ -70,6 +73,22 @@ def test_pinned_pattern_splits_like_the_pattern_on_old_characters(pattern, shake
     text = shakespeare[:50_000] + " 你好 ١٢٣ x\u00a0y \u2028 ﬁ 😀 ''ll 'S"
     assert regex.findall(pinned_pattern(pattern), text) == regex.findall(pattern, text)
     assert "\\p{" not in pinned_pattern(pattern)
+
+
+ascii_text = st.lists(st.one_of(
+    st.sampled_from(["'s", "'LL", "'Ve", "'x", " !!\n\n", "\r\n", "  \n  x", "\x0b", "\x0c",
+                     "\x1c", "\x1f", " 1234", "\t\t", "  ", "\n"]),
+    st.text(alphabet=st.characters(max_codepoint=127), max_size=8)), max_size=20).map("".join)
+
+
+@settings(max_examples=300)
+@given(text=ascii_text)
+@pytest.mark.parametrize("pattern", [GPT2_PATTERN, GPT4_PATTERN])
+def test_ascii_text_splits_by_the_ascii_spelling_as_by_regex(pattern, text):
+    # PinnedSplit takes the standard library's re for ASCII text (Python 3.11+)
+    assert PinnedSplit(pattern).findall(text) == regex.findall(pattern, text)
+    if sys.version_info >= (3, 11):
+        assert re.findall(pinned_pattern(pattern, ascii_only=True), text) == regex.findall(pattern, text)
 
 
 def test_name_does_not_depend_on_the_environment():
