@@ -107,6 +107,14 @@ def unique_words(args):
                 speeds[name].append(float(out.stdout.split()[-1]))
         med = {k: sorted(v)[len(v) // 2] for k, v in speeds.items()}
         row(what, med["npgpt"], med["tiktoken"], "tiktoken", unit="MB/s")
+        rounds(speeds)
+
+
+def rounds(values):
+    """Each round's figures and ratio (the machine's noise shows in their spread)."""
+    (a, xs), (b, ys) = values.items()
+    print(f"    rounds {a}: {' '.join(f'{x:.2f}' for x in xs)}; {b}: {' '.join(f'{y:.2f}' for y in ys)}; "
+          f"ratios {' '.join(f'{x / y:.2f}' for x, y in zip(xs, ys))}")
 
 
 def fresh_train(args):
@@ -124,6 +132,7 @@ def fresh_train(args):
         what = "1 MB" if size < 10**9 else "full corpus"
         row(f"first train {args.vocab_size}, {what}, 2 thr", med["npgpt"], med["HF tokenizers"],
             "HF tokenizers")
+        rounds(times)
 
 
 def long_pieces(args):
