@@ -43,8 +43,8 @@ class DistributedTraining:
         mb = os.environ.get("NPGPT_BUCKET_MB", "")
         try:
             bucket_bytes = max(int(float(mb) * (1 << 20)), 1) if mb else None
-        except ValueError:
-            raise DistributedError(f"NPGPT_BUCKET_MB={mb!r} must be a number") from None
+        except (ValueError, OverflowError):
+            raise DistributedError(f"NPGPT_BUCKET_MB={mb!r} must be a finite number") from None
         # a GPT's token embedding: its backward, the last step, writes the batch's rows only
         wte = getattr(getattr(self.model, "wte", None), "weight", None)
         self.sync = GradientSync(world, self.flat, bucket_bytes, zero=c.zero == 1,
