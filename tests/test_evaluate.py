@@ -11,14 +11,6 @@ from npgpt.models import GPT, GPTConfig
 from tests.test_hf import V, _llama_in_float64, _reload, hf_gpt2, hf_llama
 
 
-@pytest.fixture(scope="module")
-def tt():
-    torch = pytest.importorskip("torch")
-    transformers = pytest.importorskip("transformers")
-    transformers.logging.set_verbosity_error()
-    return torch, transformers
-
-
 def transformers_nll(torch, hf, ids, block, stride):
     """HuggingFace's perplexity guide: labels before a window's new tokens are -100 and the
     loss is the cross-entropy over the (shifted) labels left; the count here is those labels.

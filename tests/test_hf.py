@@ -29,14 +29,6 @@ def rel(a, b):
     return float(np.linalg.norm(a - b) / np.linalg.norm(b))
 
 
-@pytest.fixture(scope="module")
-def tt():
-    torch = pytest.importorskip("torch")
-    transformers = pytest.importorskip("transformers")
-    transformers.logging.set_verbosity_error()
-    return torch, transformers
-
-
 def _perturb(torch, hf, std):
     """Random init leaves biases at 0 and norm weights at 1: make every tensor count, and
     spread the logits so greedy decoding has no near-ties."""
