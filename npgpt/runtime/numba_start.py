@@ -59,7 +59,9 @@ def _load_overload(cache, sig, target_context):
 
 def _light(dispatcher):
     cache = getattr(dispatcher, "_cache", None)
-    if cache is not None and hasattr(cache, "_load_overload"):
+    # numba's own loading, as it is, where a numba version lacks the private parts used here
+    if cache is not None and all(hasattr(cache, name) for name in
+                                 ("_load_overload", "_guard_against_spurious_io_errors")):
         cache.load_overload = types.MethodType(_load_overload, cache)
     return dispatcher
 
