@@ -15,22 +15,40 @@ rank without rows, or whose backward does not report, starts them all at the end
 
 MPI moves a nonblocking collective only while some thread calls into it, and a sum of a few
 MB takes dozens of such calls (each moves a piece and waits for the other rank's answer). So
-the backward's own reports push the open requests, a small thread polls them every half
-millisecond while the backward runs, and the wait at the end polls without sleeping
-(:meth:`~.world.World.wait`). README, "More cores, more machines", has what that hides.
+the backward's own reports push the open requests, and the wait at the end polls without
+sleeping (:meth:`~.world.World.wait`). A gradient of at least ``POLL_FROM_BYTES`` (buckets
+of a MB and more, between reports tens of ms apart) also gets a small thread that polls them
+every half millisecond while the backward runs. A smaller one does without: its buckets need
+only a few calls each, the reports come a millisecond apart, and a thread waking 2,000 times
+a second to take the GIL from a backward of small NumPy calls slows that backward more than
+the sum costs. ``NPGPT_MPI_POLL`` = 1 or 0 turns the thread on or off whatever the size.
+README, "More cores, more machines", has what each choice costs.
 """
 from __future__ import annotations
 
+import os
 import threading
 import time
 
 import numpy as np
 
+from ..errors import DistributedError
 from ..module import listen_grads_final
 
 POLL_SECONDS = 5e-4
+POLL_FROM_BYTES = 8 << 20      # the progress thread from this gradient size on
 BUCKETS_PER_STEP = 16          # about this many buckets, between the bounds below
 MIN_BUCKET_BYTES, MAX_BUCKET_BYTES = 256 << 10, 8 << 20
+
+
+def polls(total_bytes: int) -> bool:
+    """Whether a gradient of ``total_bytes`` is summed with the progress thread's help:
+    ``NPGPT_MPI_POLL`` (1 or 0) if set, else from ``POLL_FROM_BYTES`` on."""
+    value = os.environ.get("NPGPT_MPI_POLL", "").strip()
+    if value not in ("", "0", "1"):
+        raise DistributedError(f"NPGPT_MPI_POLL={value!r} must be 1 (poll the sums from a "
+                               "thread) or 0 (do not)")
+    return total_bytes >= POLL_FROM_BYTES if value == "" else value == "1"
 
 
 def bucket_bytes_for(total_bytes: int) -> int:
@@ -151,11 +169,13 @@ class GradientSync:
                 sizes[bucket.key] = at + n
             self.shard = {k: np.zeros(n, np.dtype(k)) for k, n in sizes.items()}
         self._requests: list = []
+        self.poll = polls(flat.nbytes)
         self._lock = threading.Lock()
         self._polling = threading.Event()
         self._poller = None
         self._model = None
-        self.stats = {"steps": 0, "bytes": 0, "exposed_s": 0.0, "started_early": 0}
+        self.stats = {"steps": 0, "bytes": 0, "exposed_s": 0.0, "started_early": 0,
+                      "polled": False}
         self._reset()
 
     def _reset(self):
@@ -266,10 +286,13 @@ class GradientSync:
         self._start_polling()
 
     def _start_polling(self) -> None:
+        if not self.poll:
+            return
         if self._poller is None:
             self._poller = threading.Thread(target=self._poll, name="npgpt-mpi-progress",
                                             daemon=True)
             self._poller.start()
+            self.stats["polled"] = True
         self._polling.set()
 
     def _poll(self) -> None:

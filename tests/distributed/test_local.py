@@ -8,7 +8,7 @@ import pytest
 
 from npgpt import distributed
 from npgpt.distributed import launched_size, row_bounds
-from npgpt.distributed.buckets import FlatParameters, make_buckets, pieces
+from npgpt.distributed.buckets import POLL_FROM_BYTES, FlatParameters, make_buckets, pieces, polls
 from npgpt.errors import DistributedError
 from npgpt.models import GPT, GPTConfig
 
@@ -83,3 +83,15 @@ def test_buckets_hold_every_parameter_once_last_layers_first(bucket_bytes):
 def test_zero_pieces_split_a_bucket_among_the_ranks():
     assert pieces(10, 3) == [0, 3, 6, 10]
     assert pieces(2, 3) == [0, 0, 1, 2]
+
+
+def test_the_progress_thread_is_for_large_gradients_unless_the_environment_says(monkeypatch):
+    monkeypatch.delenv("NPGPT_MPI_POLL", raising=False)
+    assert not polls(POLL_FROM_BYTES - 1) and polls(POLL_FROM_BYTES)
+    monkeypatch.setenv("NPGPT_MPI_POLL", "1")
+    assert polls(4)
+    monkeypatch.setenv("NPGPT_MPI_POLL", "0")
+    assert not polls(1 << 40)
+    monkeypatch.setenv("NPGPT_MPI_POLL", "yes")
+    with pytest.raises(DistributedError, match="NPGPT_MPI_POLL='yes' must be 1"):
+        polls(4)

@@ -25,7 +25,7 @@ import mpi_driver  # noqa: E402
 TIMEOUT = 120      # a hang fails the test instead of stalling the suite
 
 
-def run(n, out, *args, timeout=TIMEOUT, check=True):
+def run(n, out, *args, timeout=TIMEOUT, check=True, env=None):
     """The driver on ``n`` ranks (1: in this process); returns the CompletedProcess."""
     argv = [str(out), *map(str, args)]
     if n == 1:
@@ -33,7 +33,8 @@ def run(n, out, *args, timeout=TIMEOUT, check=True):
         return None
     # buckets of 10 kB: the tiny model's 90 kB of gradients go in several
     env = {**os.environ, "PYTHONPATH": str(ROOT), "NPGPT_MPI_TIMEOUT": "60",
-           "NPGPT_BUCKET_MB": "0.01"}
+           "NPGPT_BUCKET_MB": "0.01", **(env or {})}
+    env = {k: v for k, v in env.items() if v is not None}
     done = subprocess.run(["mpiexec", "-n", str(n), sys.executable, str(DRIVER), *argv],
                           capture_output=True, text=True, env=env, timeout=timeout)
     if check:
@@ -76,6 +77,8 @@ CONFIGS = {
     "plain": ("--batch", 5),                                        # 3 ranks: 2, 1, 2 rows
     "zero-accum-clip": ("--batch", 4, "--zero", 1, "--accum", 2, "--clip", 0.3),
 }
+# the progress thread: forced on for one config; the other's 90 kB gradient goes without it
+POLL = {"plain": "1", "zero-accum-clip": None}
 
 
 @pytest.fixture(scope="module")
@@ -96,7 +99,7 @@ def reference(tmp_path_factory):
 @pytest.mark.parametrize("config", list(CONFIGS))
 def test_ranks_train_the_same_weights_and_eval_losses_as_one_process(tmp_path, reference,
                                                                      config, n):
-    run(n, tmp_path, *CONFIGS[config])
+    run(n, tmp_path, *CONFIGS[config], env={"NPGPT_MPI_POLL": POLL[config]})
     one = reference(config)
     assert_same_weights(weights(tmp_path), weights(one))
     got, want = evals(tmp_path), evals(one)
@@ -105,6 +108,7 @@ def test_ranks_train_the_same_weights_and_eval_losses_as_one_process(tmp_path, r
     sync = json.loads((tmp_path / "sync.json").read_text())
     assert sync["steps"] == 10 and sync["buckets"] > 1
     assert sync["started_early"] > 0        # buckets went out while the backward ran
+    assert sync["polled"] is (POLL[config] == "1")
 
 
 @pytest.fixture(scope="module")
