@@ -30,6 +30,9 @@ from ._encode_kernels import bpe
 from .unicode_classes import DIGIT, FOLD_SHIFT, LETTER, SPACE, class_table
 
 _S, _D, _M, _T, _L, _V, _R, _E = 1, 2, 3, 4, 5, 6, 7, 8
+# the piece cache's watch (encode_gpt4): pieces per window, the fewest hits per window that
+# keep it (1 in 16), and the windows it then rests
+CACHE_WINDOW, CACHE_MIN_HITS, CACHE_REST = 4096, 16, 15
 
 
 def char_classes():
@@ -259,8 +262,11 @@ def encode_gpt4(cp, cls, byte_ids, table, news, tokens, cache_bits):
     The piece cache has 2**cache_bits slots, each the last piece whose hash picked it: (hash,
     where the piece starts in ``cp`` and its length, where its ids start in the output and how
     many).  A piece equal to its slot's copies those ids; any other runs its BPE and takes the
-    slot.  Repeated pieces (most of ordinary text) are merged about once, and text without
-    repeats pays one probe of a table that stays small, not a set of every piece."""
+    slot.  Repeated pieces (most of ordinary text) are merged about once.  Text without
+    repeats would pay a hash, a probe and a store per piece for nothing (a third of its
+    time), so the cache watches itself: when fewer than 1 in ``CACHE_MIN_HITS`` pieces of a
+    window of ``CACHE_WINDOW`` found their ids in it, the next ``CACHE_REST`` windows go
+    without it, and then it is tried again."""
     n = cp.size
     cap = 1 << cache_bits
     slots = np.empty(4 * cap, np.int64)  # hash, start << 20 | length, out start << 20 | count
@@ -276,13 +282,26 @@ def encode_gpt4(cp, cls, byte_ids, table, news, tokens, cache_bits):
     heap = np.empty(3 * size, np.int64)
     o = 0
     s = 0
+    window = hits = rest = 0  # pieces and cache hits in this window; windows left without
+    h = q = 0
     while s < n:
         e = max(next_piece_end(cp, cls, s), s + 1)
-        h = np.int64(_hash(cp, s, e) >> np.uint64(1))  # >= 0, never the empty mark
-        q = 4 * (h & (cap - 1))
         length = e - s
-        if slots[q] == h and (slots[q + 1] & 0xFFFFF) == length and length < 0xFFFFF \
+        cached = rest == 0
+        if cached:
+            h = np.int64(_hash(cp, s, e) >> np.uint64(1))  # >= 0, never the empty mark
+            q = 4 * (h & (cap - 1))
+        window += 1
+        if window == CACHE_WINDOW:
+            if rest > 0:
+                rest -= 1
+            elif hits * CACHE_MIN_HITS < CACHE_WINDOW:
+                rest = CACHE_REST
+            window = hits = 0
+        if cached and slots[q] == h and (slots[q + 1] & 0xFFFFF) == length \
+                and length < 0xFFFFF \
                 and _same(cp, slots[q + 1] >> 20, (slots[q + 1] >> 20) + length, cp, s, e):
+            hits += 1
             at = slots[q + 2] >> 20
             m = slots[q + 2] & 0xFFFFF
             if o + m > out.size:
@@ -311,7 +330,7 @@ def encode_gpt4(cp, cls, byte_ids, table, news, tokens, cache_bits):
                 out = _grown(out, o + m)
             for i in range(m):
                 out[o + i] = buf[i]
-            if length < 0xFFFFF and m < 0xFFFFF:
+            if cached and length < 0xFFFFF and m < 0xFFFFF:
                 slots[q] = h
                 slots[q + 1] = (s << 20) | length
                 slots[q + 2] = (o << 20) | m

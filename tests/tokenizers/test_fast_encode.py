@@ -182,3 +182,17 @@ def test_whole_token_table_equals_token_ids(cl100k):
     for t in tokens:
         buf = np.frombuffer(t, np.uint8).astype(np.int64)
         assert whole_token(buf, 0, buf.size, *table) == ours.token_ids.get(t, -1)
+
+
+def test_the_piece_cache_rests_on_unique_text_and_comes_back(cl100k, shakespeare):
+    # repetitive text fills the cache; 70,000 distinct words make it rest (fewer than 1 in 16
+    # pieces of a 4,096-piece window hit) for 15 windows and try again; the repetitive text
+    # after them hits slots written before the rest
+    from npgpt.tokenizers._split_kernels import CACHE_REST, CACHE_WINDOW
+    rng = np.random.default_rng(0)
+    letters = np.array(list("abcdefghijklmnopqrstuvwxyz"))
+    unique = " ".join("".join(rng.choice(letters, 9)) for _ in range(70_000))
+    assert 70_000 > CACHE_WINDOW * (CACHE_REST + 1)
+    ours, ref = cl100k
+    text = shakespeare[:60_000] + unique + shakespeare[:60_000] + unique[:50_000]
+    assert ours._encode_fast(text) == ref.encode_ordinary(text)
