@@ -186,13 +186,15 @@ def test_whole_token_table_equals_token_ids(cl100k):
 
 def test_the_piece_cache_rests_on_unique_text_and_comes_back(cl100k, shakespeare):
     # repetitive text fills the cache; 70,000 distinct words make it rest (fewer than 1 in 16
-    # pieces of a 4,096-piece window hit) for 15 windows and try again; the repetitive text
-    # after them hits slots written before the rest
+    # pieces of a 4,096-piece window hit) for 15 windows at a time; the repetitive text after
+    # them is longer than a rest and a trial window together, so the cache comes back within it
     from npgpt.tokenizers._split_kernels import CACHE_REST, CACHE_WINDOW
     rng = np.random.default_rng(0)
     letters = np.array(list("abcdefghijklmnopqrstuvwxyz"))
     unique = " ".join("".join(rng.choice(letters, 9)) for _ in range(70_000))
-    assert 70_000 > CACHE_WINDOW * (CACHE_REST + 1)
+    again = shakespeare[:300_000]
+    assert 70_000 > CACHE_WINDOW * (CACHE_REST + 1)     # " word" is one piece
+    assert len(regex.findall(GPT4_PATTERN, again)) > CACHE_WINDOW * (CACHE_REST + 2)
     ours, ref = cl100k
-    text = shakespeare[:60_000] + unique + shakespeare[:60_000] + unique[:50_000]
+    text = shakespeare[:60_000] + unique + again + unique[:50_000]
     assert ours._encode_fast(text) == ref.encode_ordinary(text)
