@@ -17,7 +17,7 @@ MPI moves a nonblocking collective only while some thread calls into it, and a s
 MB takes dozens of such calls (each moves a piece and waits for the other rank's answer). So
 the backward's own reports push the open requests, and the wait at the end polls without
 sleeping (:meth:`~.world.World.wait`). A gradient of at least ``POLL_FROM_BYTES`` (buckets
-of a MB and more, between reports tens of ms apart) also gets a small thread that polls them
+of half a MB and more, between reports tens of ms apart) also gets a small thread that polls them
 every half millisecond while the backward runs. A smaller one does without: its buckets need
 only a few calls each, the reports come a millisecond apart, and a thread waking 2,000 times
 a second to take the GIL from a backward of small NumPy calls slows that backward more than
