@@ -59,7 +59,7 @@ def worker(args) -> None:
     from bench_train_step import CONFIGS
     from npgpt.distributed.launch import start
     from npgpt.models import GPT, GPTConfig
-    from npgpt.train import TrainConfig, Trainer
+    from npgpt.trainer import TrainConfig, Trainer
 
     world = start("bench_distributed", threads=args.threads)
     from npgpt.runtime.threads import set_num_threads

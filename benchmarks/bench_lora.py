@@ -45,7 +45,7 @@ def child(mode: str, config: str, rank: int, targets: str, steps: int, warmup: i
     from npgpt.optim import AdamW, clip_grad_norm
     from npgpt.runtime.memory import retain_freed_memory
     from npgpt.runtime.parallel import DataParallel, shards_for
-    from npgpt.train import param_groups
+    from npgpt.trainer import param_groups
 
     cfg = CONFIGS[config]
     set_threads(threads)

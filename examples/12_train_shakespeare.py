@@ -13,7 +13,7 @@ from _common import done, parse_args, pyplot, save, section, skipped
 from npgpt.data import shakespeare_text
 from npgpt.models import GPT, GPTConfig
 from npgpt.tokenizers import CharTokenizer
-from npgpt.train import TrainConfig, Trainer
+from npgpt.trainer import TrainConfig, Trainer
 
 
 def main():

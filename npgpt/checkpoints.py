@@ -22,7 +22,7 @@ from .hf import from_pretrained, load_tokenizer
 from .io import CONFIG, TRAINER, load_checkpoint, load_json, resolve_checkpoint
 from .models import GPT, GPTConfig
 from .optim import AdamW
-from .train import TrainConfig, param_groups
+from .trainer import TrainConfig, param_groups
 from .trainer_state import check_trainer_state
 
 

@@ -91,7 +91,7 @@ def cmd_train(args) -> int:
     from .checkpoints import check_resumable, load_model, refuse_overridden
     from .data import tokenize
     from .models import GPT, PRESETS, GPTConfig
-    from .train import Trainer, TrainConfig
+    from .trainer import Trainer, TrainConfig
 
     out = Path(args.out_dir or TrainConfig.out_dir)
     train_overrides = _given(args, TrainConfig)
@@ -301,7 +301,7 @@ def cmd_bench(args) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     from .models import PRESETS, GPTConfig
-    from .train import TrainConfig
+    from .trainer import TrainConfig
 
     parser = _Parser(prog="npgpt", description="A NumPy GPT: train, sample, count.")
     sub = parser.add_subparsers(dest="command", required=True)

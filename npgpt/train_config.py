@@ -1,5 +1,5 @@
 """TrainConfig: every setting of a training run, checked where it enters (the flags, the API,
-trainer.json), for :class:`npgpt.train.Trainer`."""
+trainer.json), for :class:`npgpt.trainer.Trainer`."""
 from __future__ import annotations
 
 from dataclasses import dataclass

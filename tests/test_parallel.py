@@ -233,7 +233,7 @@ def test_auto_shards_splits_only_when_each_shard_keeps_n_embd_rows():
 # --- the Trainer --------------------------------------------------------------------------
 
 def _train_config(out, **kw):
-    from npgpt.train import TrainConfig
+    from npgpt.trainer import TrainConfig
     base = dict(batch_size=4, block_size=T, max_steps=6, eval_interval=3, eval_steps=2,
                 log_interval=1, lr=3e-3, warmup_steps=0, out_dir=str(out), progress=False,
                 plot=False)
@@ -252,7 +252,7 @@ def two_threads():
 
 
 def test_trainer_split_or_not_trains_the_same(tmp_path, two_threads):
-    from npgpt.train import Trainer
+    from npgpt.trainer import Trainer
     data = np.random.default_rng(0).integers(0, V, 2000)
     runs = {}
     for mode in ("on", "off"):
@@ -268,7 +268,7 @@ def test_trainer_split_or_not_trains_the_same(tmp_path, two_threads):
 
 
 def test_trainer_split_with_dropout_resumes_bit_exact(tmp_path, two_threads):
-    from npgpt.train import Trainer
+    from npgpt.trainer import Trainer
     data = np.random.default_rng(1).integers(0, V, 2000)
     straight = small_gpt("float32", dropout=0.2)
     Trainer(straight, data, None, _train_config(tmp_path / "a", data_parallel="on")).train()
@@ -283,7 +283,7 @@ def test_trainer_split_with_dropout_resumes_bit_exact(tmp_path, two_threads):
 
 
 def test_trainer_refuses_a_bad_mode_or_a_model_it_cannot_split(tmp_path):
-    from npgpt.train import Trainer
+    from npgpt.trainer import Trainer
     with pytest.raises(ConfigError, match="data_parallel"):
         _train_config(tmp_path, data_parallel="yes")
 

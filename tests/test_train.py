@@ -9,7 +9,7 @@ from npgpt.errors import CheckpointError, ConfigError, DataError, TrainingError
 from npgpt.io import load_checkpoint
 from npgpt.layers.linear import Linear
 from npgpt.module import Module, Parameter
-from npgpt.train import TrainConfig, Trainer, param_groups
+from npgpt.trainer import TrainConfig, Trainer, param_groups
 
 
 class TokenEmbedding(Module):

@@ -1,6 +1,6 @@
 """What the Trainer does differently on several ranks: its step, its evaluation, its checks.
 
-The Trainer (npgpt.train) keeps its loop; when it runs under mpiexec it hands these parts to
+The Trainer (npgpt.trainer) keeps its loop; when it runs under mpiexec it hands these parts to
 a :class:`DistributedTraining`:
 
 - :meth:`forward_backward`: this rank's rows of every micro-batch, forward and backward (on

@@ -18,7 +18,7 @@ from npgpt.errors import NpgptError
 
 def make(args):
     from npgpt.models import GPT, GPTConfig
-    from npgpt.train import TrainConfig, Trainer
+    from npgpt.trainer import TrainConfig, Trainer
     data = np.random.default_rng(0).integers(0, 256, size=6000)
     model = GPT(GPTConfig(vocab_size=256, block_size=8, n_layer=2, n_head=2, n_embd=16,
                           dtype="float64"), seed=0)

@@ -41,7 +41,7 @@ def test_a_launch_without_mpi4py_is_a_clear_error(no_launch):
 
 def test_one_process_training_never_imports_mpi4py(tmp_path):
     code = ("import sys, numpy as np; from npgpt.models import GPT, GPTConfig; "
-            "from npgpt.train import Trainer, TrainConfig; "
+            "from npgpt.trainer import Trainer, TrainConfig; "
             "m = GPT(GPTConfig(vocab_size=16, block_size=8, n_layer=1, n_head=1, n_embd=8)); "
             "t = Trainer(m, np.arange(200) % 16, None, TrainConfig(batch_size=2, block_size=8, "
             "max_steps=1, progress=False, save_checkpoints=False, plot=False, out_dir=sys.argv[1])); "

@@ -2,7 +2,7 @@
 ``npgpt.errors`` exception (never a raw NumPy/Python error from inside, never a silent
 success). The entry points are found, not listed by hand: every class and function in the
 ``__all__`` of npgpt and its subpackages, each class's forward/backward, plus the user-facing
-functions of generate, train, io, optim and data. A new export without cases here fails
+functions of generate, trainer, io, optim and data. A new export without cases here fails
 ``test_every_entry_point_has_cases``."""
 import importlib
 
@@ -30,7 +30,7 @@ def ids(*shape, high=V):
 PACKAGES = ["npgpt", "npgpt.models", "npgpt.layers", "npgpt.tokenizers"]
 MODULE_FUNCTIONS = {
     "npgpt.generate": ["generate", "sample_next", "filter_logits", "softmax_with_temperature"],
-    "npgpt.train": ["TrainConfig", "Trainer"],
+    "npgpt.trainer": ["TrainConfig", "Trainer"],
     "npgpt.io": ["load_checkpoint", "save_checkpoint", "resolve_checkpoint", "load_safetensors",
                  "save_safetensors", "load_json", "save_json"],
     "npgpt.optim": ["SGD", "Adam", "AdamW", "cosine_schedule", "clip_grad_norm"],
@@ -245,7 +245,8 @@ def _cases():
                lambda: tokenizers.TiktokenTokenizer("p50k_nope"))]
 
     # generate, train, io, optim, data
-    from npgpt import data, io, optim, train
+    from npgpt import data, io, optim
+    from npgpt import trainer as train
     from npgpt import generate as gen
     logits = f32(2, V)
     cases += [("npgpt.generate.generate", "prompt a string", lambda: gen.generate(gpt(), "hi", 2)),
@@ -262,16 +263,16 @@ def _cases():
                lambda: gen.softmax_with_temperature(logits, -1))]
     for field, bad in (("beta1", "x"), ("lr", float("nan")), ("max_steps", 0), ("seed", 1.5),
                        ("progress", "no"), ("out_dir", 3), ("data_parallel", "maybe")):
-        cases.append(("npgpt.train.TrainConfig", f"{field}={bad!r}",
+        cases.append(("npgpt.trainer.TrainConfig", f"{field}={bad!r}",
                       lambda field=field, bad=bad: train.TrainConfig(**{field: bad})))
     small = train.TrainConfig(batch_size=2, block_size=8, max_steps=2, progress=False, plot=False)
-    cases += [("npgpt.train.Trainer", "data too short",
+    cases += [("npgpt.trainer.Trainer", "data too short",
                lambda: train.Trainer(gpt(), np.arange(5), None, small)),
-              ("npgpt.train.Trainer", "config a dict",
+              ("npgpt.trainer.Trainer", "config a dict",
                lambda: train.Trainer(gpt(), np.arange(100) % V, None, {"lr": 1})),
-              ("npgpt.train.Trainer", "data a string",
+              ("npgpt.trainer.Trainer", "data a string",
                lambda: train.Trainer(gpt(), "some text", None, small)),
-              ("npgpt.train.Trainer", "resume from nowhere",
+              ("npgpt.trainer.Trainer", "resume from nowhere",
                lambda: train.Trainer(gpt(), np.arange(100) % V, None, small).resume("/nonexistent"))]
     cases += [("npgpt.io.load_checkpoint", "missing", lambda: io.load_checkpoint("/nonexistent")),
               ("npgpt.io.resolve_checkpoint", "missing", lambda: io.resolve_checkpoint("/nonexistent")),

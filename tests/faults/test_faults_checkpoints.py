@@ -11,7 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from npgpt.models import GPTConfig
-from npgpt.train import TrainConfig
+from npgpt.trainer import TrainConfig
 from npgpt.trainer_state import OPTIONAL, TRAINER_FIELDS
 
 from .conftest import TINY, run_cli

@@ -7,7 +7,7 @@ import pytest
 
 from npgpt.errors import TrainingError
 from npgpt.models import GPT, GPTConfig
-from npgpt.train import TrainConfig, Trainer
+from npgpt.trainer import TrainConfig, Trainer
 
 from .conftest import run_cli
 
