@@ -3,7 +3,7 @@ from ..kernels import erf
 from .attention import CrossAttention, MultiHeadAttention
 from .dropout import Dropout
 from .embedding import Embedding, LearnedPositionalEmbedding
-from .ffn import GELU, MLP, ReLU, SiLU, SwiGLU, sigmoid
+from .ffn import GELU, MLP, GeGLU, ReLU, SiLU, SwiGLU, sigmoid
 from .kv_cache import KVCache
 from .linear import Linear
 from .loss import CrossEntropyLoss, log_softmax, softmax
@@ -15,7 +15,7 @@ from .sdpa import ScaledDotProductAttention
 __all__ = [
     "Linear", "Embedding", "LearnedPositionalEmbedding", "SinusoidalPositionalEncoding",
     "sinusoidal_table", "LayerNorm", "RMSNorm", "BatchNorm", "ReLU", "GELU", "SiLU", "MLP",
-    "SwiGLU", "erf", "sigmoid", "Dropout", "CrossEntropyLoss", "softmax", "log_softmax",
+    "SwiGLU", "GeGLU", "erf", "sigmoid", "Dropout", "CrossEntropyLoss", "softmax", "log_softmax",
     "ScaledDotProductAttention", "MultiHeadAttention", "CrossAttention", "KVCache",
     "RotaryEmbedding",
 ]

@@ -19,20 +19,22 @@ from ..fields import above, at_least, check_fields, from_dict, in_range, one_of,
 from ..layers.attention import MultiHeadAttention
 from ..layers.dropout import Dropout
 from ..layers.embedding import Embedding, LearnedPositionalEmbedding
-from ..layers.ffn import MLP, SwiGLU
+from ..layers.ffn import MLP, GeGLU, SwiGLU
 from ..layers.kv_cache import KVCache
 from ..layers.linear import Linear, matmul_accumulate
 from ..layers.loss import CrossEntropyLoss
 from ..layers.norm import LayerNorm, RMSNorm
 from ..layers.positional import SinusoidalPositionalEncoding
-from ..layers.rope import RotaryEmbedding
+from ..layers.rope import RotaryEmbedding, inverse_frequencies, llama3_inverse_frequencies
 from ..module import Module, ModuleList
 from .base import Model
-from .residual import residual, residual_backward
+from .residual import residual, residual_backward, sandwich, sandwich_backward
 
 POSITIONS = ("learned", "sinusoidal", "rope", "none")
 NORMS = ("layernorm", "rmsnorm")
-MLPS = ("gelu_tanh", "gelu", "relu", "swiglu")
+MLPS = ("gelu_tanh", "gelu", "relu", "swiglu", "geglu")
+ROPE_SCALINGS = ("none", "linear", "llama3")
+LAYER_TYPES = {"f": "full attention", "s": "sliding-window attention"}
 
 
 @dataclass
@@ -48,13 +50,29 @@ class GPTConfig:
     pos: str = "learned"             # learned | sinusoidal | rope | none
     norm: str = "layernorm"          # layernorm | rmsnorm
     prenorm: bool = True             # True: GPT-2's pre-LN; False: the original post-LN
-    mlp: str = "gelu_tanh"           # gelu_tanh (GPT-2) | gelu (exact erf) | relu | swiglu
+    mlp: str = "gelu_tanh"           # gelu_tanh (GPT-2) | gelu (exact erf) | relu | swiglu | geglu (tanh-GELU gate)
     mlp_hidden: int | None = None    # hidden width of the MLP; None = 4 * n_embd
     bias: bool = True                # biases in the linear layers and LayerNorms
     tie_embeddings: bool = True      # LM head shares wte's weight
     dropout: float = 0.0             # dropout on embeddings, attention weights and residuals
     rope_theta: float = 10000.0      # RoPE base
     rope_layout: str = "half"        # half (LLaMA / HF checkpoints) | interleaved (RoFormer)
+    head_dim: int | None = None      # hs: channels of an attention head; None = n_embd / n_head
+    qkv_bias: bool | None = None     # biases on the q, k, v projections (Qwen2: only there); None = bias
+    qk_norm: bool = False            # RMSNorm of every query and key head before RoPE (Qwen3, Gemma 3)
+    norm_plus_one: bool = False      # RMSNorm scales by (1 + weight), weights starting at 0 (Gemma)
+    sandwich_norm: bool = False      # also norm each branch's output: four norms per block (Gemma)
+    embed_scale: bool = False        # token embeddings times sqrt(n_embd) (Gemma; the tied head is not)
+    attn_scalar: float | None = None  # attention scores times attn_scalar^-1/2; None = head size
+    sliding_window: int | None = None  # W of sliding layers: query i sees keys i - W < j <= i
+    layer_types: str | None = None   # a letter per layer: f full attention, s sliding window; None = all f
+    rope_layers: str | None = None   # a digit per layer: 1 RoPE, 0 none (SmolLM3's NoPE); None = all 1
+    rope_local_theta: float | None = None  # RoPE base of the sliding layers; None = rope_theta
+    rope_scaling: str = "none"       # none | linear | llama3: rewrite of the rope_theta frequencies
+    rope_factor: float = 1.0         # linear / llama3 scaling factor
+    rope_low_freq_factor: float = 1.0   # llama3: wavelengths above original_context / this are divided
+    rope_high_freq_factor: float = 4.0  # llama3: wavelengths below original_context / this are kept
+    rope_original_context: int = 8192   # llama3: the context length the model was trained at
     norm_eps: float = 1e-5           # epsilon of LayerNorm / RMSNorm
     init_std: float = 0.02           # std of the normal weight init
     dtype: str = "float32"           # float32, or float64 for gradient checks
@@ -65,16 +83,26 @@ class GPTConfig:
             self.n_kv_head = self.n_head
         if self.mlp_hidden is None:
             self.mlp_hidden = 4 * self.n_embd
-        if self.n_embd % self.n_head:
-            raise ConfigError(f"n_embd={self.n_embd} is not divisible by n_head={self.n_head}")
+        if self.head_dim is None and self.n_embd % self.n_head:
+            raise ConfigError(f"n_embd={self.n_embd} is not divisible by n_head={self.n_head} "
+                              "(or give head_dim)")
         if self.n_head % self.n_kv_head:
             raise ConfigError(f"n_head={self.n_head} is not divisible by n_kv_head={self.n_kv_head}")
-        if self.pos == "rope" and (self.n_embd // self.n_head) % 2:
-            raise ConfigError(f"RoPE needs an even head size; n_embd/n_head = {self.n_embd // self.n_head}")
+        if self.pos == "rope" and self.head_size % 2:
+            raise ConfigError(f"RoPE needs an even head size; it is {self.head_size}")
+        _check_family_fields(self)
 
     @property
     def head_size(self) -> int:
-        return self.n_embd // self.n_head
+        return self.n_embd // self.n_head if self.head_dim is None else self.head_dim
+
+    def layer_type(self, i: int) -> str:
+        """"f" (full attention) or "s" (sliding window) for layer i."""
+        return "f" if self.layer_types is None else self.layer_types[i]
+
+    def layer_rope(self, i: int) -> bool:
+        """Whether layer i rotates its queries and keys (pos="rope" and not a NoPE layer)."""
+        return self.pos == "rope" and (self.rope_layers is None or self.rope_layers[i] == "1")
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -92,8 +120,36 @@ class GPTConfig:
         return cls(**{**PRESETS[name], **overrides})
 
 
+def _check_family_fields(c: GPTConfig) -> None:
+    """The combinations of the per-layer and Gemma/Qwen/Llama 3 fields that mean something."""
+    for name, letters in (("layer_types", "fs"), ("rope_layers", "01")):
+        value = getattr(c, name)
+        if value is not None and (len(value) != c.n_layer or set(value) - set(letters)):
+            raise ConfigError(f"{name}={value!r} must have one of {', '.join(letters)} per layer "
+                              f"(n_layer={c.n_layer} letters)")
+    sliding = c.layer_types is not None and "s" in c.layer_types
+    if sliding and c.sliding_window is None:
+        raise ConfigError(f"layer_types={c.layer_types!r} has sliding layers: give sliding_window")
+    if c.rope_layers is not None and c.pos != "rope":
+        raise ConfigError(f"rope_layers={c.rope_layers!r} needs pos='rope'")
+    if c.rope_scaling != "none" and c.pos != "rope":
+        raise ConfigError(f"rope_scaling={c.rope_scaling!r} needs pos='rope'")
+    if c.rope_scaling == "llama3" and not c.rope_high_freq_factor > c.rope_low_freq_factor:
+        raise ConfigError(f"rope_high_freq_factor={c.rope_high_freq_factor} must be above "
+                          f"rope_low_freq_factor={c.rope_low_freq_factor}")
+    rms_only = [n for n in ("qk_norm", "norm_plus_one", "sandwich_norm") if getattr(c, n)]
+    if rms_only and c.norm != "rmsnorm":
+        raise ConfigError(f"{rms_only[0]}=True needs norm='rmsnorm'")
+    if c.sandwich_norm and not c.prenorm:
+        raise ConfigError("sandwich_norm=True is a pre-LN layout: it needs prenorm=True")
+
+
 # what each field may hold (the type comes from the annotation; see npgpt.fields)
 _RULES = {
+    "head_dim": positive, "sliding_window": positive, "rope_original_context": positive,
+    "attn_scalar": above(0), "rope_local_theta": above(0), "rope_factor": above(0),
+    "rope_low_freq_factor": above(0), "rope_high_freq_factor": above(0),
+    "rope_scaling": one_of(*ROPE_SCALINGS),
     **{name: positive for name in ("vocab_size", "block_size", "n_layer", "n_head", "n_embd",
                                    "n_kv_head", "mlp_hidden")},
     "pos": one_of(*POSITIONS), "norm": one_of(*NORMS), "mlp": one_of(*MLPS),
@@ -123,7 +179,8 @@ PRESETS: dict[str, dict] = {
 
 def _norm(config: GPTConfig, dtype):
     if config.norm == "rmsnorm":
-        return RMSNorm(config.n_embd, eps=config.norm_eps, dtype=dtype)
+        return RMSNorm(config.n_embd, eps=config.norm_eps, dtype=dtype,
+                       plus_one=config.norm_plus_one)
     return LayerNorm(config.n_embd, eps=config.norm_eps, bias=config.bias, dtype=dtype)
 
 
@@ -132,37 +189,85 @@ class Block(Module):
 
     pre-LN (GPT-2):   x = x + attn(ln_1(x));   x = x + mlp(ln_2(x))
     post-LN (2017):   x = ln_1(x + attn(x));   x = ln_2(x + mlp(x))
+    sandwich (Gemma): x = x + ln_attn_out(attn(ln_1(x)));   x = x + ln_mlp_out(mlp(ln_2(x)))
+
+    ``rope``: this layer's rotary embedding (or None: no positions in the attention);
+    ``window``: its sliding window (None: full causal attention).
     """
 
-    def __init__(self, config: GPTConfig, rng: np.random.Generator, rope=None):
+    def __init__(self, config: GPTConfig, rng: np.random.Generator, rope=None, window=None):
         dtype = np.dtype(config.dtype)
         super().__init__(dtype)
         # GPT-2 scales the init of the projections into the residual stream by 1/sqrt(2L)
         proj_std = config.init_std / np.sqrt(2 * config.n_layer)
         self.prenorm = config.prenorm
+        self.sandwich = config.sandwich_norm
         self.ln_1 = _norm(config, dtype)
+        scale = None if config.attn_scalar is None else config.attn_scalar ** -0.5
         self.attn = MultiHeadAttention(config.n_embd, config.n_head, n_kv_head=config.n_kv_head,
                                        bias=config.bias, causal=True, rope=rope,
                                        dropout=config.dropout, dtype=dtype, rng=rng,
-                                       proj_std=proj_std)
+                                       proj_std=proj_std, head_dim=config.head_dim,
+                                       qkv_bias=config.qkv_bias, qk_norm=config.qk_norm,
+                                       norm_eps=config.norm_eps,
+                                       norm_plus_one=config.norm_plus_one, scale=scale,
+                                       window=window)
+        if self.sandwich:
+            self.ln_attn_out = _norm(config, dtype)
         self.ln_2 = _norm(config, dtype)
-        if config.mlp == "swiglu":
-            self.mlp = SwiGLU(config.n_embd, config.mlp_hidden, bias=config.bias, dtype=dtype,
-                              rng=rng, proj_std=proj_std)
+        if config.mlp in ("swiglu", "geglu"):
+            gated = SwiGLU if config.mlp == "swiglu" else GeGLU
+            self.mlp = gated(config.n_embd, config.mlp_hidden, bias=config.bias, dtype=dtype,
+                             rng=rng, proj_std=proj_std)
         else:
             self.mlp = MLP(config.n_embd, config.mlp_hidden, activation=config.mlp,
                            bias=config.bias, dtype=dtype, rng=rng, proj_std=proj_std)
+        if self.sandwich:
+            self.ln_mlp_out = _norm(config, dtype)
         self.drop_attn = Dropout(config.dropout, rng=rng)
         self.drop_mlp = Dropout(config.dropout, rng=rng)
 
     def forward(self, x, key_padding_mask=None, kv_cache=None):
+        if self.sandwich:
+            x = sandwich(x, self.ln_1, self.attn, self.ln_attn_out, self.drop_attn,
+                         key_padding_mask=key_padding_mask, kv_cache=kv_cache)
+            return sandwich(x, self.ln_2, self.mlp, self.ln_mlp_out, self.drop_mlp)
         x = residual(x, self.ln_1, self.attn, self.drop_attn, self.prenorm,
                      key_padding_mask=key_padding_mask, kv_cache=kv_cache)
         return residual(x, self.ln_2, self.mlp, self.drop_mlp, self.prenorm)
 
     def backward(self, dy):      # the forward read bottom-up; each residual adds its branch
+        if self.sandwich:
+            dx = sandwich_backward(dy, self.ln_2, self.mlp, self.ln_mlp_out, self.drop_mlp)
+            return sandwich_backward(dx, self.ln_1, self.attn, self.ln_attn_out, self.drop_attn)
         dx = residual_backward(dy, self.ln_2, self.mlp, self.drop_mlp, self.prenorm)
         return residual_backward(dx, self.ln_1, self.attn, self.drop_attn, self.prenorm)
+
+
+def embed_multiplier(config: GPTConfig) -> float:
+    """The embedding scale sqrt(n_embd), rounded to float32 as the reference implementation
+    (transformers' Gemma) stores it, so float32 and float64 models both match it."""
+    return float(np.float32(np.sqrt(config.n_embd)))
+
+
+def _ropes(config: GPTConfig, dtype) -> list:
+    """Each layer's rotary embedding (shared objects; None for a layer without RoPE): sliding
+    layers use ``rope_local_theta`` when given, every other layer rope_theta with its scaling."""
+    c = config
+    if c.pos != "rope":
+        return [None] * c.n_layer
+    inv_freq = inverse_frequencies(c.head_size, c.rope_theta)
+    if c.rope_scaling == "linear":
+        inv_freq = inv_freq / c.rope_factor
+    elif c.rope_scaling == "llama3":
+        inv_freq = llama3_inverse_frequencies(inv_freq, c.rope_factor, c.rope_low_freq_factor,
+                                              c.rope_high_freq_factor, c.rope_original_context)
+    full = RotaryEmbedding(c.head_size, base=c.rope_theta, layout=c.rope_layout, dtype=dtype,
+                           inv_freq=inv_freq)
+    local = full if c.rope_local_theta is None else RotaryEmbedding(
+        c.head_size, base=c.rope_local_theta, layout=c.rope_layout, dtype=dtype)
+    return [None if not c.layer_rope(i) else local if c.layer_type(i) == "s" else full
+            for i in range(c.n_layer)]
 
 
 class GPT(Model):
@@ -185,11 +290,11 @@ class GPT(Model):
             self.wpe = LearnedPositionalEmbedding(config.block_size, C, dtype=dtype, rng=rng,
                                                   std=std / 2)
         self._sinusoidal = SinusoidalPositionalEncoding(C, dtype=dtype) if config.pos == "sinusoidal" else None
-        rope = (RotaryEmbedding(config.head_size, base=config.rope_theta,
-                                layout=config.rope_layout, dtype=dtype)
-                if config.pos == "rope" else None)
+        ropes = _ropes(config, dtype)
         self.drop = Dropout(config.dropout, rng=rng)
-        self.h = ModuleList(Block(config, rng, rope=rope) for _ in range(config.n_layer))
+        self.h = ModuleList(Block(config, rng, rope=ropes[i],
+                                  window=config.sliding_window if config.layer_type(i) == "s" else None)
+                            for i in range(config.n_layer))
         if config.prenorm:   # pre-LN needs a final norm; the post-LN stack ends normalised
             self.ln_f = _norm(config, dtype)
         if not config.tie_embeddings:
@@ -237,6 +342,8 @@ class GPT(Model):
         offset = kv_cache[0].length if kv_cache is not None else 0
         positions = np.arange(offset, offset + T)
         x = self.wte(idx)                # a fresh gather: the positions are added in place
+        if self.config.embed_scale:
+            x *= x.dtype.type(embed_multiplier(self.config))
         if self.config.pos == "learned":
             x += self.wpe(positions)
         elif self.config.pos == "sinusoidal":
@@ -262,6 +369,8 @@ class GPT(Model):
             dx = block.backward(dx)
             self.grads_final(block)         # its gradients can go while the rest runs
         dx = self.drop.backward(dx)
+        if self.config.embed_scale:
+            dx = dx * dx.dtype.type(embed_multiplier(self.config))
         if self.config.pos == "learned":
             self.wpe.backward(dx)
         self.wte.backward(dx)
