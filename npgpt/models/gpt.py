@@ -1,6 +1,7 @@
 """The GPT: GPT-2, the original post-LN Transformer decoder and LLaMA-style models, by config.
 
-    idx (B, T) -> wte(idx) [+ wpe(pos)] -> dropout -> n_layer x Block -> ln_f -> logits (B, T, V)
+    idx (B, T) -> wte(idx) [+ wpe(pos)] -> dropout -> n_layer x Block -> ln_f -> head
+        -> [cap * tanh(. / cap)] -> logits (B, T, V)
 
 Parameter names follow GPT-2's checkpoints (``wte.weight``, ``h.0.attn.c_attn.weight``, ...)
 so a GPT-2 state dict loads as it is; LLaMA-style MLPs use LLaMA's names (``gate_proj``,
@@ -26,15 +27,15 @@ from ..layers.loss import CrossEntropyLoss
 from ..layers.norm import LayerNorm, RMSNorm
 from ..layers.positional import SinusoidalPositionalEncoding
 from ..layers.rope import RotaryEmbedding, inverse_frequencies, llama3_inverse_frequencies
+from ..layers.softcap import SoftCap
 from ..module import Module, ModuleList
 from .base import Model
 from .residual import residual, residual_backward, sandwich, sandwich_backward
 
 POSITIONS = ("learned", "sinusoidal", "rope", "none")
 NORMS = ("layernorm", "rmsnorm")
-MLPS = ("gelu_tanh", "gelu", "relu", "swiglu", "geglu")
+MLPS = ("gelu_tanh", "gelu", "relu", "relu2", "swiglu", "geglu")
 ROPE_SCALINGS = ("none", "linear", "llama3")
-LAYER_TYPES = {"f": "full attention", "s": "sliding-window attention"}
 
 
 @dataclass
@@ -50,7 +51,7 @@ class GPTConfig:
     pos: str = "learned"             # learned | sinusoidal | rope | none
     norm: str = "layernorm"          # layernorm | rmsnorm
     prenorm: bool = True             # True: GPT-2's pre-LN; False: the original post-LN
-    mlp: str = "gelu_tanh"           # gelu_tanh (GPT-2) | gelu (exact erf) | relu | swiglu | geglu (tanh-GELU gate)
+    mlp: str = "gelu_tanh"           # gelu_tanh (GPT-2) | gelu (exact erf) | relu | relu2 | swiglu | geglu (tanh-GELU gate)
     mlp_hidden: int | None = None    # hidden width of the MLP; None = 4 * n_embd
     bias: bool = True                # biases in the linear layers and LayerNorms
     tie_embeddings: bool = True      # LM head shares wte's weight
@@ -75,6 +76,8 @@ class GPTConfig:
     rope_original_context: int = 8192   # llama3: the context length the model was trained at
     norm_eps: float = 1e-5           # epsilon of LayerNorm / RMSNorm
     init_std: float = 0.02           # std of the normal weight init
+    zero_init_proj: bool = False     # start the projections into the residual stream at zero
+    logit_softcap: float | None = None   # cap * tanh(logits / cap) on the final logits; None: off
     dtype: str = "float32"           # float32, or float64 for gradient checks
 
     def __post_init__(self):
@@ -157,6 +160,7 @@ _RULES = {
     "dropout": in_range(0, 1, hi_open=True),
     "rope_theta": above(0), "norm_eps": above(0), "init_std": at_least(0),
     "dtype": one_of("float32", "float64"),
+    "logit_softcap": above(0),
 }
 
 PRESETS: dict[str, dict] = {
@@ -198,8 +202,9 @@ class Block(Module):
     def __init__(self, config: GPTConfig, rng: np.random.Generator, rope=None, window=None):
         dtype = np.dtype(config.dtype)
         super().__init__(dtype)
-        # GPT-2 scales the init of the projections into the residual stream by 1/sqrt(2L)
-        proj_std = config.init_std / np.sqrt(2 * config.n_layer)
+        # GPT-2 scales the init of the projections into the residual stream by 1/sqrt(2L);
+        # zero_init_proj starts them at zero (each block begins as the identity)
+        proj_std = 0.0 if config.zero_init_proj else config.init_std / np.sqrt(2 * config.n_layer)
         self.prenorm = config.prenorm
         self.sandwich = config.sandwich_norm
         self.ln_1 = _norm(config, dtype)
@@ -299,6 +304,8 @@ class GPT(Model):
             self.ln_f = _norm(config, dtype)
         if not config.tie_embeddings:
             self.lm_head = Linear(C, config.vocab_size, bias=False, dtype=dtype, rng=rng, std=std)
+        if config.logit_softcap is not None:
+            self.softcap = SoftCap(config.logit_softcap, dtype=dtype)
         self.loss_fn = CrossEntropyLoss()
 
     # --- the head: tied (x @ wte^T) or its own Linear ------------------------------------
@@ -355,10 +362,15 @@ class GPT(Model):
         if self.config.prenorm:
             x = self.ln_f(x)
         self.save(x)
-        return self._head_forward(x)
+        logits = self._head_forward(x)
+        if self.config.logit_softcap is not None:
+            logits = self.softcap(logits)
+        return logits
 
     def _logits_backward(self, dlogits):
         (x,) = self.saved()
+        if self.config.logit_softcap is not None:
+            dlogits = self.softcap.backward(dlogits)
         dx = self._head_backward(dlogits, x)
         if self.config.prenorm:
             dx = self.ln_f.backward(dx)
