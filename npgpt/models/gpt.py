@@ -26,10 +26,11 @@ from ..layers.linear import Linear, matmul_accumulate
 from ..layers.loss import CrossEntropyLoss
 from ..layers.norm import LayerNorm, RMSNorm
 from ..layers.positional import SinusoidalPositionalEncoding
-from ..layers.rope import RotaryEmbedding, inverse_frequencies, llama3_inverse_frequencies
+from ..layers.rope import RotaryEmbedding
 from ..layers.softcap import SoftCap
 from ..module import Module, ModuleList
 from .base import Model
+from .per_layer import check_family_fields, embed_multiplier, layer_ropes
 from .residual import residual, residual_backward, sandwich, sandwich_backward
 
 POSITIONS = ("learned", "sinusoidal", "rope", "none")
@@ -93,7 +94,7 @@ class GPTConfig:
             raise ConfigError(f"n_head={self.n_head} is not divisible by n_kv_head={self.n_kv_head}")
         if self.pos == "rope" and self.head_size % 2:
             raise ConfigError(f"RoPE needs an even head size; it is {self.head_size}")
-        _check_family_fields(self)
+        check_family_fields(self)
 
     @property
     def head_size(self) -> int:
@@ -121,30 +122,6 @@ class GPTConfig:
         if name not in PRESETS:
             raise ConfigError(f"unknown preset {name!r}; presets: {', '.join(PRESETS)}")
         return cls(**{**PRESETS[name], **overrides})
-
-
-def _check_family_fields(c: GPTConfig) -> None:
-    """The combinations of the per-layer and Gemma/Qwen/Llama 3 fields that mean something."""
-    for name, letters in (("layer_types", "fs"), ("rope_layers", "01")):
-        value = getattr(c, name)
-        if value is not None and (len(value) != c.n_layer or set(value) - set(letters)):
-            raise ConfigError(f"{name}={value!r} must have one of {', '.join(letters)} per layer "
-                              f"(n_layer={c.n_layer} letters)")
-    sliding = c.layer_types is not None and "s" in c.layer_types
-    if sliding and c.sliding_window is None:
-        raise ConfigError(f"layer_types={c.layer_types!r} has sliding layers: give sliding_window")
-    if c.rope_layers is not None and c.pos != "rope":
-        raise ConfigError(f"rope_layers={c.rope_layers!r} needs pos='rope'")
-    if c.rope_scaling != "none" and c.pos != "rope":
-        raise ConfigError(f"rope_scaling={c.rope_scaling!r} needs pos='rope'")
-    if c.rope_scaling == "llama3" and not c.rope_high_freq_factor > c.rope_low_freq_factor:
-        raise ConfigError(f"rope_high_freq_factor={c.rope_high_freq_factor} must be above "
-                          f"rope_low_freq_factor={c.rope_low_freq_factor}")
-    rms_only = [n for n in ("qk_norm", "norm_plus_one", "sandwich_norm") if getattr(c, n)]
-    if rms_only and c.norm != "rmsnorm":
-        raise ConfigError(f"{rms_only[0]}=True needs norm='rmsnorm'")
-    if c.sandwich_norm and not c.prenorm:
-        raise ConfigError("sandwich_norm=True is a pre-LN layout: it needs prenorm=True")
 
 
 # what each field may hold (the type comes from the annotation; see npgpt.fields)
@@ -249,32 +226,6 @@ class Block(Module):
         return residual_backward(dx, self.ln_1, self.attn, self.drop_attn, self.prenorm)
 
 
-def embed_multiplier(config: GPTConfig) -> float:
-    """The embedding scale sqrt(n_embd), rounded to float32 as the reference implementation
-    (transformers' Gemma) stores it, so float32 and float64 models both match it."""
-    return float(np.float32(np.sqrt(config.n_embd)))
-
-
-def _ropes(config: GPTConfig, dtype) -> list:
-    """Each layer's rotary embedding (shared objects; None for a layer without RoPE): sliding
-    layers use ``rope_local_theta`` when given, every other layer rope_theta with its scaling."""
-    c = config
-    if c.pos != "rope":
-        return [None] * c.n_layer
-    inv_freq = inverse_frequencies(c.head_size, c.rope_theta)
-    if c.rope_scaling == "linear":
-        inv_freq = inv_freq / c.rope_factor
-    elif c.rope_scaling == "llama3":
-        inv_freq = llama3_inverse_frequencies(inv_freq, c.rope_factor, c.rope_low_freq_factor,
-                                              c.rope_high_freq_factor, c.rope_original_context)
-    full = RotaryEmbedding(c.head_size, base=c.rope_theta, layout=c.rope_layout, dtype=dtype,
-                           inv_freq=inv_freq)
-    local = full if c.rope_local_theta is None else RotaryEmbedding(
-        c.head_size, base=c.rope_local_theta, layout=c.rope_layout, dtype=dtype)
-    return [None if not c.layer_rope(i) else local if c.layer_type(i) == "s" else full
-            for i in range(c.n_layer)]
-
-
 class GPT(Model):
     """A decoder-only transformer language model.
 
@@ -295,7 +246,7 @@ class GPT(Model):
             self.wpe = LearnedPositionalEmbedding(config.block_size, C, dtype=dtype, rng=rng,
                                                   std=std / 2)
         self._sinusoidal = SinusoidalPositionalEncoding(C, dtype=dtype) if config.pos == "sinusoidal" else None
-        ropes = _ropes(config, dtype)
+        ropes = layer_ropes(config, dtype)
         self.drop = Dropout(config.dropout, rng=rng)
         self.h = ModuleList(Block(config, rng, rope=ropes[i],
                                   window=config.sliding_window if config.layer_type(i) == "s" else None)
@@ -413,8 +364,9 @@ def count_params(config: GPTConfig) -> dict[str, int]:
     b = 1 if c.bias else 0
     norm = (2 if c.bias else 1) * C if c.norm == "layernorm" else C
     qkv_out = (c.n_head + 2 * c.n_kv_head) * hs
-    attn = C * qkv_out + b * qkv_out + C * C + b * C
-    if c.mlp == "swiglu":
+    qkv_b = b if c.qkv_bias is None else int(c.qkv_bias)
+    attn = C * qkv_out + qkv_b * qkv_out + c.n_head * hs * C + b * C + (2 * hs if c.qk_norm else 0)
+    if c.mlp in ("swiglu", "geglu"):
         mlp = 3 * C * c.mlp_hidden + b * (2 * c.mlp_hidden + C)
     else:
         mlp = 2 * C * c.mlp_hidden + b * (c.mlp_hidden + C)
@@ -423,7 +375,7 @@ def count_params(config: GPTConfig) -> dict[str, int]:
         "wpe": c.block_size * C if c.pos == "learned" else 0,
         "attention": L * attn,
         "mlp": L * mlp,
-        "norms": L * 2 * norm + (norm if c.prenorm else 0),
+        "norms": L * (4 if c.sandwich_norm else 2) * norm + (norm if c.prenorm else 0),
         "lm_head": 0 if c.tie_embeddings else C * V,
     }
     parts["total"] = sum(parts.values())

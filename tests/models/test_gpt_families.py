@@ -159,3 +159,10 @@ def test_window_needs_a_causal_attention():
     from npgpt import kernels
     with pytest.raises(InputError, match="causal"):
         kernels.softmax_forward(np.zeros((1, 1, 2, 2)), False, None, 1.0, 2)
+
+
+@pytest.mark.parametrize("family", list(FAMILIES))
+def test_count_params_counts_every_family_layout(family):
+    from npgpt.models import count_params
+    config = tiny(**FAMILIES[family])
+    assert count_params(config)["total"] == GPT(config).num_parameters()
