@@ -22,6 +22,7 @@ import numpy as np
 
 from ..errors import InputError, NpgptError, describe
 from ..io import atomic_write
+from .cache import neighbours
 
 REPORT = "report.html"
 _HERE = Path(__file__).resolve().parent
@@ -158,7 +159,6 @@ def embedding(run_dir: Path, probe_ids=(), k: int = 6) -> dict:
     """The checkpoint's token embedding: a 2-D PCA of its rows and the nearest rows of the
     probe's tokens. ``{"note": why}`` when there is no readable checkpoint."""
     from ..checkpoints import load_model          # the models, only when a report is written
-    from ..models.word2vec import neighbours
     try:
         model, tokenizer, _, path = load_model(run_dir)
     except (NpgptError, OSError) as e:

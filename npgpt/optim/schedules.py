@@ -38,6 +38,8 @@ def decay_factor(progress: float, schedule: str = "cosine", cooldown_frac: float
         raise ConfigError(f"cooldown_frac={cooldown_frac} must be in (0, 1]")
     if p < 1.0 - cooldown_frac:
         return 1.0
+    if p >= 1.0:
+        return 0.0          # (exactly: 1 - (1 - f) rounds to just under f)
     x = min((p - (1.0 - cooldown_frac)) / cooldown_frac, 1.0)
     return 1.0 - (x if cooldown == "linear" else math.sqrt(x))
 
