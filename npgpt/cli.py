@@ -13,6 +13,7 @@ import typing
 from pathlib import Path
 
 from .cli_hf import add_hf_parsers, add_lora_flags
+from .glassbox.report_cli import add_report_parser
 from .errors import CheckpointError, ConfigError, NpgptError, describe
 
 # GPTConfig fields the command sets itself rather than by flag
@@ -351,6 +352,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_bench)
 
     add_hf_parsers(sub, _load_model)
+    add_report_parser(sub)
 
     try:
         from .tokenizers.cli import add_tokenizer_parser

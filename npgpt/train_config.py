@@ -47,6 +47,10 @@ class TrainConfig:
     #                               or auto: when every thread gets >= n_embd token rows
     zero: int = 0                 # under mpiexec: 1 shards the AdamW moments across the ranks
     #                               (ZeRO-1, npgpt.distributed.zero); 0 keeps them on every rank
+    stats_interval: int = 0       # write out_dir/stats.jsonl (weights, updates, activations) every
+    #                               this many steps (docs/glassbox.md); 0 = off
+    probe_prompt: str = ""        # text whose attention and logit lens stats.jsonl records at each
+    #                               evaluation; "" = the first tokens of the validation text
 
     def __post_init__(self):
         if isinstance(self.time_budget, (int, float)) and not isinstance(self.time_budget, bool):
@@ -84,4 +88,5 @@ _TRAIN_RULES = {
     "schedule": one_of(*SCHEDULES), "cooldown": one_of(*COOLDOWNS),
     "cooldown_frac": in_range(0, 1, lo_open=True),
     "time_budget": (is_duration, EXPECTED),
+    "stats_interval": at_least(0),
 }
