@@ -12,6 +12,7 @@ import sys
 import typing
 from pathlib import Path
 
+from .chat.cli import add_chat_parser
 from .cli_hf import add_hf_parsers, add_lora_flags
 from .errors import CheckpointError, ConfigError, NpgptError, describe
 
@@ -346,6 +347,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_bench)
 
     add_hf_parsers(sub, _load_model)
+    add_chat_parser(sub)
 
     try:
         from .tokenizers.cli import add_tokenizer_parser
