@@ -14,6 +14,7 @@ from pathlib import Path
 
 from .chat.cli import add_chat_parser
 from .cli_hf import add_hf_parsers, add_lora_flags
+from .glassbox.report_cli import add_report_parser
 from .errors import CheckpointError, ConfigError, NpgptError, describe
 
 # GPTConfig fields the command sets itself rather than by flag
@@ -347,6 +348,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_bench)
 
     add_hf_parsers(sub, _load_model)
+    add_report_parser(sub)
     add_chat_parser(sub)
 
     try:
