@@ -101,6 +101,8 @@ def cmd_train(args) -> int:
     for flag, value in (("--data", args.data), ("--resume", args.resume),
                         ("--init-from", args.init_from)):
         _nonempty(flag, value)
+    if "time_budget" in train_overrides and "max_steps" in train_overrides:
+        raise ConfigError("--time-budget and --max-steps both say when the run ends: give one")
     if args.resume is None:
         config = TrainConfig(**train_overrides)    # refused before anything is written
     if args.resume is not None and args.init_from is not None:
@@ -123,7 +125,8 @@ def cmd_train(args) -> int:
                                   "--out for the resumed run to write to")
             train_overrides["out_dir"] = str(ckpt_dir.parent)
         config = dataclasses.replace(saved, **train_overrides)
-        check_resumable(config, saved, state["step"], ckpt_dir, "max_steps" in train_overrides)
+        check_resumable(config, saved, state["step"], ckpt_dir, "max_steps" in train_overrides,
+                        state.get("train_time", 0.0))
     elif args.init_from:
         model, tokenizer, _, _ = load_model(args.init_from)
     else:
@@ -179,6 +182,8 @@ def cmd_train(args) -> int:
         say(f"resumed from {ckpt_dir} at step {trainer.step}"
             + (f"; changed from the checkpoint: {', '.join(changed)}" if changed else ""),
             flush=True)
+    if trainer.clock.budget is not None:
+        say(trainer.clock.banner(), flush=True)
     result = trainer.train()
     summary = ", ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}"
                         for k, v in (result or {}).items())
