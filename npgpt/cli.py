@@ -13,6 +13,7 @@ import typing
 from pathlib import Path
 
 from .cli_hf import add_hf_parsers, add_lora_flags
+from .glassbox.inspect_cli import add_inspect_parser
 from .glassbox.report_cli import add_report_parser
 from .errors import CheckpointError, ConfigError, NpgptError, describe
 
@@ -348,6 +349,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_hf_parsers(sub, _load_model)
     add_report_parser(sub)
+    add_inspect_parser(sub)
 
     try:
         from .tokenizers.cli import add_tokenizer_parser
