@@ -14,6 +14,7 @@ from pathlib import Path
 
 from .chat.cli import add_chat_parser
 from .cli_hf import add_hf_parsers, add_lora_flags
+from .glassbox.inspect_cli import add_inspect_parser
 from .glassbox.report_cli import add_report_parser
 from .errors import CheckpointError, ConfigError, NpgptError, describe
 
@@ -354,6 +355,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_hf_parsers(sub, _load_model)
     add_report_parser(sub)
+    add_inspect_parser(sub)
     add_chat_parser(sub)
 
     try:
