@@ -32,8 +32,10 @@ from .errors import CheckpointError, ConfigError, TrainingError
 from .io import TRAINER, load_checkpoint, load_json, resolve_checkpoint, save_checkpoint
 from .runtime.memory import retain_freed_memory
 from .module import no_grad
-from .optim import AdamW, clip_grad_norm, cosine_schedule
+from .glassbox.stats import training_stats
+from .optim import AdamW, clip_grad_norm
 from .runtime.parallel import DataParallel, shards_for
+from .time_budget import TrainClock, learning_rate
 from .train_config import TrainConfig
 from .trainer_state import check_trainer_state
 
@@ -121,6 +123,9 @@ class Trainer:
             from .distributed.trainer import DistributedTraining
             self.dist = DistributedTraining(world, self)
         self.is_main = world is None or world.is_main     # writes logs and checkpoints
+        # training time (evaluation excluded); ends the run under a time budget
+        self.clock = TrainClock(config.budget_seconds, world=world)
+        self.stats = None                   # training statistics, set up by train()
 
     def _runner(self) -> DataParallel:
         """What runs this step's forward and backward: the batch split across the threads,
@@ -146,7 +151,7 @@ class Trainer:
     def train_step(self) -> tuple[float, float, float]:
         """One optimizer step; returns (mean loss, grad norm before clipping, lr)."""
         c = self.config
-        lr = cosine_schedule(self.step, c.lr, c.min_lr, c.warmup_steps, c.max_steps)
+        lr = learning_rate(c, self.step, self.clock)
         self.optimizer.set_lr(lr)
         self.optimizer.zero_grad()
         total = 0.0
@@ -173,8 +178,13 @@ class Trainer:
             norm = clip_grad_norm(self.params, c.grad_clip)
         if not math.isfinite(norm):
             self._non_finite("gradient norm", norm)
+        measure = self.stats is not None and self.stats.due(self.step + 1)
+        if measure:                  # npgpt.glassbox.stats: the gradients and weights before
+            self.stats.before_update()
         self.optimizer.step()
         self.step += 1
+        if measure:                  # ... and the update made, the activations after
+            self.stats.after_update(lr, norm)
         return total / c.grad_accum, norm, lr
 
     def _non_finite(self, what: str, value: float, step: int | None = None):
@@ -224,12 +234,15 @@ class Trainer:
 
     # --- the loop -----------------------------------------------------------------------
     def train(self, until: int | None = None) -> dict:
-        """Train up to step ``until`` (default ``max_steps``), evaluating and checkpointing
-        every ``eval_interval`` steps and at the end. Returns the last evaluation."""
+        """Train up to step ``until`` (default ``max_steps``) or until the time budget is
+        spent, evaluating and checkpointing every ``eval_interval`` steps and at the end.
+        Returns the last evaluation."""
         c = self.config
-        until = c.max_steps if until is None else min(until, c.max_steps)
+        if self.clock.budget is None:          # (under a budget, max_steps is not used)
+            until = c.max_steps if until is None else min(until, c.max_steps)
         self.out_dir.mkdir(parents=True, exist_ok=True)
         self._trim_metrics()
+        self.stats = training_stats(self)     # None when stats_interval is 0 (npgpt.glassbox.stats)
         retain_freed_memory()         # each step reuses the last one's pages (npgpt.runtime.memory)
         self.model.train()
         bar = self._progress_bar(until)
@@ -237,9 +250,13 @@ class Trainer:
         last = {}
         try:
             t0, s0 = time.perf_counter(), self.step
-            while self.step < until:
+            self.clock.mark()
+            done = self.clock.spent or (until is not None and self.step >= until)
+            while not done:
                 loss, norm, lr = self.train_step()
-                if self.step % c.log_interval == 0 or self.step == until:
+                self.clock.lap()
+                done = self.clock.spent or self.step == until
+                if self.step % c.log_interval == 0 or done:
                     dt = time.perf_counter() - t0
                     tok_s = tokens_per_step * (self.step - s0) / max(dt, 1e-9)
                     self._log({"step": self.step, "loss": loss, "lr": lr, "grad_norm": norm,
@@ -250,9 +267,10 @@ class Trainer:
                     t0, s0 = time.perf_counter(), self.step
                 if bar is not None:
                     bar.update(1)
-                if self.step % c.eval_interval == 0 or self.step == until:
+                if self.step % c.eval_interval == 0 or done:
                     last = self._eval_and_save(bar)
                     t0, s0 = time.perf_counter(), self.step     # eval time is not training
+                    self.clock.mark()
         finally:
             if bar is not None:
                 bar.close()
@@ -265,6 +283,8 @@ class Trainer:
         losses = self.evaluate()
         record = {"step": self.step, **{f"{k}_loss": v for k, v in losses.items()}}
         self._log(record)
+        if self.stats is not None:
+            self.stats.probe()
         for name, value in losses.items():
             if not math.isfinite(value):     # a poisoned model never replaces a good one
                 self._non_finite(f"the evaluation's {name} loss", value, self.step)
@@ -303,6 +323,7 @@ class Trainer:
             "sampler_rng": self.rng.bit_generator.state,   # = the position in the data
             "model_rngs": [g.bit_generator.state for g in self.model.generators()],
             "best_val_loss": self.best_val_loss if math.isfinite(self.best_val_loss) else None,
+            "train_time": self.clock.elapsed,          # seconds, against a time budget
             "tokenizer": self.tokenizer_info,
             "data": {"train": self._data_info(self.train_data),
                      "val": self._data_info(self.val_data)},
@@ -355,6 +376,7 @@ class Trainer:
         except (TypeError, ValueError, KeyError) as e:
             raise CheckpointError(f"{path}/trainer.json: bad RNG state ({e})") from None
         self.step = step
+        self.clock.elapsed = float(state.get("train_time", 0.0))
         best = state["best_val_loss"]
         self.best_val_loss = math.inf if best is None else float(best)
         return self
@@ -382,7 +404,7 @@ class Trainer:
             return
         self.history = metrics.trim(self.metrics_path, self.step)
 
-    def _progress_bar(self, until: int):
+    def _progress_bar(self, until: int | None):
         if not self.config.progress or not self.is_main:
             return None
         from tqdm.auto import tqdm

@@ -1,4 +1,5 @@
-"""Feed-forward blocks and their activations: ReLU, GELU (exact and tanh), SiLU, MLP, SwiGLU.
+"""Feed-forward blocks and their activations: ReLU, ReLU², GELU (exact and tanh), SiLU, MLP, SwiGLU,
+GeGLU.
 
 The elementwise functions with kernels (tanh GELU, erf) are defined in :mod:`npgpt.kernels`
 and called through its dispatch."""
@@ -30,6 +31,20 @@ class ReLU(Module):
     def backward(self, dy: np.ndarray) -> np.ndarray:
         (positive,) = self.saved()
         return dy * positive
+
+
+class ReLUSquared(Module):
+    """y = max(x, 0)² (So et al. 2021, Primer; the modded-nanogpt speedrun's MLP activation).
+    x, y: (...)        backward: dx = dy * 2 max(x, 0)"""
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        r = np.maximum(x, 0)
+        self.save(r)
+        return r * r
+
+    def backward(self, dy: np.ndarray) -> np.ndarray:
+        (r,) = self.saved()
+        return dy * (r + r)
 
 
 class GELU(Module):
@@ -91,6 +106,7 @@ _ACTIVATIONS = {
     "gelu_tanh": lambda dtype: GELU("tanh", dtype),
     "gelu": lambda dtype: GELU("none", dtype),
     "relu": lambda dtype: ReLU(dtype),
+    "relu2": lambda dtype: ReLUSquared(dtype),
     "silu": lambda dtype: SiLU(dtype),
 }
 
@@ -100,7 +116,7 @@ class MLP(Module):
     x, y: (B, T, C) (any leading shape); c_fc: C -> hidden, c_proj: hidden -> C.
 
     activation: "gelu_tanh" (GPT-2), "gelu" (exact, erf), "relu" (the original Transformer),
-    "silu". ``proj_std`` is c_proj's init std (GPT-2 scales it by 1/sqrt(2 * n_layer)); other
+    "relu2" (ReLU squared), "silu". ``proj_std`` is c_proj's init std (GPT-2 scales it by 1/sqrt(2 * n_layer)); other
     weights use 0.02. ``dropout`` is applied to the output (GPT-2's residual dropout).
 
     backward: the forward read bottom-up, dx = c_fc.backward(act.backward(c_proj.backward(dy))).
@@ -160,3 +176,26 @@ class SwiGLU(Module):
         du = dh * silu_a
         da = dh * u * s * (1.0 + a * (1.0 - s))
         return self.gate_proj.backward(da) + self.up_proj.backward(du)
+
+
+class GeGLU(SwiGLU):
+    """Gemma's feed-forward block: SwiGLU with the tanh GELU as its gate,
+    y = down_proj(gelu_tanh(gate_proj(x)) * up_proj(x)).   x, y: (B, T, C); same parameters.
+
+    backward, with a = gate_proj(x), u = up_proj(x), g = gelu_tanh(a), dh = down_proj.backward(dy):
+        du = dh * g       da = gelu_tanh'(a) * (dh * u)      (npgpt.kernels.gelu, both ways)
+        dx = gate_proj.backward(da) + up_proj.backward(du)
+    """
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        a = self.gate_proj(x)
+        u = self.up_proj(x)
+        g = kernels.gelu_tanh_forward(a)
+        self.save(a, u, g)
+        return self.down_proj(g * u)
+
+    def backward(self, dy: np.ndarray) -> np.ndarray:
+        a, u, g = self.saved()
+        dh = self.down_proj.backward(dy)
+        da = kernels.gelu_tanh_backward(dh * u, a)
+        return self.gate_proj.backward(da) + self.up_proj.backward(dh * g)
