@@ -12,7 +12,9 @@ import sys
 import typing
 from pathlib import Path
 
+from .chat.cli import add_chat_parser
 from .cli_hf import add_hf_parsers, add_lora_flags
+from .glassbox.inspect_cli import add_inspect_parser
 from .glassbox.report_cli import add_report_parser
 from .errors import CheckpointError, ConfigError, NpgptError, describe
 
@@ -353,6 +355,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_hf_parsers(sub, _load_model)
     add_report_parser(sub)
+    add_inspect_parser(sub)
+    add_chat_parser(sub)
 
     try:
         from .tokenizers.cli import add_tokenizer_parser
