@@ -166,3 +166,23 @@ def test_count_params_counts_every_family_layout(family):
     from npgpt.models import count_params
     config = tiny(**FAMILIES[family])
     assert count_params(config)["total"] == GPT(config).num_parameters()
+
+
+@pytest.mark.parametrize("family", ["gemma3", "qwen2-sliding"])
+def test_run_with_cache_sees_the_window_the_scale_and_the_sandwich(family):
+    import npgpt  # noqa: F401  (gives GPT its run_with_cache)
+    from npgpt.layers.loss import softmax
+    config = tiny(**FAMILIES[family])
+    model = GPT(config)
+    _jitter(model, np.random.default_rng(0))
+    idx = np.random.default_rng(1).integers(0, config.vocab_size, size=(2, 6))
+    logits, cache = model.run_with_cache(idx, targets=idx, grads=True)
+    np.testing.assert_allclose(logits, model.forward(idx)[0], rtol=1e-12)
+    for i in range(config.n_layer):
+        pattern, scores = cache[f"h.{i}.attn.pattern"], cache[f"h.{i}.attn.scores"]
+        np.testing.assert_allclose(softmax(scores), pattern, rtol=1e-10, atol=1e-15)
+        before_window = np.tril(pattern, -config.sliding_window)   # keys j <= i - W
+        assert before_window.any() == (config.layer_type(i) == "f")
+    comps, _ = cache.decompose_resid()
+    np.testing.assert_allclose(comps.sum(0), cache[f"h.{config.n_layer - 1}.resid_post"],
+                               rtol=1e-10, atol=1e-12)
