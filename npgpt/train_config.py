@@ -29,6 +29,8 @@ class TrainConfig:
     cooldown: str = "linear"      # wsd: the fall's shape, linear or sqrt (1 - sqrt)
     time_budget: str | None = None  # train this long instead of max_steps: 300, 90s, 5m or 1h
     #                               (evaluation not counted); lr decays over the elapsed share
+    budget_clock: str = "wall"    # what time_budget counts: wall (time passed) or cpu (this
+    #                               process's CPU time: the compute it got on a shared machine)
     optimizer: str = "adamw"      # adamw, or muon: Muon on the hidden weight matrices, AdamW
     #                               (lr, betas) on embeddings, head, norms and biases
     muon_lr: float = 0.02         # muon: peak learning rate of the matrices (same schedule as lr)
@@ -96,7 +98,8 @@ _TRAIN_RULES = {
     "schedule": one_of(*SCHEDULES), "cooldown": one_of(*COOLDOWNS),
     "cooldown_frac": in_range(0, 1, lo_open=True),
     "time_budget": (is_duration, EXPECTED),
-    "optimizer": one_of("adamw", "muon"), "muon_lr": at_least(0),
+    "budget_clock": one_of("wall", "cpu"), "optimizer": one_of("adamw", "muon"),
+    "muon_lr": at_least(0),
     "muon_momentum": in_range(0, 1, hi_open=True), "muon_weight_decay": at_least(0),
     "stats_interval": at_least(0),
 }

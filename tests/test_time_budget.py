@@ -37,7 +37,9 @@ def test_a_budget_with_max_steps_is_refused():
 @pytest.fixture
 def fake_clock(monkeypatch):
     now = types.SimpleNamespace(t=0.0)
-    monkeypatch.setattr(tb, "time", types.SimpleNamespace(perf_counter=lambda: now.t))
+    monkeypatch.setattr(tb, "time", types.SimpleNamespace(perf_counter=lambda: now.t,
+                                                          process_time=lambda: now.cpu))
+    now.cpu = 0.0
     return now
 
 
@@ -109,3 +111,14 @@ def test_cli_refuses_the_budget_with_max_steps_and_says_so_in_the_banner(tmp_pat
     out = capsys.readouterr().out
     assert "time budget: 1.5s of training (evaluation and checkpoints not counted)" in out
     assert json.loads((tmp_path / "checkpoint" / "trainer.json").read_text())["train_time"] >= 1.5
+
+
+def test_the_cpu_clock_counts_the_process_time(fake_clock):
+    clock = tb.TrainClock(5.0, kind="cpu")
+    fake_clock.t += 50.0             # time passes, but the process got no CPU
+    clock.lap()
+    assert clock.elapsed == 0.0 and not clock.spent
+    fake_clock.cpu += 5.0
+    clock.lap()
+    assert clock.elapsed == 5.0 and clock.spent
+    assert "training CPU time" in clock.banner()
