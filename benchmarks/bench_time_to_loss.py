@@ -24,6 +24,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -109,6 +110,8 @@ def main(argv=None):
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--extra", default="", help="flags added to every run (one string)")
     ap.add_argument("--json", default=None, help="append one JSON line per run to this file")
+    ap.add_argument("--parallel", type=int, default=1, help="runs at once (each its own "
+                    "process; fair with --clock cpu only: a wall budget shares the cores)")
     args = ap.parse_args(argv)
     names = args.settings.split(",")
     unknown = [n for n in names if n not in SETTINGS]
@@ -117,21 +120,31 @@ def main(argv=None):
     extra = args.extra.split()
     print(f"clock {args.clock}, {args.threads} thread(s), {args.seeds} seeds; the runs take "
           "turns: each seed round goes through every setting", flush=True)
+    for name in names:       # numba compiles on a first call: once here, not in a budget
+        one_run(SETTINGS[name] + ["--eval-steps", "1"], "steps", 0, args.clock, args.threads,
+                extra + ["--max-steps", "1", "--warmup-steps", "0"])
     for budget in args.budgets.split(","):
         results: dict[str, list[dict]] = {n: [] for n in names}
-        for seed in range(args.seeds):           # alternating rounds: a load change hits all
-            for name in names:
-                r = one_run(SETTINGS[name], budget, 1337 + seed, args.clock, args.threads, extra)
+        # alternating rounds (every setting of a seed before the next seed): a change of load
+        # hits every setting alike
+        tasks = [(seed, name) for seed in range(1337, 1337 + args.seeds) for name in names]
+
+        def run(task):
+            seed, name = task
+            r = one_run(SETTINGS[name], budget, seed, args.clock, args.threads, extra)
+            print(f"  {budget} {name!r} seed {seed}: val {r['val_loss']:.4f} "
+                  f"(train {r['train_loss']:.4f}), {r['steps']} steps, load {r['load']}",
+                  flush=True)
+            if args.json:
+                with open(args.json, "a") as f:
+                    f.write(json.dumps({"budget": budget, "clock": args.clock,
+                                        "threads": args.threads, "setting": name,
+                                        "flags": SETTINGS[name] + extra, "seed": seed,
+                                        **r}) + "\n")
+            return task, r
+        with ThreadPoolExecutor(args.parallel) as pool:
+            for (seed, name), r in pool.map(run, tasks):
                 results[name].append(r)
-                print(f"  {budget} {name!r} seed {1337 + seed}: val {r['val_loss']:.4f} "
-                      f"(train {r['train_loss']:.4f}), {r['steps']} steps, load {r['load']}",
-                      flush=True)
-                if args.json:
-                    with open(args.json, "a") as f:
-                        f.write(json.dumps({"budget": budget, "clock": args.clock,
-                                            "threads": args.threads, "setting": name,
-                                            "flags": SETTINGS[name] + extra,
-                                            "seed": 1337 + seed, **r}) + "\n")
         print(f"\nbudget {budget} ({args.clock} clock, {args.threads} thread(s))")
         print(f"{'setting':<22} {'val loss':>16} {'steps':>7} {'tokens':>10} {'ms/step':>8} "
               f"{'load':>5}")

@@ -94,6 +94,7 @@ def cmd_train(args) -> int:
     from .checkpoints import check_resumable, load_model, refuse_overridden
     from .data import tokenize
     from .models import GPT, PRESETS, GPTConfig
+    from .train_config import preset_training
     from .trainer import Trainer, TrainConfig
 
     out = Path(args.out_dir or TrainConfig.out_dir)
@@ -104,6 +105,7 @@ def cmd_train(args) -> int:
         _nonempty(flag, value)
     if "time_budget" in train_overrides and "max_steps" in train_overrides:
         raise ConfigError("--time-budget and --max-steps both say when the run ends: give one")
+    train_overrides = preset_training(args.preset, train_overrides)   # a recipe's settings
     if args.resume is None:
         config = TrainConfig(**train_overrides)    # refused before anything is written
     if args.resume is not None and args.init_from is not None:

@@ -103,3 +103,24 @@ _TRAIN_RULES = {
     "muon_momentum": in_range(0, 1, hi_open=True), "muon_weight_decay": at_least(0),
     "stats_interval": at_least(0),
 }
+
+
+# the training half of the recipes among the model presets (npgpt.models.gpt.PRESETS): a
+# preset named here also sets these TrainConfig fields (flags given beside it win)
+TRAIN_PRESETS: dict[str, dict] = {
+    # the best found for one minute and five minutes of training on two CPU cores
+    # (docs/performance.md, "Time to quality")
+    "speedrun-1m": dict(time_budget="1m", lr=3e-3, min_lr=0.0, warmup_steps=50,
+                        schedule="wsd", cooldown="sqrt", cooldown_frac=0.4),
+    "speedrun-5m": dict(time_budget="5m", lr=3e-3, min_lr=0.0, warmup_steps=100,
+                        schedule="wsd", cooldown="sqrt", cooldown_frac=0.4),
+}
+
+
+def preset_training(preset: str | None, given: dict) -> dict:
+    """The TrainConfig fields of ``preset``'s recipe under the ones ``given`` (by flag); a
+    recipe's time budget gives way to a given ``max_steps``."""
+    recipe = dict(TRAIN_PRESETS.get(preset) or {})
+    if "max_steps" in given:
+        recipe.pop("time_budget", None)
+    return {**recipe, **given}
