@@ -145,6 +145,7 @@ def fresh_train(args):
     text = shakespeare_text("all")
     for size in (1_000_000, 10**9):
         times = {name: [] for name in FRESH_TRAIN}
+        cpu = {name: [] for name in FRESH_TRAIN}    # the whole process's, both threads
         with tempfile.NamedTemporaryFile("w", encoding="utf-8", suffix=".txt") as corpus:
             corpus.write(text[:size])
             corpus.flush()
@@ -153,16 +154,26 @@ def fresh_train(args):
                 for name, code in order[::-1] if r % 2 else order:   # who goes first alternates
                     code = code.replace("{hf_feed}", inspect.getsource(hf_feed))
                     code = code.replace("{pattern}", repr(GPT4_PATTERN))
+                    before = _children_cpu()
                     out = subprocess.run([sys.executable, "-c", code, corpus.name,
                                           str(args.vocab_size), args.hf_feed],
                                          capture_output=True, text=True, check=True, env=env)
                     times[name].append(float(out.stdout.split()[-1]))
+                    cpu[name].append(_children_cpu() - before)
         med = {k: sorted(v)[len(v) // 2] for k, v in times.items()}
         what = "1 MB" if size < 10**9 else "full corpus"
         row(f"first train {args.vocab_size}, {what}, 2 thr", med["npgpt"], med["HF tokenizers"],
             "HF tokenizers")
         rounds(times)
+        print("    CPU time of each whole process (interpreter start and reading included), "
+              "medians: " + ", ".join(f"{k} {sorted(v)[len(v) // 2]:.2f} s" for k, v in cpu.items()))
         print(f"    load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+
+
+def _children_cpu():
+    import resource
+    r = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return r.ru_utime + r.ru_stime
 
 
 def long_pieces(args):
