@@ -13,7 +13,7 @@ from .models.gpt import GPTConfig
 
 LLAMA_TYPES = ("llama", "mistral")           # same tensors and math when the config agrees
 _GPT2_ACTIVATIONS = {"gelu_new": "gelu_tanh", "gelu_pytorch_tanh": "gelu_tanh",
-                     "gelu_fast": "gelu_tanh", "gelu": "gelu", "relu": "relu"}
+                     "gelu_fast": "gelu_tanh", "gelu": "gelu", "relu": "relu", "relu2": "relu2"}
 
 
 # --- config.json <-> GPTConfig -----------------------------------------------------------------
@@ -107,6 +107,9 @@ def family(config: GPTConfig) -> str:
     """``"gpt2"`` or ``"llama"``: the HuggingFace architecture that computes exactly what
     ``config`` does, or ConfigError naming the first field that has no counterpart."""
     c = config
+    if c.logit_softcap is not None:
+        raise ConfigError(f"logit_softcap={c.logit_softcap}: HuggingFace GPT-2/LLaMA have no "
+                          "logit soft-capping")
     if not c.prenorm:
         raise ConfigError("prenorm=False (post-LN) has no HuggingFace GPT-2/LLaMA counterpart")
     if c.pos == "learned" and c.norm == "layernorm" and c.mlp != "swiglu":
@@ -138,7 +141,7 @@ def config_to_hf(config: GPTConfig, token_ids: dict | None = None) -> dict:
                   initializer_range=c.init_std, torch_dtype=c.dtype, use_cache=True,
                   **{k: (token_ids or {}).get(k) for k in _TOKEN_IDS})
     if family(c) == "gpt2":
-        act = {"gelu_tanh": "gelu_new", "gelu": "gelu", "relu": "relu"}[c.mlp]
+        act = {"gelu_tanh": "gelu_new", "gelu": "gelu", "relu": "relu", "relu2": "relu2"}[c.mlp]
         return dict(model_type="gpt2", architectures=["GPT2LMHeadModel"], n_positions=c.block_size,
                     n_embd=c.n_embd, n_layer=c.n_layer, n_head=c.n_head,
                     n_inner=None if c.mlp_hidden == 4 * c.n_embd else c.mlp_hidden,

@@ -22,7 +22,7 @@ every half millisecond while the backward runs. A smaller one does without: its 
 only a few calls each, the reports come a millisecond apart, and a thread waking 2,000 times
 a second to take the GIL from a backward of small NumPy calls slows that backward more than
 the sum costs. ``NPGPT_MPI_POLL`` = 1 or 0 turns the thread on or off whatever the size.
-README, "More cores, more machines", has what each choice costs.
+docs/performance.md, "Distributed training", has what each choice costs.
 """
 from __future__ import annotations
 

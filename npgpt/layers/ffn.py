@@ -1,4 +1,4 @@
-"""Feed-forward blocks and their activations: ReLU, GELU (exact and tanh), SiLU, MLP, SwiGLU.
+"""Feed-forward blocks and their activations: ReLU, ReLU², GELU (exact and tanh), SiLU, MLP, SwiGLU.
 
 The elementwise functions with kernels (tanh GELU, erf) are defined in :mod:`npgpt.kernels`
 and called through its dispatch."""
@@ -30,6 +30,20 @@ class ReLU(Module):
     def backward(self, dy: np.ndarray) -> np.ndarray:
         (positive,) = self.saved()
         return dy * positive
+
+
+class ReLUSquared(Module):
+    """y = max(x, 0)² (So et al. 2021, Primer; the modded-nanogpt speedrun's MLP activation).
+    x, y: (...)        backward: dx = dy * 2 max(x, 0)"""
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        r = np.maximum(x, 0)
+        self.save(r)
+        return r * r
+
+    def backward(self, dy: np.ndarray) -> np.ndarray:
+        (r,) = self.saved()
+        return dy * (r + r)
 
 
 class GELU(Module):
@@ -91,6 +105,7 @@ _ACTIVATIONS = {
     "gelu_tanh": lambda dtype: GELU("tanh", dtype),
     "gelu": lambda dtype: GELU("none", dtype),
     "relu": lambda dtype: ReLU(dtype),
+    "relu2": lambda dtype: ReLUSquared(dtype),
     "silu": lambda dtype: SiLU(dtype),
 }
 
@@ -100,7 +115,7 @@ class MLP(Module):
     x, y: (B, T, C) (any leading shape); c_fc: C -> hidden, c_proj: hidden -> C.
 
     activation: "gelu_tanh" (GPT-2), "gelu" (exact, erf), "relu" (the original Transformer),
-    "silu". ``proj_std`` is c_proj's init std (GPT-2 scales it by 1/sqrt(2 * n_layer)); other
+    "relu2" (ReLU squared), "silu". ``proj_std`` is c_proj's init std (GPT-2 scales it by 1/sqrt(2 * n_layer)); other
     weights use 0.02. ``dropout`` is applied to the output (GPT-2's residual dropout).
 
     backward: the forward read bottom-up, dx = c_fc.backward(act.backward(c_proj.backward(dy))).

@@ -1,6 +1,7 @@
 """The GPT: GPT-2, the original post-LN Transformer decoder and LLaMA-style models, by config.
 
-    idx (B, T) -> wte(idx) [+ wpe(pos)] -> dropout -> n_layer x Block -> ln_f -> logits (B, T, V)
+    idx (B, T) -> wte(idx) [+ wpe(pos)] -> dropout -> n_layer x Block -> ln_f -> head
+        -> [cap * tanh(. / cap)] -> logits (B, T, V)
 
 Parameter names follow GPT-2's checkpoints (``wte.weight``, ``h.0.attn.c_attn.weight``, ...)
 so a GPT-2 state dict loads as it is; LLaMA-style MLPs use LLaMA's names (``gate_proj``,
@@ -26,13 +27,14 @@ from ..layers.loss import CrossEntropyLoss
 from ..layers.norm import LayerNorm, RMSNorm
 from ..layers.positional import SinusoidalPositionalEncoding
 from ..layers.rope import RotaryEmbedding
+from ..layers.softcap import SoftCap
 from ..module import Module, ModuleList
 from .base import Model
 from .residual import residual, residual_backward
 
 POSITIONS = ("learned", "sinusoidal", "rope", "none")
 NORMS = ("layernorm", "rmsnorm")
-MLPS = ("gelu_tanh", "gelu", "relu", "swiglu")
+MLPS = ("gelu_tanh", "gelu", "relu", "relu2", "swiglu")
 
 
 @dataclass
@@ -48,7 +50,7 @@ class GPTConfig:
     pos: str = "learned"             # learned | sinusoidal | rope | none
     norm: str = "layernorm"          # layernorm | rmsnorm
     prenorm: bool = True             # True: GPT-2's pre-LN; False: the original post-LN
-    mlp: str = "gelu_tanh"           # gelu_tanh (GPT-2) | gelu (exact erf) | relu | swiglu
+    mlp: str = "gelu_tanh"           # gelu_tanh (GPT-2) | gelu (exact erf) | relu | relu2 | swiglu
     mlp_hidden: int | None = None    # hidden width of the MLP; None = 4 * n_embd
     bias: bool = True                # biases in the linear layers and LayerNorms
     tie_embeddings: bool = True      # LM head shares wte's weight
@@ -57,6 +59,8 @@ class GPTConfig:
     rope_layout: str = "half"        # half (LLaMA / HF checkpoints) | interleaved (RoFormer)
     norm_eps: float = 1e-5           # epsilon of LayerNorm / RMSNorm
     init_std: float = 0.02           # std of the normal weight init
+    zero_init_proj: bool = False     # start the projections into the residual stream at zero
+    logit_softcap: float | None = None   # cap * tanh(logits / cap) on the final logits; None: off
     dtype: str = "float32"           # float32, or float64 for gradient checks
 
     def __post_init__(self):
@@ -101,6 +105,7 @@ _RULES = {
     "dropout": in_range(0, 1, hi_open=True),
     "rope_theta": above(0), "norm_eps": above(0), "init_std": at_least(0),
     "dtype": one_of("float32", "float64"),
+    "logit_softcap": above(0),
 }
 
 PRESETS: dict[str, dict] = {
@@ -137,8 +142,9 @@ class Block(Module):
     def __init__(self, config: GPTConfig, rng: np.random.Generator, rope=None):
         dtype = np.dtype(config.dtype)
         super().__init__(dtype)
-        # GPT-2 scales the init of the projections into the residual stream by 1/sqrt(2L)
-        proj_std = config.init_std / np.sqrt(2 * config.n_layer)
+        # GPT-2 scales the init of the projections into the residual stream by 1/sqrt(2L);
+        # zero_init_proj starts them at zero (each block begins as the identity)
+        proj_std = 0.0 if config.zero_init_proj else config.init_std / np.sqrt(2 * config.n_layer)
         self.prenorm = config.prenorm
         self.ln_1 = _norm(config, dtype)
         self.attn = MultiHeadAttention(config.n_embd, config.n_head, n_kv_head=config.n_kv_head,
@@ -194,6 +200,8 @@ class GPT(Model):
             self.ln_f = _norm(config, dtype)
         if not config.tie_embeddings:
             self.lm_head = Linear(C, config.vocab_size, bias=False, dtype=dtype, rng=rng, std=std)
+        if config.logit_softcap is not None:
+            self.softcap = SoftCap(config.logit_softcap, dtype=dtype)
         self.loss_fn = CrossEntropyLoss()
 
     # --- the head: tied (x @ wte^T) or its own Linear ------------------------------------
@@ -248,10 +256,15 @@ class GPT(Model):
         if self.config.prenorm:
             x = self.ln_f(x)
         self.save(x)
-        return self._head_forward(x)
+        logits = self._head_forward(x)
+        if self.config.logit_softcap is not None:
+            logits = self.softcap(logits)
+        return logits
 
     def _logits_backward(self, dlogits):
         (x,) = self.saved()
+        if self.config.logit_softcap is not None:
+            dlogits = self.softcap.backward(dlogits)
         dx = self._head_backward(dlogits, x)
         if self.config.prenorm:
             dx = self.ln_f.backward(dx)

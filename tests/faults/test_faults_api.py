@@ -33,7 +33,8 @@ MODULE_FUNCTIONS = {
     "npgpt.trainer": ["TrainConfig", "Trainer"],
     "npgpt.io": ["load_checkpoint", "save_checkpoint", "resolve_checkpoint", "load_safetensors",
                  "save_safetensors", "load_json", "save_json"],
-    "npgpt.optim": ["SGD", "Adam", "AdamW", "cosine_schedule", "clip_grad_norm"],
+    "npgpt.optim": ["SGD", "Adam", "AdamW", "cosine_schedule", "wsd_schedule", "schedule_lr",
+                    "clip_grad_norm"],
     "npgpt.data": ["get_batch", "tokenize"],
 }
 # exported, but not an entry point for user values: the base classes themselves, a
@@ -118,14 +119,18 @@ def _cases():
                           [f32(B, T, C)], generic_lead=False)
     cases += module_cases("npgpt.layers.RotaryEmbedding", _fresh(L.RotaryEmbedding, 4),
                           [f32(B, H, T, 4)])
-    for act in ("ReLU", "GELU", "SiLU", "Dropout"):
+    for act in ("ReLU", "ReLUSquared", "GELU", "SiLU", "Dropout"):
         cases += [(f"npgpt.layers.{act}", "input a string",
                    lambda act=act: getattr(L, act)().forward("text")),
                   (f"npgpt.layers.{act}", "backward before forward",
                    lambda act=act: getattr(L, act)().backward(f32(2, 3)))]
     cases += [("npgpt.layers.Dropout", "p=1.5", lambda: L.Dropout(1.5)),
               ("npgpt.layers.Dropout", "p='x'", lambda: L.Dropout("x")),
-              ("npgpt.layers.GELU", "approximate='x'", lambda: L.GELU("x"))]
+              ("npgpt.layers.GELU", "approximate='x'", lambda: L.GELU("x")),
+              ("npgpt.layers.SoftCap", "cap=0", lambda: L.SoftCap(0.0)),
+              ("npgpt.layers.SoftCap", "input a string", lambda: L.SoftCap(30.0).forward("text")),
+              ("npgpt.layers.SoftCap", "backward before forward",
+               lambda: L.SoftCap(30.0).backward(f32(2, 3)))]
     for fn in ("softmax", "log_softmax", "erf", "sigmoid"):
         cases += [(f"npgpt.layers.{fn}", "a string", lambda fn=fn: getattr(L, fn)("text")),
                   (f"npgpt.layers.{fn}", "None", lambda fn=fn: getattr(L, fn)(None))]
@@ -295,6 +300,14 @@ def _cases():
                lambda: optim.cosine_schedule(1, 1e-3, 1e-4, -1, 10)),
               ("npgpt.optim.cosine_schedule", "step='x'",
                lambda: optim.cosine_schedule("x", 1e-3, 1e-4, 1, 10)),
+              ("npgpt.optim.wsd_schedule", "cooldown_frac=0",
+               lambda: optim.wsd_schedule(50, 1e-3, 1e-4, 1, 100, cooldown_frac=0.0)),
+              ("npgpt.optim.wsd_schedule", "cooldown='cubic'",
+               lambda: optim.wsd_schedule(99, 1e-3, 1e-4, 1, 100, cooldown="cubic")),
+              ("npgpt.optim.schedule_lr", "schedule='step'",
+               lambda: optim.schedule_lr(0.5, 10, 1e-3, 1e-4, 1, schedule="step")),
+              ("npgpt.optim.schedule_lr", "progress='x'",
+               lambda: optim.schedule_lr("x", 10, 1e-3, 1e-4, 1)),
               ("npgpt.optim.clip_grad_norm", "max_norm=-1", lambda: optim.clip_grad_norm([p], -1)),
               ("npgpt.optim.clip_grad_norm", "max_norm='x'", lambda: optim.clip_grad_norm([p], "x"))]
     cases += [("npgpt.data.get_batch", "data too short", lambda: data.get_batch(np.arange(4), 2, 8, R)),
