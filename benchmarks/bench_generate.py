@@ -1,55 +1,123 @@
-"""KV-cache decoding speed of npgpt against PyTorch eager with a KV cache, same machine.
+"""KV-cache decoding against the memory-bandwidth ceiling, npgpt beside PyTorch, same machine.
 
-    python benchmarks/bench_generate.py [--threads 2] [--prompt 16] [--new 128] [--repeat 5]
-                                        [--json out.json]
+    python benchmarks/bench_generate.py [--configs small,gpt2] [--batches 1,8]
+                                        [--systems npgpt,torch] [--threads 2] [--prompt 16]
+                                        [--new 64] [--repeat 3] [--rounds 3] [--json out.json]
 
-The small config (vocab 4096, block 256, C 256, 6 layers, 8 heads), batch 1: a 16-token
-prompt goes through the model once (prefill), then 128 tokens are decoded one at a time, each
-step feeding one token and reading every earlier key and value from the cache. Greedy
-decoding on both sides (npgpt: ``model.generate(..., top_k=1)``; torch: argmax), so the
-work is the model, not the sampler. tokens/s = new tokens / (prefill + decode) seconds,
-median of repeats, the two systems interleaved.
+Decoding one token reads every weight once (batch 1), so its ceiling is memory bandwidth,
+not arithmetic. For each model shape (``small``: vocab 4096, C 256, 6 layers; ``gpt2``:
+gpt2-124M's shape) and batch size, a ``--prompt``-token prompt goes through the model once
+(prefill), then ``--new`` tokens are decoded one step at a time (greedy on every side, so the
+work is the model, not the sampler). Reported per row:
+
+- ``tok/s``     new tokens (all rows of the batch) / (prefill + decode) seconds
+- ``ms/step``   one decoding step (every row gets one token), prefill excluded
+- ``MB/step``   bytes of weights that one step reads: every weight array, the tied head's
+                embedding table in full (it is the LM head); a table that is only gathered
+                from (positions, an untied token embedding) counts nothing
+- ``GB/s``      MB/step / ms/step: the weight stream the decoder achieves
+- ``ceiling``   the machine's streaming bandwidth measured in the same process just before:
+                ``np.copyto`` between two 256 MiB float32 arrays (far beyond the caches),
+                bytes read + bytes written (STREAM's convention), best of 5
+- ``share``     GB/s / ceiling
+
+Each (system, shape, batch) runs alone in a fresh process, the systems taking turns for
+``--rounds`` rounds (a neighbour's load hits each alike); the figures are the medians over
+rounds of each process's median of ``--repeat`` generations, after a warm-up one. The KV
+cache's own reads (a few MB at these lengths) are not counted in MB/step.
+
+Systems: ``npgpt`` (float32), ``torch`` (PyTorch eager, the same architecture with a
+preallocated KV cache, when installed).
 """
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import statistics
+import subprocess
 import sys
 import time
 
 # OpenBLAS's workers spin ~2^28 cycles after each product, on the core numba's parallel
-# kernels need next; 2^4 puts them to sleep at once (small: 0.90 -> 0.79 s/step). Set before
-# NumPy loads (an explicit setting in the environment wins); ``import npgpt`` sets the same.
-# numba's threading layer and OpenMP spin are npgpt's own choice (npgpt/runtime/jit.py).
+# kernels need next; 2^4 puts them to sleep at once. Set before NumPy loads (an explicit
+# setting in the environment wins); ``import npgpt`` sets the same.
 os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "4")
 
 import numpy as np
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.dirname(HERE))
+sys.path.insert(0, HERE)
 
-from _util import emit_json, load_note, machine, print_table, report_load, start_torch
-from bench_train_step import CONFIGS, LOAD_LIMIT, npgpt_config, set_threads, torch_model
+from _util import emit_json, load_note, machine, print_table, report_load
 
-import npgpt
-from npgpt.runtime.threads import get_num_threads
+LOAD_LIMIT = 1.5       # load average above which the figures are flagged as suspect
+SHAPES = {
+    "small": dict(vocab_size=4096, n_embd=256, n_layer=6, n_head=8),
+    "gpt2": dict(vocab_size=50257, n_embd=768, n_layer=12, n_head=12),
+}
+SYSTEMS = ("npgpt", "torch")
 
 
-def npgpt_decoder(cfg):
-    model = npgpt.GPT(npgpt_config(cfg), seed=0)
+def stream_bandwidth(mib: int = 256, repeat: int = 5) -> float:
+    """GB/s of ``np.copyto`` between two float32 arrays of ``mib`` MiB: bytes read + written,
+    best of ``repeat`` (the arrays are written first, so no page is faulted in the timing)."""
+    src = np.ones(mib * (1 << 20) // 4, np.float32)
+    dst = np.zeros_like(src)
+    np.copyto(dst, src)
+    best = float("inf")
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        np.copyto(dst, src)
+        best = min(best, time.perf_counter() - t0)
+    return 2 * src.nbytes / best / 1e9
+
+
+def step_weight_bytes(model) -> int:
+    """Bytes of weights one decoding step of an npgpt model reads (see the module docstring):
+    every array a module holds, except embedding tables that are only gathered from."""
+    from npgpt.layers.embedding import Embedding
+
+    head = model.wte if model.config.tie_embeddings else None
+    total = 0
+    for _, module in model.named_modules():
+        if isinstance(module, Embedding) and module is not head:
+            continue
+        total += sum(p.data.nbytes for _, p in module._own_parameters())
+        total += getattr(module, "buffer_nbytes", 0)    # weights held outside Parameters
+    return total
+
+
+def model_config(shape: str, block_size: int):
+    import npgpt
+    return npgpt.GPTConfig(block_size=max(1024, block_size), **SHAPES[shape])
+
+
+# ---- the systems: each returns run(prompt, n_new) -> (ids, prefill s, decode s) and bytes ----
+
+def npgpt_decoder(shape: str, block_size: int):
+    import npgpt
+
+    model = npgpt.GPT(model_config(shape, block_size), seed=0)
     model.eval()
 
     def run(prompt, n_new):
-        return model.generate(prompt, n_new, top_k=1, seed=0)
-    return run
+        stamps = []
+        t0 = time.perf_counter()
+        out = model.generate(prompt, n_new, temperature=0,
+                             on_token=lambda _: stamps.append(time.perf_counter()))
+        return out, stamps[0] - t0, stamps[-1] - stamps[0]
+    return run, step_weight_bytes(model)
 
 
-def torch_decoder(cfg):
-    """The benchmark's PyTorch GPT, decoded with a preallocated per-layer KV cache."""
+def torch_decoder(shape: str, block_size: int):
+    """A PyTorch GPT of the same architecture, decoded with a preallocated per-layer KV cache."""
     import torch
     import torch.nn.functional as F
+    from bench_train_step import torch_model
 
+    cfg = dict(SHAPES[shape], T=max(1024, block_size))
     model = torch_model(cfg).eval()
     C, H = cfg["n_embd"], cfg["n_head"]
     hs = C // H
@@ -71,6 +139,7 @@ def torch_decoder(cfg):
 
     def run(prompt, n_new):
         with torch.inference_mode():
+            t0 = time.perf_counter()
             idx = torch.from_numpy(prompt)
             B, T = idx.shape
             cache = [(torch.zeros(B, H, T + n_new, hs), torch.zeros(B, H, T + n_new, hs))
@@ -80,60 +149,134 @@ def torch_decoder(cfg):
             for i in range(n_new):
                 nxt = logits.argmax(-1, keepdim=True)
                 out.append(nxt)
+                if i == 0:
+                    t1 = time.perf_counter()
                 if i + 1 < n_new:
                     logits = forward(nxt, cache, T + i)
-            return torch.cat(out, 1).numpy()
-    return run
+            t2 = time.perf_counter()
+            return torch.cat(out, 1).numpy(), t1 - t0, t2 - t1
+    weights = sum(p.numel() * p.element_size() for name, p in model.named_parameters()
+                  if name != "wpe.weight")           # wpe is only gathered from
+    return run, weights
+
+
+DECODERS = {"npgpt": npgpt_decoder, "torch": torch_decoder}
+
+
+def measure(system: str, shape: str, batch: int, args) -> dict:
+    """One process's figures for one (system, shape, batch): median of ``args.repeat``."""
+    if system == "torch":
+        import torch            # before npgpt's threads (see _util.start_torch)
+        torch.set_num_threads(args.threads)
+    from npgpt.runtime.threads import set_num_threads
+    set_num_threads(args.threads)
+    run, weights = DECODERS[system](shape, args.prompt + args.new)
+    ceiling = stream_bandwidth()
+    vocab = SHAPES[shape]["vocab_size"]
+    prompt = np.random.default_rng(0).integers(0, vocab, (batch, args.prompt))
+    prefill, decode, total = [], [], []
+    for i in range(args.repeat + 1):              # the first one warms up
+        t0 = time.perf_counter()
+        out, t_prefill, t_decode = run(prompt, args.new)
+        dt = time.perf_counter() - t0
+        assert out.shape == (batch, args.prompt + args.new), out.shape
+        if i:
+            prefill.append(t_prefill)
+            decode.append(t_decode)
+            total.append(dt)
+    step = statistics.median(decode) / (args.new - 1)
+    return {"system": system, "shape": shape, "batch": batch,
+            "tokens_per_s": batch * args.new / statistics.median(total),
+            "prefill_ms": 1e3 * statistics.median(prefill), "ms_per_step": 1e3 * step,
+            "mb_per_step": weights / 1e6, "gb_per_s": weights / step / 1e9,
+            "ceiling_gb_per_s": ceiling, "share": weights / step / 1e9 / ceiling}
+
+
+def run_isolated(system: str, shape: str, batch: int, args) -> dict:
+    """:func:`measure` in a fresh process (its figures come back as JSON on the last line)."""
+    cmd = [sys.executable, os.path.abspath(__file__), "--one", f"{system},{shape},{batch}",
+           "--threads", str(args.threads), "--prompt", str(args.prompt), "--new",
+           str(args.new), "--repeat", str(args.repeat)]
+    done = subprocess.run(cmd, capture_output=True, text=True)
+    if done.returncode:
+        raise RuntimeError(f"{' '.join(cmd)} failed:\n{done.stderr[-2000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def available(systems: list[str]) -> list[str]:
+    keep = []
+    for s in systems:
+        if s == "torch":
+            try:
+                import torch  # noqa: F401
+            except ImportError:
+                print("torch is not installed: skipping it", file=sys.stderr)
+                continue
+        keep.append(s)
+    return keep
 
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--configs", default="small,gpt2", help=f"model shapes: {', '.join(SHAPES)}")
+    ap.add_argument("--batches", default="1,8")
+    ap.add_argument("--systems", default=",".join(SYSTEMS))
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--prompt", type=int, default=16)
-    ap.add_argument("--new", type=int, default=128)
-    ap.add_argument("--repeat", type=int, default=5)
+    ap.add_argument("--new", type=int, default=64)
+    ap.add_argument("--repeat", type=int, default=3, help="generations per process (median)")
+    ap.add_argument("--rounds", type=int, default=3, help="turns of the systems (median)")
+    ap.add_argument("--one", help=argparse.SUPPRESS)   # system,shape,batch: a child process
     ap.add_argument("--json")
     args = ap.parse_args(argv)
+    if args.new < 2:
+        ap.error("--new must be at least 2 (a decoding step is timed between two tokens)")
+    if args.one:
+        system, shape, batch = args.one.split(",")
+        print(json.dumps(measure(system, shape, int(batch), args)))
+        return None
 
-    have_torch = start_torch(args.threads)  # before npgpt's threads: see start_torch
-    set_threads(args.threads)
-    cfg = CONFIGS["small"]
-    systems = {"npgpt": npgpt_decoder(cfg)}
-    if have_torch:
-        systems["torch"] = torch_decoder(cfg)
-    else:
-        print("torch is not installed: npgpt only", file=sys.stderr)
+    shapes = args.configs.split(",")
+    for s in shapes:
+        if s not in SHAPES:
+            ap.error(f"unknown config {s!r}; choose from {', '.join(SHAPES)}")
+    systems = available(args.systems.split(","))
+    batches = [int(b) for b in args.batches.split(",")]
     load_before = load_note(threshold_per_core=LOAD_LIMIT / (os.cpu_count() or 1))
     print(load_before["note"], file=sys.stderr)
-    prompt = np.random.default_rng(0).integers(0, cfg["vocab_size"], (1, args.prompt))
-    times = {name: [] for name in systems}
-    for i in range(args.repeat + 1):                 # the first round warms up
-        for name, run in systems.items():
-            t0 = time.perf_counter()
-            out = run(prompt, args.new)
-            dt = time.perf_counter() - t0
-            assert out.shape == (1, args.prompt + args.new), out.shape
-            if i:
-                times[name].append(dt)
+    samples: dict[tuple, list[dict]] = {}
+    for r in range(args.rounds):
+        for shape in shapes:
+            for batch in batches:
+                for system in systems:
+                    row = run_isolated(system, shape, batch, args)
+                    samples.setdefault((shape, batch, system), []).append(row)
+                    print(f"  round {r + 1}: {system} {shape} batch {batch}: "
+                          f"{row['ms_per_step']:.2f} ms/step, {row['gb_per_s']:.1f} GB/s of "
+                          f"{row['ceiling_gb_per_s']:.1f}", file=sys.stderr)
     rows = []
-    for name, samples in times.items():
-        s = statistics.median(samples)
-        rows.append({"system": name, "seconds": s, "tokens_per_s": args.new / s,
-                     "ms_per_token": 1e3 * s / args.new})
-    ref = next((r for r in rows if r["system"] == "torch"), None)
-    for row in rows:
-        row["vs_torch"] = ref["seconds"] / row["seconds"] if ref else None
+    for (shape, batch, system), runs in samples.items():
+        row = {"system": system, "shape": shape, "batch": batch}
+        for key in ("tokens_per_s", "prefill_ms", "ms_per_step", "mb_per_step", "gb_per_s",
+                    "ceiling_gb_per_s", "share"):
+            row[key] = statistics.median(r[key] for r in runs)
+        rows.append(row)
     load_after = load_note(threshold_per_core=LOAD_LIMIT / (os.cpu_count() or 1))
 
-    print(f"\nKV-cache decoding, small config, batch 1, {args.prompt}-token prompt, {args.new} new "
-          f"tokens, float32, {args.threads} threads, median of {args.repeat}")
-    print_table(rows, [("system", "system", "s"), ("ms_per_token", "ms/token", ".2f"),
-                       ("tokens_per_s", "tokens/s", ",.0f"), ("vs_torch", "vs torch", ".2f")])
+    print(f"\nKV-cache decoding, {args.prompt}-token prompt, {args.new} new tokens, greedy, "
+          f"{args.threads} threads, each system in its own process, median of {args.rounds} "
+          f"rounds x {args.repeat} generations")
+    print_table(rows, [("system", "system", "s"), ("shape", "shape", "s"),
+                       ("batch", "batch", "d"), ("tokens_per_s", "tok/s", ",.1f"),
+                       ("ms_per_step", "ms/step", ".2f"), ("mb_per_step", "MB/step", ",.1f"),
+                       ("gb_per_s", "GB/s", ".1f"), ("ceiling_gb_per_s", "ceiling", ".1f"),
+                       ("share", "share", ".0%")])
     suspect = report_load(load_before, load_after, args.threads, LOAD_LIMIT)
-    result = {"benchmark": "generate", "suspect": suspect, "threads": args.threads, "threads_set": get_num_threads(),
+    result = {"benchmark": "generate", "suspect": suspect, "threads": args.threads,
               "prompt": args.prompt, "new_tokens": args.new, "repeat": args.repeat,
-              "load_before": load_before, "load_after": load_after, "machine": machine(),
-              "rows": rows}
+              "rounds": args.rounds, "load_before": load_before, "load_after": load_after,
+              "machine": machine(), "rows": rows,
+              "samples": [r for runs in samples.values() for r in runs]}
     return emit_json(result, args.json)
 
 

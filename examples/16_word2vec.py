@@ -20,8 +20,9 @@ from _common import done, parse_args, pyplot, save, section, skipped
 
 from npgpt.data import get_batch, shakespeare_text
 from npgpt.models import GPT, GPTConfig
-from npgpt.models.word2vec import (PairSampler, SkipGram, Vocabulary, analogy, neighbours,
-                                   rank_of, spoken_words)
+from npgpt.glassbox.cache import neighbours
+from npgpt.models.word2vec import (PairSampler, SkipGram, Vocabulary, analogy, rank_of,
+                                   spoken_words)
 from npgpt.optim import Adam, AdamW
 
 QUERIES = ["king", "lord", "father", "night", "love", "france", "eyes", "sword", "thou", "good"]

@@ -17,6 +17,7 @@ from .gradcheck import gradcheck
 from .adapters import from_pretrained
 from .hf import save_pretrained
 from . import generate as _generate  # noqa: F401  (GPT.generate)
+from . import glassbox as _glassbox  # noqa: F401  (GPT.run_with_cache)
 from .models import GPT, GPTConfig, count_params
 
 __version__ = "0.1.0"

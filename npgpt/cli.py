@@ -14,6 +14,7 @@ from pathlib import Path
 from .cli_flags import add_dataclass_flags, given
 from .cli_hf import add_hf_parsers
 from .errors import ConfigError, NpgptError, describe
+from .glassbox.report_cli import add_report_parser
 
 # GPTConfig fields the command sets itself rather than by flag
 _MODEL_FIELDS_NOT_FLAGS = {"vocab_size", "block_size", "dtype"}
@@ -143,6 +144,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_bench)
 
     add_hf_parsers(sub, _load_model)
+    add_report_parser(sub)
 
     try:
         from .tokenizers.cli import add_tokenizer_parser

@@ -40,6 +40,10 @@ class TrainConfig:
     #                               or auto: when every thread gets >= n_embd token rows
     zero: int = 0                 # under mpiexec: 1 shards the AdamW moments across the ranks
     #                               (ZeRO-1, npgpt.distributed.zero); 0 keeps them on every rank
+    stats_interval: int = 0       # write out_dir/stats.jsonl (weights, updates, activations) every
+    #                               this many steps (docs/glassbox.md); 0 = off
+    probe_prompt: str = ""        # text whose attention and logit lens stats.jsonl records at each
+    #                               evaluation; "" = the first tokens of the validation text
 
     def __post_init__(self):
         check_fields(self, _TRAIN_RULES)
@@ -63,4 +67,5 @@ _TRAIN_RULES = {
     "out_dir": (lambda v: v != "", "a non-empty path"),
     "data_parallel": one_of(*MODES),
     "zero": one_of(0, 1),           # the ZeRO stage
+    "stats_interval": at_least(0),
 }

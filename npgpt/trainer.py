@@ -32,6 +32,7 @@ from .errors import CheckpointError, ConfigError, TrainingError
 from .io import TRAINER, load_checkpoint, load_json, resolve_checkpoint, save_checkpoint
 from .runtime.memory import retain_freed_memory
 from .module import no_grad
+from .glassbox.stats import training_stats
 from .optim import AdamW, clip_grad_norm, cosine_schedule
 from .runtime.parallel import DataParallel, shards_for
 from .train_config import TrainConfig
@@ -121,6 +122,7 @@ class Trainer:
             from .distributed.trainer import DistributedTraining
             self.dist = DistributedTraining(world, self)
         self.is_main = world is None or world.is_main     # writes logs and checkpoints
+        self.stats = None                   # training statistics, set up by train()
 
     def _runner(self) -> DataParallel:
         """What runs this step's forward and backward: the batch split across the threads,
@@ -173,8 +175,13 @@ class Trainer:
             norm = clip_grad_norm(self.params, c.grad_clip)
         if not math.isfinite(norm):
             self._non_finite("gradient norm", norm)
+        measure = self.stats is not None and self.stats.due(self.step + 1)
+        if measure:                  # npgpt.glassbox.stats: the gradients and weights before
+            self.stats.before_update()
         self.optimizer.step()
         self.step += 1
+        if measure:                  # ... and the update made, the activations after
+            self.stats.after_update(lr, norm)
         return total / c.grad_accum, norm, lr
 
     def _non_finite(self, what: str, value: float, step: int | None = None):
@@ -230,6 +237,7 @@ class Trainer:
         until = c.max_steps if until is None else min(until, c.max_steps)
         self.out_dir.mkdir(parents=True, exist_ok=True)
         self._trim_metrics()
+        self.stats = training_stats(self)     # None when stats_interval is 0 (npgpt.glassbox.stats)
         retain_freed_memory()         # each step reuses the last one's pages (npgpt.runtime.memory)
         self.model.train()
         bar = self._progress_bar(until)
@@ -265,6 +273,8 @@ class Trainer:
         losses = self.evaluate()
         record = {"step": self.step, **{f"{k}_loss": v for k, v in losses.items()}}
         self._log(record)
+        if self.stats is not None:
+            self.stats.probe()
         for name, value in losses.items():
             if not math.isfinite(value):     # a poisoned model never replaces a good one
                 self._non_finite(f"the evaluation's {name} loss", value, self.step)

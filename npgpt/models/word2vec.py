@@ -164,16 +164,12 @@ def _unit(E: np.ndarray) -> np.ndarray:
 
 def nearest(E: np.ndarray, query: np.ndarray, k: int = 5, exclude=()) -> list[tuple[int, float]]:
     """The k rows of ``E`` (V, C) with the highest cosine similarity to ``query`` (C,), as
-    ``(row, cosine)`` best first, leaving out the rows in ``exclude``."""
+    ``(row, cosine)`` best first, leaving out the rows in ``exclude``. (A row's own
+    neighbours: :func:`npgpt.glassbox.cache.neighbours`.)"""
     cos = _unit(E) @ _unit(query)
     cos[list(exclude)] = -np.inf
     top = np.argsort(-cos, kind="stable")[:k]
     return [(int(i), float(cos[i])) for i in top]
-
-
-def neighbours(E: np.ndarray, row: int, k: int = 5) -> list[tuple[int, float]]:
-    """The k nearest other rows of row ``row`` by cosine similarity."""
-    return nearest(E, E[row], k, exclude=(row,))
 
 
 def analogy(E: np.ndarray, a: int, b: int, c: int, k: int = 5) -> list[tuple[int, float]]:

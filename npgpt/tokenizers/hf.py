@@ -1,10 +1,15 @@
-"""HuggingFace byte-level BPE files: ``tokenizer.json`` and GPT-2's ``vocab.json`` + ``merges.txt``.
+"""HuggingFace tokenizer files: ``tokenizer.json`` and GPT-2's ``vocab.json`` + ``merges.txt``.
+
+A ``tokenizer.json`` that is plain byte-level BPE (GPT-2, LLaMA 3) loads as npgpt's ByteBPE;
+any other BPE file (a normalizer, more pre-tokenizer steps, bytes without a token, SentencePiece
+style with byte fallback, added tokens that are not special) as ``hf_tokenizer.HFTokenizer``,
+which runs the file's whole pipeline.
 
 Byte-level BPE writes each byte as a printable character (GPT-2's ``bytes_to_unicode`` table:
 printable Latin-1 bytes stand for themselves, the other 68 bytes map to U+0100 onwards, so a
 space is ``Ġ``).  Loading inverts that table, turns every merge line ``"Ġ t"`` into the ids
 (a, b) -> vocab["Ġt"] with its line number as rank, and builds a ByteBPE.  Supported
-pre-tokenizers: ByteLevel (with its GPT-2 regex, optional prefix space) and a Sequence of Split
+pre-tokenizers on that path: ByteLevel (with its GPT-2 regex) and a Sequence of Split
 (a regex, as LLaMA-3 style files have) + ByteLevel without regex.
 """
 import json
@@ -89,53 +94,71 @@ def from_vocab_merges(vocab_path, merges_path, special_tokens=None):
     return from_vocab_merges_dicts(vocab, merges, GPT2_PATTERN, special_tokens, where=os.fspath(vocab_path))
 
 
-def _pattern_of(pre, where):
-    """The split regex and the prefix-space flag of a tokenizer.json pre_tokenizer."""
+def _fast_pattern(pre):
+    """(pattern, True) when the pre_tokenizer is one ByteBPE runs itself: ByteLevel (its GPT-2
+    regex or none) or Split(regex, Isolated) + ByteLevel without regex, no prefix space."""
     if pre is None:
         return None, False
-    kind = pre.get("type")
-    if kind == "ByteLevel":
-        return (GPT2_PATTERN if pre.get("use_regex", True) else None), pre.get("add_prefix_space", False)
-    if kind == "Split":
-        pat = pre.get("pattern", {})
-        if "Regex" not in pat or pre.get("behavior") != "Isolated" or pre.get("invert"):
-            raise TokenizerError(f"{where}: only Split with a Regex, behavior Isolated is supported, got {pre}")
-        return pat["Regex"], False
-    if kind == "Sequence":
-        patterns, prefix = [], False
-        for p in pre.get("pretokenizers", []):
-            pattern, pfx = _pattern_of(p, where)
-            prefix = prefix or pfx
-            if pattern is not None:
-                patterns.append(pattern)
-        if len(patterns) > 1:
-            raise TokenizerError(f"{where}: more than one splitting regex is not supported")
-        return (patterns[0] if patterns else None), prefix
-    raise TokenizerError(f"{where}: pre_tokenizer {kind!r} is not supported (ByteLevel, Split, Sequence are)")
+    if pre.get("type") == "ByteLevel" and not pre.get("add_prefix_space", True):
+        return (GPT2_PATTERN if pre.get("use_regex", True) else None), True
+    steps = pre.get("pretokenizers", []) if pre.get("type") == "Sequence" else []
+    if (len(steps) == 2 and steps[0].get("type") == "Split" and "Regex" in steps[0].get("pattern", {})
+            and steps[0].get("behavior") == "Isolated" and not steps[0].get("invert")
+            and steps[1].get("type") == "ByteLevel" and not steps[1].get("use_regex", True)
+            and not steps[1].get("add_prefix_space", True)):
+        from .hf_pipeline import onig_to_python
+        return onig_to_python(steps[0]["pattern"]["Regex"]), True
+    return None, False
+
+
+def _as_bytebpe(obj, where):
+    """The file as npgpt's ByteBPE (numba encoder, tiktoken's methods) when that gives exactly
+    the file's ids and text: a byte-level BPE with a token for every byte, no normalizer, a
+    pre-tokenizer ByteBPE runs itself, every vocabulary entry a byte or a merge's result, and
+    only special added tokens with no strip options whose text decodes as itself; else None."""
+    model = obj.get("model") or {}
+    pattern, ok = _fast_pattern(obj.get("pre_tokenizer"))
+    if (not ok or obj.get("normalizer") or model.get("byte_fallback") or model.get("dropout")
+            or (obj.get("decoder") or {}).get("type", "ByteLevel") != "ByteLevel"):
+        return None
+    table = bytes_to_unicode()
+    added = obj.get("added_tokens", [])
+    for t in added:
+        if not t.get("special") or t.get("lstrip") or t.get("rstrip") or t.get("single_word"):
+            return None
+        if all(c in table.values() for c in t["content"]) and not t["content"].isascii():
+            return None     # the ByteLevel decoder would read its characters as bytes
+    specials = {t["content"]: t["id"] for t in added}
+    vocab = {k: v for k, v in model["vocab"].items() if k not in specials}
+    if any(c not in vocab for c in table.values()):
+        return None
+    merges = [tuple(m.split(" ")) if isinstance(m, str) else tuple(m) for m in model.get("merges", [])]
+    if len(set(merges)) != len(merges) or any(len(m) != 2 for m in merges):
+        return None
+    formed = {table[b] for b in range(256)} | {a + b for a, b in merges}
+    if any(tok not in formed for tok in vocab) or set(specials.values()) & set(vocab.values()):
+        return None
+    return from_vocab_merges_dicts(vocab, merges, pattern, specials,
+                                   ignore_merges=model.get("ignore_merges", False), where=where)
 
 
 def from_tokenizer_json(path):
-    """A HuggingFace ``tokenizer.json`` whose model is a byte-level BPE."""
+    """A HuggingFace ``tokenizer.json`` with a BPE model: npgpt's ByteBPE when it expresses
+    the file exactly (see ``_as_bytebpe``), else the full pipeline (``HFTokenizer``: any
+    normalizer, pre-tokenizer and decoder of the families, byte fallback, missing bytes,
+    added tokens)."""
+    from .hf_tokenizer import HFTokenizer
     where = os.fspath(path)
     try:
         obj = json.loads(read_text(path, "tokenizer.json"))
     except json.JSONDecodeError as e:
         raise TokenizerError(f"{where} is not valid JSON: {e}") from None
+    if not isinstance(obj, dict):
+        raise TokenizerError(f"{where}: expected a JSON object, got {type(obj).__name__}")
     model = obj.get("model") or {}
-    if model.get("type", "BPE") != "BPE" or "merges" not in model:
+    if model.get("type", "BPE") != "BPE" or "vocab" not in model:
         raise TokenizerError(f"{where}: model type {model.get('type')!r}; only BPE is supported")
-    for option in ("continuing_subword_prefix", "end_of_word_suffix"):
-        if model.get(option):
-            raise TokenizerError(f"{where}: BPE option {option}={model[option]!r} is not byte-level BPE")
-    if obj.get("normalizer"):
-        raise TokenizerError(f"{where}: normalizer {obj['normalizer'].get('type')!r} is not supported")
-    merges = [tuple(m.split(" ")) if isinstance(m, str) else tuple(m) for m in model["merges"]]
-    pattern, prefix = _pattern_of(obj.get("pre_tokenizer"), where)
-    specials = {t["content"]: t["id"] for t in obj.get("added_tokens", [])}
-    vocab = {k: v for k, v in model["vocab"].items() if k not in specials}
-    return from_vocab_merges_dicts(vocab, merges, pattern, specials,
-                                   ignore_merges=model.get("ignore_merges", False), where=where,
-                                   prefix_space=prefix)
+    return _as_bytebpe(obj, where) or HFTokenizer(obj, where)
 
 
 def from_pretrained_dir(folder):
@@ -213,7 +236,10 @@ def to_tokenizer_json(tok):
     tokenizer. TokenizerError for a tokenizer the format cannot express exactly."""
     from .bytebpe import ByteBPE
     from .char import CharTokenizer
+    from .hf_tokenizer import HFTokenizer
     from .tiktoken_adapter import TiktokenTokenizer
+    if isinstance(tok, HFTokenizer):
+        return json.loads(tok.to_json_text())     # the file it came from, as it was
     if isinstance(tok, TiktokenTokenizer):
         tok = ByteBPE.from_tiktoken(tok.name)       # the same ids, with the merges recovered
     if isinstance(tok, ByteBPE):

@@ -8,19 +8,87 @@ unchanged:
 
 ``tiktoken_methods.TiktokenMethods`` holds the methods (ByteBPE inherits them); ``Encoding`` wraps a ByteBPE
 with tiktoken's signatures (keyword-only special sets, ``allowed_special=set()`` by default)
-and attribute names (``name``, ``n_vocab``, ``max_token_value``, ``eot_token``, ...).
+and attribute names (``name``, ``n_vocab``, ``max_token_value``, ``eot_token``, ...).  Its
+constructor is tiktoken's, so custom encodings on cl100k_base's ranks are built the same way:
+
+    base = tiktoken_compat.get_encoding("cl100k_base")     # one object per name, cached
+    enc = tiktoken_compat.Encoding(name="custom", pat_str=base._pat_str,
+                                   mergeable_ranks=base._mergeable_ranks,
+                                   special_tokens={**base._special_tokens, "<|pickle|>": 100_000})
 """
+import base64
+import hashlib
+
+from ..errors import TokenizerError
 from .bytebpe import ByteBPE
+
+_ENCODINGS = {}     # name -> the one Encoding get_encoding returns for it
+
+
+def _ranks_key(mergeable_ranks):
+    """The SHA-256 of the rank file these ranks would be (``base64(token) rank`` per line, in
+    rank order): the key under which their recovered merges are cached, the same one a rank
+    file gives, so cl100k_base's ranks handed over as a dict reuse its cached merges."""
+    lines = (f"{base64.b64encode(t).decode('ascii')} {r}\n"
+             for t, r in sorted(mergeable_ranks.items(), key=lambda kv: kv[1]))
+    return hashlib.sha256("".join(lines).encode("ascii")).hexdigest()
 
 
 class Encoding:
-    """A ``tiktoken.Encoding`` look-alike over a ByteBPE (``tokenizer``)."""
+    """A ``tiktoken.Encoding`` look-alike: the same constructor, over npgpt's ByteBPE.
 
-    def __init__(self, tokenizer, name=None):
+    A special token may take an id that is also a BPE rank (``{"<|pickle|>": 100000}`` on
+    cl100k_base's ranks), as tiktoken allows: its text encodes to that id when allowed, and
+    decoding the id gives the BPE token's bytes (tiktoken looks ordinary tokens up first).
+    """
+
+    def __init__(self, name, *, pat_str, mergeable_ranks, special_tokens, explicit_n_vocab=None):
+        self.name = name
+        special_tokens = dict(special_tokens)
+        if explicit_n_vocab is not None:
+            largest = max([*mergeable_ranks.values(), *special_tokens.values()], default=-1)
+            if len(mergeable_ranks) + len(special_tokens) != explicit_n_vocab \
+                    or largest != explicit_n_vocab - 1:
+                raise TokenizerError(
+                    f"explicit_n_vocab={explicit_n_vocab}, but there are {len(mergeable_ranks)} "
+                    f"ranks and {len(special_tokens)} special tokens, the largest id {largest}")
+        ranks = set(mergeable_ranks.values())
+        apart = {s: i for s, i in special_tokens.items() if i not in ranks}
+        tokenizer = ByteBPE.from_ranks(mergeable_ranks, pat_str, apart,
+                                       cache_key=_ranks_key(mergeable_ranks))
+        # every special text maps to its id; the decoder keeps the BPE bytes of shared ids
+        tokenizer.special_tokens = special_tokens
+        self._init_from(tokenizer, name, pat_str, special_tokens, explicit_n_vocab)
+
+    def _init_from(self, tokenizer, name, pat_str, special_tokens, explicit_n_vocab=None):
         self.tokenizer = tokenizer
-        self.name = name or tokenizer.name
-        self._pat_str = tokenizer.pattern
-        self._special_tokens = dict(tokenizer.special_tokens)
+        self.name = name
+        self._pat_str = pat_str
+        self._special_tokens = dict(special_tokens)
+        self._explicit_n_vocab = explicit_n_vocab
+
+    @classmethod
+    def from_tokenizer(cls, tokenizer, name=None):
+        """Wrap an existing ByteBPE (its ids, pattern and special tokens)."""
+        enc = cls.__new__(cls)
+        enc._init_from(tokenizer, name or tokenizer.name, tokenizer.pattern,
+                       tokenizer.special_tokens)
+        return enc
+
+    def __getstate__(self):
+        # as tiktoken: an encoding get_encoding made pickles as its name
+        if _ENCODINGS.get(self.name) is self:
+            return self.name
+        return {"name": self.name, "pat_str": self._pat_str,
+                "mergeable_ranks": self._mergeable_ranks,
+                "special_tokens": self._special_tokens,
+                "explicit_n_vocab": self._explicit_n_vocab}
+
+    def __setstate__(self, state):
+        if isinstance(state, str):
+            self.__dict__ = get_encoding(state).__dict__
+        else:
+            self.__init__(**state)
 
     def __repr__(self):
         return f"<Encoding {self.name!r}>"
@@ -100,5 +168,13 @@ class Encoding:
 
 
 def get_encoding(name="cl100k_base"):
-    """tiktoken's ``get_encoding``, offline: ``cl100k_base`` as npgpt's ByteBPE."""
-    return Encoding(ByteBPE.from_tiktoken(name), name="cl100k_base")
+    """tiktoken's ``get_encoding``, offline (``cl100k_base``): one Encoding per name, built on
+    the first call and returned again after, as tiktoken does."""
+    from .ranks import offline_encoding_spec
+    found = _ENCODINGS.get(name)
+    if found is None:
+        spec = offline_encoding_spec(name)
+        found = _ENCODINGS.get(spec["name"]) or Encoding.from_tokenizer(
+            ByteBPE.from_tiktoken(name), name=spec["name"])
+        _ENCODINGS[name] = _ENCODINGS[spec["name"]] = found
+    return found

@@ -171,13 +171,24 @@ class PinnedSplit:
             self._ascii = re.compile(pinned_pattern(pattern, ascii_only=True))
 
     def findall(self, text):
+        return self.compiled_for(text).findall(text)
+
+    def finditer(self, text):
+        return self.compiled_for(text).finditer(text)
+
+    def sub(self, replacement, text):
+        """Every match replaced by the literal ``replacement``."""
+        return self.compiled_for(text).sub(lambda m: replacement, text)
+
+    def compiled_for(self, text):
+        """The compiled pattern that gives Unicode 16.0.0's pieces of ``text``."""
         if text.isascii():
-            return (self._ascii or self.as_written).findall(text)
+            return self._ascii or self.as_written
         if self._changed_re() is None or self._changed_re().search(text) is None:
-            return self.as_written.findall(text)
+            return self.as_written
         if self._pinned is None:
             self._pinned = regex.compile(pinned_pattern(self.pattern))
-        return self._pinned.findall(text)
+        return self._pinned
 
     def _changed_re(self):
         if self._changed is None:
