@@ -11,8 +11,10 @@ import dataclasses
 import sys
 from pathlib import Path
 
+from .chat.cli import add_chat_parser
 from .cli_flags import add_dataclass_flags, given
 from .cli_hf import add_hf_parsers
+from .glassbox.inspect_cli import add_inspect_parser
 from .errors import ConfigError, NpgptError, describe
 from .glassbox.report_cli import add_report_parser
 
@@ -145,6 +147,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_hf_parsers(sub, _load_model)
     add_report_parser(sub)
+    add_inspect_parser(sub)
+    add_chat_parser(sub)
 
     try:
         from .tokenizers.cli import add_tokenizer_parser

@@ -170,6 +170,8 @@ class Prepared:
 def prepare(**options) -> Prepared:
     """Everything :func:`train` does before training: see the module docstring."""
     run, model_overrides, train_overrides = split_options(options)
+    if "time_budget" in train_overrides and "max_steps" in train_overrides:
+        raise ConfigError("--time-budget and --max-steps both say when the run ends: give one")
     if run.resume is None:
         config = TrainConfig(**train_overrides)    # refused before anything is written
     if run.resume is not None and run.init_from is not None:
@@ -192,7 +194,8 @@ def prepare(**options) -> Prepared:
                                   "--out for the resumed run to write to")
             train_overrides["out_dir"] = str(ckpt_dir.parent)
         config = dataclasses.replace(saved, **train_overrides)
-        check_resumable(config, saved, state["step"], ckpt_dir, "max_steps" in train_overrides)
+        check_resumable(config, saved, state["step"], ckpt_dir, "max_steps" in train_overrides,
+                        state.get("train_time", 0.0))
     elif run.init_from:
         model, tokenizer, _, _ = load_model(run.init_from)
     else:
@@ -284,6 +287,8 @@ def train(**options) -> Run:
         say(f"resumed from {p.checkpoint} at step {trainer.step}"
             + (f"; changed from the checkpoint: {', '.join(changed)}" if changed else ""),
             flush=True)
+    if trainer.clock.budget is not None:
+        say(trainer.clock.banner(), flush=True)
     result = trainer.train() or {}
     summary = ", ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}"
                         for k, v in result.items())
