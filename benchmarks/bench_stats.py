@@ -8,7 +8,10 @@ Each variant runs alone in a fresh process (the baby char-level Shakespeare mode
 TrainConfig defaults: batch 12, block 64), the variants taking turns for ``--rounds`` rounds;
 a variant's figure is the mean time per step over ``--steps`` steps after 5 warm-up steps (so
 the measured steps of a statistics run include its share of measuring steps), and the table
-gives each variant's median over the rounds, with the machine's load average.
+gives each variant's median over the rounds, with the machine's load average. On a busy
+machine the runs' means drift with the load, so the statistics' cost is also given from
+within each statistics run: its measuring steps against its other steps, a minute apart at
+most.
 """
 from __future__ import annotations
 
@@ -46,12 +49,20 @@ def child(steps: int, interval: int) -> dict:
         trainer.stats = training_stats(trainer)
     for _ in range(5):
         trainer.train_step()
+    each, measured = [], []
     t0 = time.perf_counter()
     for _ in range(steps):
+        t = time.perf_counter()
+        measured.append(bool(interval) and (trainer.step + 1) % interval == 0)
         trainer.train_step()
+        each.append(time.perf_counter() - t)
     ms = (time.perf_counter() - t0) / steps * 1e3
     lines = (out / "stats.jsonl").read_text().count("\n") if interval else 0
-    return {"ms_per_step": ms, "stats_lines": lines}
+    plain = [t for t, m in zip(each, measured) if not m]
+    stats = [t for t, m in zip(each, measured) if m]
+    return {"ms_per_step": ms, "stats_lines": lines,
+            "plain_ms": statistics.median(plain) * 1e3,
+            "stats_step_ms": statistics.median(stats) * 1e3 if stats else None}
 
 
 def run_variant(path: Path, steps: int, interval: int) -> dict:
@@ -76,11 +87,15 @@ def main() -> None:
     if args.before:
         variants.insert(0, ("without the hook", Path(args.before).resolve(), 0))
     times = {name: [] for name, _, _ in variants}
-    loads = []
+    loads, shares = [], []
     for r in range(args.rounds):
         for name, path, interval in variants:
-            times[name].append(run_variant(path, args.steps, interval)["ms_per_step"])
+            result = run_variant(path, args.steps, interval)
+            times[name].append(result["ms_per_step"])
             loads.append(os.getloadavg()[0])
+            if result["stats_step_ms"] is not None:     # the same process's plain steps
+                extra = result["stats_step_ms"] - result["plain_ms"]
+                shares.append(100 * extra / interval / result["plain_ms"])
         print(f"round {r + 1}: " + ", ".join(f"{n} {t[-1]:.1f} ms" for n, t in times.items()),
               flush=True)
     base = statistics.median(times["stats off"])
@@ -89,6 +104,9 @@ def main() -> None:
     for name, t in times.items():
         m = statistics.median(t)
         print(f"  {name:<22} {m:8.2f} ms   {100 * (m / base - 1):+6.1f}% vs stats off")
+    print(f"within each statistics run, (median measuring step - median other step) / interval,"
+          f" as a share of the median other step: median {statistics.median(shares):.1f}% "
+          f"(rounds: {', '.join(f'{x:.1f}' for x in shares)})")
 
 
 if __name__ == "__main__":
