@@ -124,7 +124,7 @@ def test_embedding_scale_multiplies_the_embeddings_not_the_tied_head():
     scaled = GPT(tiny(embed_scale=True))
     plain = GPT(tiny())
     plain.load_state_dict(scaled.state_dict())
-    plain.wte.weight.data *= np.float32(np.sqrt(8))     # the scale inside the embedding table
+    plain.wte.weight.data *= np.sqrt(8)     # the scale inside the embedding table
     idx = np.array([[3, 4, 1]])
     np.testing.assert_allclose(scaled.forward(idx)[0], plain.forward(idx)[0], rtol=1e-12)
     tied = GPT(tiny(embed_scale=True, tie_embeddings=True))

@@ -110,6 +110,20 @@ def test_saved_family_tokenizer_loads_back_and_exports_its_file(family, tmp_path
         assert exported.encode(sample, add_special_tokens=False).ids == ours.encode(sample)
 
 
+def test_a_file_with_a_long_added_token_list_before_its_model_loads(built, tmp_path):
+    from tokenizers import AddedToken
+    kind, hf, _ = built("gemma")
+    obj = json.loads(hf.to_str())
+    many = tokenizers.Tokenizer.from_str(json.dumps(obj))
+    many.add_special_tokens([AddedToken(f"<unused{i}>", special=True, normalized=False)
+                             for i in range(300)])
+    many.save(str(tmp_path / "tokenizer.json"))
+    assert (tmp_path / "tokenizer.json").read_text().index('"model"') > 4096
+    ours = load(tmp_path / "tokenizer.json")
+    text = "a<unused7>b <start_of_turn>user"
+    assert ours.encode(text, allowed_special="all") == many.encode(text, add_special_tokens=False).ids
+
+
 def test_unsupported_pipeline_pieces_are_refused_by_name(tmp_path):
     base = {"model": {"type": "BPE", "vocab": {"a": 0}, "merges": []}}
     for key, spec, name in (("normalizer", {"type": "Precompiled"}, "Precompiled"),
