@@ -99,6 +99,19 @@ def test_byte_fallback_spells_unknown_characters_in_bytes(built, kind):
     assert ours.decode(ids).strip() == text.strip()
 
 
+@pytest.mark.parametrize("kind", ["gemma", "llama2"])
+def test_a_long_piece_takes_the_numba_kernel_with_the_same_ids(built, kind, shakespeare):
+    from npgpt.tokenizers import hf_tokenizer
+    kind, hf, ours = built(kind)
+    text = shakespeare[5000:9000] + " 😀 \U0001fae9 ü"       # one piece of thousands of symbols
+    assert len(text) > 4 * hf_tokenizer._NUMBA_MIN_SYMBOLS
+    ids = hf.encode(text, add_special_tokens=False).ids
+    assert ours.encode(text) == ids
+    assert ours._pair_table                              # the kernel's table was built
+    word = [ours.vocab.get(c, ours.unk_id) for c in text.replace(" ", "\u2581")]
+    assert ours._bpe_numba(word) == hf_tokenizer.bpe_piece(word, ours.ranks)
+
+
 def test_saved_family_tokenizer_loads_back_and_exports_its_file(family, tmp_path):
     kind, hf, ours = family
     ours.save(tmp_path / "tok.json")
