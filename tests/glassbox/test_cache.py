@@ -303,3 +303,12 @@ def test_seq2seq_and_classifier_caches():
     logits, cache = clf.run_with_cache(idx, np.array([0, 1]), grads=True)
     np.testing.assert_array_equal(logits, clf.forward(idx)[0])
     assert {"resid_pre", "attn.pattern", "resid_mid", "resid_post", "mlp_out.grad"} <= set(cache.keys())
+
+
+def test_a_soft_capped_model_reads_its_lens_through_the_cap():
+    model = tiny("gpt2", logit_softcap=0.5)        # a tight cap: uncapped logits would differ
+    idx, _ = batch()
+    logits, cache = model.run_with_cache(idx)
+    stack, _ = cache.accumulated_resid(apply_ln=True)
+    np.testing.assert_allclose(cache.unembed(stack[-1]), logits, atol=1e-12)
+    assert np.abs(logits).max() < 0.5
