@@ -9,6 +9,7 @@ Names follow the checkpoint's module names. For a GPT, per block ``h.{i}``:
     h.{i}.attn.pattern       (B, H, T, T)  softmax of the scores: each row sums to 1
     h.{i}.attn.z             (B, T, H, hs) each head's output, before c_proj
     h.{i}.attn_out           (B, T, C)    the attention's output, added to the residual
+                                          (with sandwich norms: after ln_attn_out, as added)
     h.{i}.resid_mid          (B, T, C)    the residual after the attention sub-layer
     h.{i}.ln_2.normalized    (B, T, C)
     h.{i}.mlp.pre            (B, T, hidden) the activation's input (SwiGLU: the gate's)
@@ -42,8 +43,9 @@ def _normalized(norm):
             return kernels.rmsnorm_forward(x, ones, norm.eps)[0]
         return kernels.layernorm_forward(x, ones, None, norm.eps)[0]
 
-    def backward(args, result):            # y = normalized * weight (+ bias)
-        return args[0] * norm.weight.data
+    def backward(args, result):            # y = normalized * weight (+ bias); Gemma: (1 + weight)
+        w = norm.weight.data
+        return args[0] * (w + 1 if getattr(norm, "plus_one", False) else w)
     return Site((norm, "forward", forward), (norm, "backward", backward))
 
 
@@ -60,10 +62,10 @@ def _scores(sdpa):
         B, H, T, hs = q.shape
         Hkv, S = k.shape[1], k.shape[2]
         s = (q.reshape(B, Hkv, H // Hkv, T, hs) @ k[:, :, None].swapaxes(-1, -2)).reshape(B, H, T, S)
-        s *= s.dtype.type(1.0 / np.sqrt(hs))
+        s *= s.dtype.type(sdpa._scale(hs))
         allowed = np.ones((B, 1, T, S), bool)
         if sdpa.causal:
-            allowed &= causal_mask(T, S)
+            allowed &= causal_mask(T, S, sdpa.window)
         if mask is not None:
             allowed &= check_padding_mask(mask, B, S)[:, None, None, :]
         s[~np.broadcast_to(allowed, s.shape)] = -np.inf
@@ -127,13 +129,16 @@ def sublayer_sites(p: str, layer, norm_name: str | None, branch: str, prenorm: b
         sites.update(mlp_sites(f"{p}mlp", module))
     else:
         sites.update(attention_sites(f"{p}{branch}", module))
-    sites[f"{p}{out_name}"] = Site((module, "forward", result0), (module, "backward", arg0))
+    out = module
+    if getattr(layer, "sandwich", False):   # Gemma: the branch's output norm is what is added
+        out = getattr(layer, {"attn": "ln_attn_out", "mlp": "ln_mlp_out"}[branch])
+    sites[f"{p}{out_name}"] = Site((out, "forward", result0), (out, "backward", arg0))
     # the residual after the sub-layer: a pre-LN (or norm-less) branch's output gradient is the
     # residual's; a post-LN residual is the norm's output
     if norm is not None and not prenorm:
         after = Site((norm, "forward", result0), (norm, "backward", arg0))
     else:
-        after = Site(None, (module, "backward", arg0))
+        after = Site(None, (out, "backward", arg0))
     return sites, after
 
 
