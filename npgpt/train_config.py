@@ -110,10 +110,12 @@ _TRAIN_RULES = {
 TRAIN_PRESETS: dict[str, dict] = {
     # the best found for one minute and five minutes of training on two CPU cores
     # (docs/performance.md, "Time to quality")
-    "speedrun-1m": dict(time_budget="1m", lr=3e-3, min_lr=0.0, warmup_steps=50,
-                        schedule="wsd", cooldown="sqrt", cooldown_frac=0.4),
+    "speedrun-1m": dict(time_budget="1m", lr=3e-3, min_lr=0.0, warmup_steps=100,
+                        schedule="wsd", cooldown="sqrt", cooldown_frac=0.4,
+                        optimizer="muon", muon_lr=0.02),
     "speedrun-5m": dict(time_budget="5m", lr=3e-3, min_lr=0.0, warmup_steps=100,
-                        schedule="wsd", cooldown="sqrt", cooldown_frac=0.4),
+                        schedule="wsd", cooldown="sqrt", cooldown_frac=0.4,
+                        optimizer="muon", muon_lr=0.02),
 }
 
 
