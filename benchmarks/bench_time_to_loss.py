@@ -32,10 +32,10 @@ ROOT = Path(__file__).resolve().parents[1]
 # the ablation, each setting adding to the one before it (flags of npgpt train)
 STEPS = [
     ("today", []),                                                   # baby, AdamW, cosine
-    ("+lr 3e-3, 3 layers", ["--lr", "3e-3", "--min-lr", "3e-4", "--n-layer", "3"]),
+    ("+lr 3e-3 3 layers", ["--lr", "3e-3", "--min-lr", "3e-4", "--n-layer", "3"]),
     ("+wsd sqrt cooldown", ["--schedule", "wsd", "--cooldown", "sqrt", "--cooldown-frac", "0.4",
                             "--min-lr", "0"]),
-    ("+rope, rmsnorm, no bias", ["--pos", "rope", "--norm", "rmsnorm", "--no-bias"]),
+    ("+rope rmsnorm no-bias", ["--pos", "rope", "--norm", "rmsnorm", "--no-bias"]),
     ("+relu2", ["--mlp", "relu2"]),
     ("+zero-init proj", ["--zero-init-proj"]),
     ("+qk-norm", ["--qk-norm"]),
