@@ -22,7 +22,7 @@ class TrainConfig:
     block_size: int = 64          # T: tokens per training window (<= the model's block_size)
     max_steps: int = 2000         # optimizer steps of the whole run
     lr: float = 1e-3              # peak learning rate, reached after warmup
-    min_lr: float = 1e-4          # learning rate at the end of the cosine decay
+    min_lr: float = 1e-4          # learning rate at the end of the decay (cosine or wsd)
     warmup_steps: int = 100       # steps of linear warmup from lr / warmup_steps to lr
     schedule: str = "cosine"      # the decay after warmup: cosine, or wsd (warmup-stable-decay)
     cooldown_frac: float = 0.2    # wsd: the last fraction of the run, where lr falls to min_lr
