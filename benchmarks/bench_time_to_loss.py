@@ -31,7 +31,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 # the ablation, each setting adding to the one before it (flags of npgpt train)
 STEPS = [
-    ("today", []),                                                   # baby, AdamW, cosine
+    ("today", ["--preset", "baby"]),            # the baby model, AdamW, cosine (lr 1e-3)
     ("+lr 3e-3 3 layers", ["--lr", "3e-3", "--min-lr", "3e-4", "--n-layer", "3"]),
     ("+wsd sqrt cooldown", ["--schedule", "wsd", "--cooldown", "sqrt", "--cooldown-frac", "0.4",
                             "--min-lr", "0"]),
@@ -57,7 +57,7 @@ SETTINGS = settings()
 SETTINGS.update({
     "speedrun-1m": ["--preset", "speedrun-1m"],
     "speedrun-5m": ["--preset", "speedrun-5m"],
-    "default": [],
+    "default": [],                             # npgpt train's default (speedrun-1m)
 })
 
 
