@@ -104,6 +104,7 @@ def main(argv=None):
     ap.add_argument("--budgets", default="60,300", help="comma-separated durations, or steps "
                     "(run to max_steps)")
     ap.add_argument("--seeds", type=int, default=3)
+    ap.add_argument("--first-seed", type=int, default=1337)
     ap.add_argument("--settings", default=",".join(name for name, _ in STEPS),
                     help=f"comma-separated, of: {', '.join(SETTINGS)}")
     ap.add_argument("--clock", choices=["wall", "cpu"], default="wall")
@@ -127,7 +128,8 @@ def main(argv=None):
         results: dict[str, list[dict]] = {n: [] for n in names}
         # alternating rounds (every setting of a seed before the next seed): a change of load
         # hits every setting alike
-        tasks = [(seed, name) for seed in range(1337, 1337 + args.seeds) for name in names]
+        tasks = [(seed, name) for seed in range(args.first_seed, args.first_seed + args.seeds)
+                 for name in names]
 
         def run(task):
             seed, name = task
