@@ -21,8 +21,8 @@ from .errors import CheckpointError, ConfigError
 from .hf import from_pretrained, load_tokenizer
 from .io import CONFIG, TRAINER, load_checkpoint, load_json, resolve_checkpoint
 from .models import GPT, GPTConfig
-from .optim import AdamW
-from .trainer import TrainConfig, param_groups
+from .train_optimizer import build_optimizer
+from .trainer import TrainConfig
 from .trainer_state import check_trainer_state
 
 
@@ -40,12 +40,12 @@ def _apply_saved_lora(model, state: dict, source) -> None:
 
 
 def optimizer_layout(model, config: TrainConfig) -> dict:
-    """Name -> array with the shape and dtype of each tensor the Trainer's AdamW saves for
-    ``model`` (the parameters themselves stand in: no moments are allocated)."""
-    optimizer = AdamW(param_groups(model, config.weight_decay), lr=config.lr)
+    """Name -> array with the shape and dtype of each tensor the Trainer's optimizer (AdamW
+    or Muon) saves for ``model`` (the parameters themselves stand in: no state is allocated)."""
+    optimizer = build_optimizer(model, config)
     return {"step": np.zeros((), np.int64),
-            **{f"{i}.{name}": p.data for i, p in enumerate(optimizer._all_params())
-               for name in optimizer._state_names}}
+            **{f"{i}.{name}": p.data for i, (p, names) in enumerate(optimizer._names())
+               for name in names}}
 
 
 def load_model(path):

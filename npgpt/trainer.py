@@ -33,27 +33,12 @@ from .io import TRAINER, load_checkpoint, load_json, resolve_checkpoint, save_ch
 from .runtime.memory import retain_freed_memory
 from .module import no_grad
 from .glassbox.stats import training_stats
-from .optim import AdamW, clip_grad_norm
+from .optim import clip_grad_norm
 from .runtime.parallel import DataParallel, shards_for
 from .time_budget import TrainClock, learning_rate
+from .train_optimizer import build_optimizer, param_groups  # noqa: F401 (param_groups: API)
 from .train_config import TrainConfig
 from .trainer_state import check_trainer_state
-
-
-def param_groups(model, weight_decay: float) -> list[dict]:
-    """AdamW groups: decay on weight matrices; none on biases, norms (every parameter with
-    ndim < 2) and embeddings (parameters of a module whose class name holds "Embedding")."""
-    embedding_params = {id(p) for _, m in model.named_modules()
-                        if "Embedding" in type(m).__name__ for _, p in m._own_parameters()}
-    decay, no_decay = [], []
-    for name, p in model.named_parameters():
-        if p.data.ndim < 2 or id(p) in embedding_params or name.endswith("bias"):
-            no_decay.append(p)
-        else:
-            decay.append(p)
-    groups = [{"params": decay, "weight_decay": weight_decay},
-              {"params": no_decay, "weight_decay": 0.0}]
-    return [g for g in groups if g["params"]]
 
 
 def _model_config(model) -> dict:
@@ -107,9 +92,7 @@ class Trainer:
         self.tokenizer, self.tokenizer_file = tokenizer, tokenizer_file
         self.tokenizer_info = tokenizer_identity(tokenizer) if tokenizer is not None else None
         self.params = model.trainable_parameters()     # frozen ones (a LoRA base) left out
-        self.optimizer = AdamW(param_groups(model, config.weight_decay), lr=config.lr,
-                               betas=(config.beta1, config.beta2), eps=config.eps,
-                               weight_decay=config.weight_decay)
+        self.optimizer = build_optimizer(model, config)     # AdamW, or Muon (npgpt.train_optimizer)
         self.rng = np.random.default_rng(config.seed)      # the batch sampler
         self.step = 0
         self.best_val_loss = math.inf

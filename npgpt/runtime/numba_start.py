@@ -22,10 +22,19 @@ Two costs of numba's start that such a process (a tokenizer training) pays for n
   leave them to the first compile in the process.
 - A kernel given ``_nrt=False`` (no allocation, no array returned, so no reference counts)
   loads without numba's runtime, which is otherwise compiled at the first load (~0.03 s).
+  Every kernel it calls with an array must be ``_nrt=False`` too: the callee's code is
+  linked into it, and reference counting without the runtime crashes.
+
+numba keys a cached kernel on its own file only, yet the tokenizer kernels link helpers from
+one another's files (a stale copy of a changed helper would load, and with the runtime's
+absence at stake it could crash), so their caches are stamped with a hash of all the files
+they are made from, as npgpt/runtime/jit.py does for npgpt/kernels.
 
     from ..runtime.numba_start import njit
 """
+import hashlib
 import importlib.util
+import os
 import sys
 import types
 
@@ -79,6 +88,54 @@ def _light(dispatcher):
         if hasattr(dispatcher, "_compilation_chain_init_hook"):
             dispatcher._compilation_chain_init_hook = _no_extensions_yet
     return dispatcher
+
+
+_TOKENIZERS_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                               "tokenizers")
+# the files the tokenizer kernels are compiled from: the kernels, the class constants they
+# read as globals, and this loader
+_KERNEL_SOURCES = ("_bpe_kernels.py", "_count_kernels.py", "_encode_kernels.py",
+                   "_split_kernels.py", "unicode_classes.py")
+
+
+def _stamp_tokenizer_kernel_caches():
+    from numba.core import caching
+
+    from .jit import sources_stamp
+    digest = hashlib.sha256(sources_stamp(os.path.dirname(os.path.abspath(__file__))))
+    for name in _KERNEL_SOURCES:
+        try:
+            with open(os.path.join(_TOKENIZERS_DIR, name), "rb") as f:
+                digest.update(name.encode() + b"\0" + f.read() + b"\0")
+        except OSError:
+            pass
+    stamp = digest.digest()
+
+    class _Stamp:
+        def get_source_stamp(self):
+            return stamp
+
+        @classmethod
+        def from_function(cls, py_func, py_file):
+            path = os.path.abspath(py_file)
+            if os.path.dirname(path) != _TOKENIZERS_DIR or \
+                    os.path.basename(path) not in _KERNEL_SOURCES:
+                return None
+            return super().from_function(py_func, py_file)
+
+    try:
+        impl = getattr(caching, "CacheImpl", None) or caching._CacheImpl    # (older numba)
+        bases = (caching.UserProvidedCacheLocator, caching.InTreeCacheLocator,
+                 caching.UserWideCacheLocator)
+        impl._locator_classes[:0] = [
+            type("TokenizerKernels" + base.__name__, (_Stamp, base), {}) for base in bases]
+    except AttributeError:      # another numba layout: its own per-file stamps apply
+        pass
+
+
+if not getattr(numba, "_npgpt_tokenizer_stamp", False):
+    numba._npgpt_tokenizer_stamp = True
+    _stamp_tokenizer_kernel_caches()
 
 
 def _no_extensions_yet():

@@ -137,6 +137,22 @@ def test_a_file_with_a_long_added_token_list_before_its_model_loads(built, tmp_p
     assert ours.encode(text, allowed_special="all") == many.encode(text, add_special_tokens=False).ids
 
 
+def test_byte_level_with_a_prefix_space_adds_it_to_each_segment(shakespeare, tmp_path):
+    from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers, trainers
+    hf = Tokenizer(models.BPE())
+    hf.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=True)
+    hf.decoder = decoders.ByteLevel()
+    hf.train_from_iterator([shakespeare[:50_000]], trainers.BpeTrainer(
+        vocab_size=400, show_progress=False, initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
+    hf.add_special_tokens([AddedToken("<s>", special=True, normalized=False)])
+    ours = load(families.save(hf, tmp_path))
+    assert isinstance(ours, HFTokenizer)
+    for text in ["Hello world", " Hello", "<s>thee<s> thou", "a\n\nb", ""]:
+        ids = hf.encode(text, add_special_tokens=False).ids
+        assert ours.encode(text, allowed_special="all") == ids
+        assert ours.decode(ids) == hf.decode(ids, skip_special_tokens=False)
+
+
 def test_unsupported_pipeline_pieces_are_refused_by_name(tmp_path):
     base = {"model": {"type": "BPE", "vocab": {"a": 0}, "merges": []}}
     for key, spec, name in (("normalizer", {"type": "Precompiled"}, "Precompiled"),
