@@ -4,6 +4,7 @@ encoding vs tiktoken.  Prints both sides and the ratio.  Peers are skipped when 
     python benchmarks/bench_tokenizers.py [--vocab-size 4096] [--baseline-kb 256] [--repeat 3]
     python benchmarks/bench_tokenizers.py --long-only      # one 100k-character piece vs tiktoken
     python benchmarks/bench_tokenizers.py --fresh-train    # first train call, each side fresh
+    python benchmarks/bench_tokenizers.py --fresh-train --hf-feed one   # HF given one string
     python benchmarks/bench_tokenizers.py --unique-words   # 900k distinct words, 1 thread
 """
 import argparse
