@@ -40,14 +40,20 @@ class RunOptions:
     tokenizer, and where the weights start from."""
 
     data: str = "shakespeare"        # 'shakespeare' (the embedded corpus) or a UTF-8 text file
-    tokenizer: str | None = None     # char | cl100k_base | gpt2 | bpe:<vocab size> | a tokenizer file
-    preset: str | None = None        # the model preset the model flags change
-    resume: str | None = None        # continue the run saved in --out ("auto") or in the directory given
-    init_from: str | None = None     # start from an npgpt checkpoint or a HuggingFace model directory
-    lora_rank: int | None = None     # train only rank-R LoRA adapters on the target Linears (base frozen)
-    lora_alpha: float | None = None  # adapter scale alpha / R (default: 2 R)
-    lora_targets: str | None = None  # comma-separated module names, or all-linear (default: c_attn for GPT-2, q_proj,v_proj for LLaMA)
-    lora_dropout: float | None = None  # dropout on the adapters' input (default: 0)
+    tokenizer: str | None = None     # char | cl100k_base | gpt2 | bpe:<vocab size> | a tokenizer
+    #                                  file; with --resume or --init-from, the checkpoint's
+    preset: str | None = None        # the model preset the model flags change; with --resume or
+    #                                  --init-from, the checkpoint's model
+    resume: str | None = None        # continue the run saved in --out ("auto") or in the
+    #                                  directory given
+    init_from: str | None = None     # start from an npgpt checkpoint or a HuggingFace model
+    #                                  directory
+    lora_rank: int | None = None     # train only rank-R LoRA adapters on the target Linears
+    #                                  (base frozen)
+    lora_alpha: float | None = None  # adapter scale alpha / R; None = 2 * lora_rank
+    lora_targets: str | None = None  # comma-separated module names, or all-linear; None = PEFT's:
+    #                                  c_attn for GPT-2, q_proj,v_proj for LLaMA-like models
+    lora_dropout: float | None = None  # dropout on the adapters' input; None = no dropout
 
     def __post_init__(self):
         check_fields(self, RUN_RULES)
@@ -199,9 +205,10 @@ def prepare(**options) -> Prepared:
     elif run.init_from:
         model, tokenizer, _, _ = load_model(run.init_from)
     else:
-        tokenizer = make_tokenizer(run.tokenizer or DEFAULT_TOKENIZER, train_text, val_text,
-                                   out / "cache")
-        model_config = GPTConfig.preset(run.preset or DEFAULT_PRESET, **{
+        run = dataclasses.replace(run, tokenizer=run.tokenizer or DEFAULT_TOKENIZER,
+                                  preset=run.preset or DEFAULT_PRESET)    # (as applied)
+        tokenizer = make_tokenizer(run.tokenizer, train_text, val_text, out / "cache")
+        model_config = GPTConfig.preset(run.preset, **{
             "vocab_size": tokenizer.vocab_size, "block_size": config.block_size,
             **model_overrides})
         model = GPT(model_config, seed=config.seed)

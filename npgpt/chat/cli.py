@@ -31,7 +31,7 @@ def add_chat_parser(sub) -> None:
     p.add_argument("--top-k", type=int, default=None,
                    help="sample among the k most likely tokens (default: all)")
     p.add_argument("--top-p", type=float, default=None,
-                   help="sample among the most likely tokens adding up to p (default: 1)")
+                   help="sample among the most likely tokens adding up to p (default: all)")
     p.add_argument("--max-new-tokens", type=int, default=512,
                    help="the longest reply, in tokens (default: 512)")
     p.add_argument("--seed", type=int, default=None,
