@@ -151,8 +151,8 @@ class PairSampler:
         ctx = np.where((ctx < 0) | (ctx >= n), pos - offset, ctx)   # reflect at the ends
         ctx = np.clip(ctx, 0, n - 1)       # (a stream shorter than the window: stay inside it)
         noise = np.searchsorted(self.noise_cdf, self.rng.random((batch_size, self.negatives)))
-        words = np.concatenate([self.stream[ctx][:, None], np.minimum(noise, len(self.noise_cdf) - 1)],
-                               axis=1)
+        noise = np.minimum(noise, len(self.noise_cdf) - 1)     # (a cdf that ends just under 1)
+        words = np.concatenate([self.stream[ctx][:, None], noise], axis=1)
         return self.stream[pos], words
 
 

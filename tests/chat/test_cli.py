@@ -1,8 +1,10 @@
 """``npgpt chat``: scripted from stdin (as a process), and the terminal loop's keys."""
 import io
+import json
 import os
 import subprocess
 import sys
+import time
 
 from npgpt.chat import Chat
 from npgpt.chat.cli import interactive
@@ -71,3 +73,63 @@ def test_terminal_loop_ctrl_c_at_the_prompt_and_in_a_reply_then_ctrl_d(chat_dir)
     assert " [stopped]\n" in text and "(new conversation)" in text
     assert [m["role"] for m in chat.messages] == ["user", "assistant"]    # after /reset
     assert chat.messages[0]["content"] == "again" and not chat.interrupted
+
+
+class _Terminal:
+    """The master side of a pseudo-terminal: ``expect(marker)`` reads up to and including
+    ``marker`` (what came after it stays for the next call)."""
+
+    def __init__(self, fd):
+        self.fd, self.pending = fd, b""
+
+    def expect(self, marker, timeout=120.0):
+        import select
+        end = time.monotonic() + timeout
+        while marker not in self.pending:
+            ready, _, _ = select.select([self.fd], [], [], max(end - time.monotonic(), 0))
+            if not ready:
+                raise AssertionError(f"no {marker!r} on the terminal; it showed "
+                                     f"{self.pending[-300:]!r}")
+            try:
+                self.pending += os.read(self.fd, 4096)
+            except OSError:                  # the other side closed
+                raise AssertionError(f"the terminal closed before {marker!r}: "
+                                     f"{self.pending[-300:]!r}") from None
+        cut = self.pending.index(marker) + len(marker)
+        seen, self.pending = self.pending[:cut], self.pending[cut:]
+        return seen
+
+
+def test_ctrl_c_on_a_real_terminal_ends_the_reply_not_the_program(chat_dir, tmp_path):
+    """On a pseudo-terminal, SIGINT (what the terminal sends for Ctrl-C) during a reply that
+    would run for thousands of tokens stops it; the prompt comes back and /quit ends with
+    status 0."""
+    import pty
+    import shutil
+    import signal
+    folder = tmp_path / "long"
+    shutil.copytree(chat_dir, folder)
+    config = json.loads((folder / "config.json").read_text())
+    config["max_position_embeddings"] = 4096          # room for a reply that does not end
+    (folder / "config.json").write_text(json.dumps(config))
+    master, slave = pty.openpty()
+    proc = subprocess.Popen([sys.executable, "-m", "npgpt", "chat", "--model", str(folder),
+                             "--temperature", "0", "--max-new-tokens", "3000"],
+                            stdin=slave, stdout=slave, stderr=slave, cwd=ROOT,
+                            env={**os.environ, "PYTHONPATH": ROOT})
+    os.close(slave)
+    terminal = _Terminal(master)
+    try:
+        terminal.expect(b"> ")
+        os.write(master, b"hello\n")
+        terminal.expect(b"hello\r\n")                  # the echo; then the reply streams
+        while len(terminal.pending) < 40:
+            terminal.pending += os.read(master, 4096)
+        proc.send_signal(signal.SIGINT)
+        terminal.expect(b" [stopped]\r\n")
+        terminal.expect(b"> ")
+        os.write(master, b"/quit\n")
+        assert proc.wait(timeout=60) == 0
+    finally:
+        proc.kill()
+        os.close(master)
