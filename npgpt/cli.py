@@ -30,8 +30,11 @@ def cmd_train(args) -> int:
     from .models import GPTConfig
     from .run import RunOptions, train
     from .train_config import TrainConfig
-    train(**given(args, RunOptions), **given(args, GPTConfig, skip=_MODEL_FIELDS_NOT_FLAGS),
-          **given(args, TrainConfig))
+    run = train(**given(args, RunOptions), **given(args, GPTConfig, skip=_MODEL_FIELDS_NOT_FLAGS),
+                **given(args, TrainConfig))
+    if run.stopped:             # ended by Ctrl-C or SIGTERM, the step kept: 128 + the signal
+        import signal
+        return 128 + signal.Signals[run.stopped].value
     return 0
 
 
@@ -220,8 +223,8 @@ def main(argv=None) -> int:
             return world.fail(e)
         print(f"{command}: error: {describe(e)}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print(f"\n{command}: interrupted", file=sys.stderr)
+    except KeyboardInterrupt as e:
+        print(f"\n{command}: interrupted" + (f" {e}" if str(e) else ""), file=sys.stderr)
         return 130
 
 

@@ -87,6 +87,7 @@ class Run:
     val_loss: float | None           # ... and on the validation split (None: no split)
     metrics: list                    # the metrics lines (dicts) of the run, from step 0
     trainer: object = dataclasses.field(repr=False)   # the Trainer, to train further
+    stopped: str | None = None       # the signal that stopped the run early (SIGINT, SIGTERM)
 
     @property
     def checkpoint_dir(self) -> Path:
@@ -296,12 +297,40 @@ def train(**options) -> Run:
             flush=True)
     if trainer.clock.budget is not None:
         say(trainer.clock.banner(), flush=True)
-    result = trainer.train() or {}
-    summary = ", ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}"
-                        for k, v in result.items())
+    try:
+        result = trainer.train() or {}
+    except KeyboardInterrupt:     # a second Ctrl-C: what is left on disk
+        raise KeyboardInterrupt(f"at step {trainer.step}; {trainer._kept_checkpoint()}") from None
     saved_at = f"checkpoint in {trainer.checkpoint_dir}" if config.save_checkpoints \
         else "no checkpoint written (--no-save-checkpoints)"
-    say(f"done: {summary}; {saved_at}")
+    if trainer.stopped:
+        say(stopped_line(trainer, p.options), flush=True)
+    else:
+        summary = ", ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}"
+                            for k, v in result.items())
+        say(f"done: {summary}; {saved_at}")
     return Run(model=model, tokenizer=tokenizer, config=config, out_dir=trainer.out_dir,
                step=trainer.step, train_loss=result.get("train_loss"),
-               val_loss=result.get("val_loss"), metrics=list(trainer.history), trainer=trainer)
+               val_loss=result.get("val_loss"), metrics=list(trainer.history), trainer=trainer,
+               stopped=trainer.stopped)
+
+
+def stopped_line(trainer, options: RunOptions) -> str:
+    """What a run ended by a signal says: the step reached, where it is kept, and the
+    command that continues it bit for bit (the same data, threads and ranks)."""
+    import shlex
+
+    from .distributed import get_world
+    from .runtime.threads import get_num_threads
+    where = f"stopped by {trainer.stopped} at step {trainer.step}"
+    if not trainer.config.save_checkpoints:
+        return f"{where}; no checkpoint written (--no-save-checkpoints)"
+    world = get_world()
+    command = ["npgpt", "train", "--resume", str(trainer.checkpoint_dir)]
+    if options.data != RunOptions.data:
+        command += ["--data", options.data]
+    command += ["--threads", str(get_num_threads()["numba"])]
+    if world is not None:
+        command = ["mpiexec", "-n", str(world.size)] + command
+    return (f"{where}; checkpoint in {trainer.checkpoint_dir}; continue with: "
+            f"{shlex.join(command)}")
