@@ -117,7 +117,7 @@ def mlp_sites(prefix: str, mlp) -> dict[str, Site]:
 
 
 def sublayer_sites(p: str, layer, norm_name: str | None, branch: str, prenorm: bool,
-                   resid_in: Site, out_name: str) -> tuple[dict[str, Site], Site]:
+                   out_name: str) -> tuple[dict[str, Site], Site]:
     """The names of one residual sub-layer ``x -> x + branch(...)`` (see models.residual), and
     the Site of the residual after it."""
     norm = getattr(layer, norm_name) if norm_name else None
@@ -146,7 +146,7 @@ def block_sites(p: str, block, subs: list[tuple[str | None, str, str, str]], pre
     """A block of residual sub-layers; ``subs``: (norm, branch, output name, residual name)."""
     sites = {f"{p}resid_pre": Site((block, "forward", arg0), (block, "backward", result0))}
     for n, (norm, branch, out_name, resid_name) in enumerate(subs):
-        more, after = sublayer_sites(p, block, norm, branch, prenorm, None, out_name)
+        more, after = sublayer_sites(p, block, norm, branch, prenorm, out_name)
         sites.update(more)
         last = n == len(subs) - 1
         if last:
@@ -198,11 +198,11 @@ def classifier_sites(model) -> dict[str, Site]:
              "wpe": Site((model.wpe, "forward", result0), None),
              "resid_pre": Site((model.attn, "forward", arg0), (model.wpe, "backward", arg0))}
     ln_1, ln_2 = ("ln_1", "ln_2") if model.layernorm else (None, None)
-    more, mid = sublayer_sites("", model, ln_1, "attn", False, None, "attn_out")
+    more, mid = sublayer_sites("", model, ln_1, "attn", False, "attn_out")
     sites.update(more)
     mid.forward = mid.forward or (model.mlp, "forward", arg0)
     sites["resid_mid"] = mid
-    more, post = sublayer_sites("", model, ln_2, "mlp", False, None, "mlp_out")
+    more, post = sublayer_sites("", model, ln_2, "mlp", False, "mlp_out")
     sites.update(more)
     if post.forward is not None:            # without ln_2 no layer reads the last residual whole
         sites["resid_post"] = post
