@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 
 from .chat.cli import add_chat_parser
-from .cli_flags import add_dataclass_flags, given
+from .cli_flags import add_dataclass_flags, given, state_defaults
 from .cli_hf import add_hf_parsers
 from .glassbox.inspect_cli import add_inspect_parser
 from .errors import ConfigError, NpgptError, describe
@@ -21,6 +21,7 @@ from .glassbox.report_cli import add_report_parser
 # GPTConfig fields the command sets itself rather than by flag
 _MODEL_FIELDS_NOT_FLAGS = {"vocab_size", "block_size", "dtype"}
 BENCHMARKS = ("kernels", "train_step", "generate", "memory", "tokenizers")
+PARAMS_PRESET = "gpt2"         # the model npgpt params counts without --preset
 
 
 # --- train, sample: npgpt.train and npgpt.sample with the flags as keywords --------------
@@ -29,8 +30,11 @@ def cmd_train(args) -> int:
     from .models import GPTConfig
     from .run import RunOptions, train
     from .train_config import TrainConfig
-    train(**given(args, RunOptions), **given(args, GPTConfig, skip=_MODEL_FIELDS_NOT_FLAGS),
-          **given(args, TrainConfig))
+    run = train(**given(args, RunOptions), **given(args, GPTConfig, skip=_MODEL_FIELDS_NOT_FLAGS),
+                **given(args, TrainConfig))
+    if run.stopped:             # ended by Ctrl-C or SIGTERM, the step kept: 128 + the signal
+        import signal
+        return 128 + signal.Signals[run.stopped].value
     return 0
 
 
@@ -96,7 +100,7 @@ def cmd_bench(args) -> int:
 def add_train_parser(sub) -> None:
     """``npgpt train``: the flags of npgpt.train, each field's help from its comment and the
     default it gets in a new run (the model's from the default preset)."""
-    from .models import PRESETS, GPTConfig
+    from .models import GPTConfig
     from .run import DEFAULT_PRESET, DEFAULT_TOKENIZER, MODEL_FIELDS_NOT_OPTIONS, RUN_RULES, \
         RunOptions
     from .train_config import _TRAIN_RULES, TRAIN_PRESETS, TrainConfig
@@ -107,12 +111,10 @@ def add_train_parser(sub) -> None:
     add_dataclass_flags(p, RunOptions, skip=lora, group_title="run", rules=RUN_RULES,
                         defaults={"tokenizer": DEFAULT_TOKENIZER, "preset": DEFAULT_PRESET},
                         extra={"resume": dict(nargs="?", const="auto", metavar="DIR")})
-    preset = PRESETS[DEFAULT_PRESET]
     add_dataclass_flags(p, GPTConfig, skip=MODEL_FIELDS_NOT_OPTIONS, rules=_RULES,
                         group_title=f"model (defaults: the {DEFAULT_PRESET} preset's; with "
                         "--preset, --resume or --init-from, theirs)",
-                        defaults={f.name: preset[f.name] for f in dataclasses.fields(GPTConfig)
-                                  if f.name in preset})
+                        defaults=preset_defaults(DEFAULT_PRESET))
     add_dataclass_flags(p, TrainConfig, group_title=f"training (defaults: the {DEFAULT_PRESET} "
                         "recipe's; with --preset, its recipe's; with --resume, the checkpoint's)",
                         rules=_TRAIN_RULES, flag_names={"out_dir": ["--out", "--out-dir"]},
@@ -124,8 +126,15 @@ def add_train_parser(sub) -> None:
     p.set_defaults(func=cmd_train)
 
 
+def preset_defaults(name: str) -> dict:
+    """The GPTConfig fields preset ``name`` sets: the model flags' defaults under it."""
+    from .models import PRESETS
+    return dict(PRESETS[name])
+
+
 def build_parser() -> argparse.ArgumentParser:
     from .models import PRESETS, GPTConfig
+    from .models.gpt import _RULES
 
     parser = _Parser(prog="npgpt", description="A NumPy GPT: train, sample, count.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -138,8 +147,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_sample)
 
     p = sub.add_parser("params", help="parameter count per component, beside the closed form")
-    p.add_argument("--preset", default="gpt2", choices=sorted(PRESETS))
-    add_dataclass_flags(p, GPTConfig, skip={"dtype"}, group_title="model")
+    p.add_argument("--preset", default=PARAMS_PRESET, choices=sorted(PRESETS),
+                   help="the model the flags below change")
+    add_dataclass_flags(p, GPTConfig, skip={"dtype"}, rules=_RULES,
+                        group_title=f"model (defaults: the {PARAMS_PRESET} preset's; with "
+                        "--preset, that one's)", defaults=preset_defaults(PARAMS_PRESET))
     p.set_defaults(func=cmd_params)
 
     p = sub.add_parser("bench", help="run the benchmarks (from a source checkout)")
@@ -160,6 +172,7 @@ def build_parser() -> argparse.ArgumentParser:
     else:
         add_tokenizer_parser(sub)
     _add_global_options(parser)
+    state_defaults(parser)
     return parser
 
 
@@ -213,8 +226,8 @@ def main(argv=None) -> int:
             return world.fail(e)
         print(f"{command}: error: {describe(e)}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print(f"\n{command}: interrupted", file=sys.stderr)
+    except KeyboardInterrupt as e:
+        print(f"\n{command}: interrupted" + (f" {e}" if str(e) else ""), file=sys.stderr)
         return 130
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import re
 import typing
 
 from .fields import field_comments
@@ -41,13 +42,23 @@ def show(value) -> str:
     return str(value)
 
 
+# what a field's comment says None stands for: "None = n_head", "None: off"
+_NONE_MEANS = re.compile(r"\bNone\s*[=:]\s*([^;()]+?)\s*(?:;|$)")
+
+
 def flag_help(comment: str, default=dataclasses.MISSING, choices=None) -> str:
-    """``comment (one of: a, b; default: X)``; a comment that already states its default
-    ("(default: ...)") keeps it. ``default`` may be a value or a sentence ("from --preset")."""
+    """``comment (one of: a, b; default: X)``. A None default is shown as what the comment
+    says None stands for ("None = n_head" -> ``default: n_head``); a comment that states its
+    default ("(default: ...)") keeps it."""
     notes = []
     if choices:
         notes.append("one of: " + ", ".join(map(str, choices)))
-    if default is not dataclasses.MISSING and "(default:" not in comment:
+    if default is None:
+        means = _NONE_MEANS.search(comment)
+        if means:     # said once, as the default
+            default = means.group(1)
+            comment = (comment[:means.start()] + comment[means.end():]).strip().rstrip(";,")
+    if default is not dataclasses.MISSING and "default:" not in comment:
         notes.append(f"default: {show(default)}")
     help_text = comment + (f" ({'; '.join(notes)})" if notes else "")
     return help_text.replace("%", "%%").strip()
@@ -87,3 +98,20 @@ def given(args, cls, skip=()) -> dict:
     """The fields of ``cls`` the command line gave (not None), by name."""
     return {f.name: getattr(args, f.name) for f in dataclasses.fields(cls)
             if f.name not in skip and getattr(args, f.name, None) is not None}
+
+
+def state_defaults(parser) -> None:
+    """Append ``(default: X)`` to the help of every option of ``parser`` and its subcommands
+    that does not state one, X being argparse's default (what the command gets without the
+    flag); options whose default is None say in words what None means, or nothing."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for child in action.choices.values():
+                state_defaults(child)
+            continue
+        if not action.option_strings or action.help == argparse.SUPPRESS \
+                or isinstance(action, argparse._HelpAction) or "default:" in (action.help or "") \
+                or action.default in (None, argparse.SUPPRESS):
+            continue
+        text = f"(default: {show(action.default).replace('%', '%%')})"
+        action.help = f"{action.help} {text}" if action.help else text

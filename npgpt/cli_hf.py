@@ -83,7 +83,8 @@ def add_hf_parsers(sub, load_model) -> None:
     p = sub.add_parser("eval", help="perplexity and bits per byte of a model on a text "
                                     "(sliding window)")
     add_dataclass_flags(p, EvalOptions, group_title="evaluation")
-    p.add_argument("--json", action="store_true", help="print one JSON object (default: text)")
+    p.add_argument("--json", action="store_true",
+                   help="print one JSON object instead of a line of text")
     p.set_defaults(func=cmd_eval, load_model=load_model)
 
     p = sub.add_parser("export", help="write a checkpoint as a HuggingFace directory, "

@@ -36,9 +36,10 @@ class SampleOptions:
     prompt: str = "\n"               # the text every sample continues
     max_new_tokens: int = 500        # tokens generated per sample
     temperature: float = 0.8         # softmax temperature; 0 = greedy
-    top_k: int | None = None         # sample among the k likeliest tokens only (default: all)
-    top_p: float | None = None       # sample among the likeliest tokens holding probability p (default: all)
-    seed: int | None = None          # seed of sample i is seed + i (default: a fresh random seed)
+    top_k: int | None = None         # sample among the k likeliest tokens only; None = all
+    top_p: float | None = None       # sample among the likeliest tokens holding probability p;
+    #                                  None = all
+    seed: int | None = None          # seed of sample i is seed + i; None = a fresh random seed
     num_samples: int = 1             # samples to generate, one after the other
 
     def __post_init__(self):
@@ -54,9 +55,10 @@ class EvalOptions:
 
     ckpt: str = "out"                # npgpt checkpoint (or run directory) or HuggingFace directory
     data: str = "shakespeare-val"    # a UTF-8 text file, or shakespeare-val (the held-out plays)
-    adapter: str | None = None       # a PEFT LoRA adapter directory to apply
-    block: int | None = None         # tokens per window (default: the model's block_size)
-    stride: int | None = None        # tokens the window moves by (default: --block; smaller scores each token with more context, at block/stride times the cost)
+    adapter: str | None = None       # a PEFT LoRA adapter directory to apply; None = none
+    block: int | None = None         # tokens per window; None = the model's block_size
+    stride: int | None = None        # tokens the window moves by (smaller scores each token with
+    #                                  more context, at block/stride times the cost); None = block
 
     def __post_init__(self):
         check_fields(self, {"data": _PATH, "adapter": _PATH, "block": positive,

@@ -42,14 +42,20 @@ class RunOptions:
     tokenizer, and where the weights start from."""
 
     data: str = "shakespeare"        # 'shakespeare' (the embedded corpus) or a UTF-8 text file
-    tokenizer: str | None = None     # char | cl100k_base | gpt2 | bpe:<vocab size> | a tokenizer file
-    preset: str | None = None        # the model preset the model flags change
-    resume: str | None = None        # continue the run saved in --out ("auto") or in the directory given
-    init_from: str | None = None     # start from an npgpt checkpoint or a HuggingFace model directory
-    lora_rank: int | None = None     # train only rank-R LoRA adapters on the target Linears (base frozen)
-    lora_alpha: float | None = None  # adapter scale alpha / R (default: 2 R)
-    lora_targets: str | None = None  # comma-separated module names, or all-linear (default: c_attn for GPT-2, q_proj,v_proj for LLaMA)
-    lora_dropout: float | None = None  # dropout on the adapters' input (default: 0)
+    tokenizer: str | None = None     # char | cl100k_base | gpt2 | bpe:<vocab size> | a tokenizer
+    #                                  file; with --resume or --init-from, the checkpoint's
+    preset: str | None = None        # the model preset the model flags change; with --resume or
+    #                                  --init-from, the checkpoint's model
+    resume: str | None = None        # continue the run saved in --out ("auto") or in the
+    #                                  directory given
+    init_from: str | None = None     # start from an npgpt checkpoint or a HuggingFace model
+    #                                  directory
+    lora_rank: int | None = None     # train only rank-R LoRA adapters on the target Linears
+    #                                  (base frozen)
+    lora_alpha: float | None = None  # adapter scale alpha / R; None = 2 * lora_rank
+    lora_targets: str | None = None  # comma-separated module names, or all-linear; None = PEFT's:
+    #                                  c_attn for GPT-2, q_proj,v_proj for LLaMA-like models
+    lora_dropout: float | None = None  # dropout on the adapters' input; None = no dropout
 
     def __post_init__(self):
         check_fields(self, RUN_RULES)
@@ -83,6 +89,7 @@ class Run:
     val_loss: float | None           # ... and on the validation split (None: no split)
     metrics: list                    # the metrics lines (dicts) of the run, from step 0
     trainer: object = dataclasses.field(repr=False)   # the Trainer, to train further
+    stopped: str | None = None       # the signal that stopped the run early (SIGINT, SIGTERM)
 
     @property
     def checkpoint_dir(self) -> Path:
@@ -205,9 +212,10 @@ def prepare(**options) -> Prepared:
     elif run.init_from:
         model, tokenizer, _, _ = load_model(run.init_from)
     else:
-        tokenizer = make_tokenizer(run.tokenizer or DEFAULT_TOKENIZER, train_text, val_text,
-                                   out / "cache")
-        model_config = GPTConfig.preset(run.preset or DEFAULT_PRESET, **{
+        run = dataclasses.replace(run, tokenizer=run.tokenizer or DEFAULT_TOKENIZER,
+                                  preset=run.preset or DEFAULT_PRESET)    # (as applied)
+        tokenizer = make_tokenizer(run.tokenizer, train_text, val_text, out / "cache")
+        model_config = GPTConfig.preset(run.preset, **{
             "vocab_size": tokenizer.vocab_size, "block_size": config.block_size,
             **model_overrides})
         model = GPT(model_config, seed=config.seed)
@@ -295,12 +303,40 @@ def train(**options) -> Run:
             flush=True)
     if trainer.clock.budget is not None:
         say(trainer.clock.banner(), flush=True)
-    result = trainer.train() or {}
-    summary = ", ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}"
-                        for k, v in result.items())
+    try:
+        result = trainer.train() or {}
+    except KeyboardInterrupt:     # a second Ctrl-C: what is left on disk
+        raise KeyboardInterrupt(f"at step {trainer.step}; {trainer._kept_checkpoint()}") from None
     saved_at = f"checkpoint in {trainer.checkpoint_dir}" if config.save_checkpoints \
         else "no checkpoint written (--no-save-checkpoints)"
-    say(f"done: {summary}; {saved_at}")
+    if trainer.stopped:
+        say(stopped_line(trainer, p.options), flush=True)
+    else:
+        summary = ", ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}"
+                            for k, v in result.items())
+        say(f"done: {summary}; {saved_at}")
     return Run(model=model, tokenizer=tokenizer, config=config, out_dir=trainer.out_dir,
                step=trainer.step, train_loss=result.get("train_loss"),
-               val_loss=result.get("val_loss"), metrics=list(trainer.history), trainer=trainer)
+               val_loss=result.get("val_loss"), metrics=list(trainer.history), trainer=trainer,
+               stopped=trainer.stopped)
+
+
+def stopped_line(trainer, options: RunOptions) -> str:
+    """What a run ended by a signal says: the step reached, where it is kept, and the
+    command that continues it bit for bit (the same data, threads and ranks)."""
+    import shlex
+
+    from .distributed import get_world
+    from .runtime.threads import get_num_threads
+    where = f"stopped by {trainer.stopped} at step {trainer.step}"
+    if not trainer.config.save_checkpoints:
+        return f"{where}; no checkpoint written (--no-save-checkpoints)"
+    world = get_world()
+    command = ["npgpt", "train", "--resume", str(trainer.checkpoint_dir)]
+    if options.data != RunOptions.data:
+        command += ["--data", options.data]
+    command += ["--threads", str(get_num_threads()["numba"])]
+    if world is not None:
+        command = ["mpiexec", "-n", str(world.size)] + command
+    return (f"{where}; checkpoint in {trainer.checkpoint_dir}; continue with: "
+            f"{shlex.join(command)}")

@@ -29,6 +29,7 @@ from . import __version__, distributed, metrics
 from .adapters import lora_config, save_adapter
 from .data import TokenData, check_length, get_batch, tokenizer_identity
 from .errors import CheckpointError, ConfigError, TrainingError
+from .interrupt import StopSignals
 from .io import TRAINER, load_checkpoint, load_json, resolve_checkpoint, save_checkpoint
 from .runtime.memory import retain_freed_memory
 from .module import no_grad
@@ -98,6 +99,7 @@ class Trainer:
         self.best_val_loss = math.inf
         self.out_dir = Path(config.out_dir)
         self.history: list[dict] = []       # the metrics lines of this run, as dicts
+        self.stopped: str | None = None     # the signal that ended train() early (SIGINT, ...)
         self._parallel: DataParallel | None = None
         # under mpiexec: this rank's part in a run over several processes (None: one process)
         self.dist = None
@@ -223,14 +225,15 @@ class Trainer:
         c = self.config
         if self.clock.budget is None:          # (under a budget, max_steps is not used)
             until = c.max_steps if until is None else min(until, c.max_steps)
+        self.stats = training_stats(self)     # None when stats_interval is 0 (npgpt.glassbox.stats)
         self.out_dir.mkdir(parents=True, exist_ok=True)
         self._trim_metrics()
-        self.stats = training_stats(self)     # None when stats_interval is 0 (npgpt.glassbox.stats)
         retain_freed_memory()         # each step reuses the last one's pages (npgpt.runtime.memory)
         self.model.train()
         bar = self._progress_bar(until)
         tokens_per_step = c.batch_size * c.block_size * c.grad_accum
         last = {}
+        stop = StopSignals(distributed.get_world()).install()   # Ctrl-C, SIGTERM: npgpt.interrupt
         try:
             t0, s0 = time.perf_counter(), self.step
             self.clock.mark()
@@ -254,7 +257,13 @@ class Trainer:
                     last = self._eval_and_save(bar)
                     t0, s0 = time.perf_counter(), self.step     # eval time is not training
                     self.clock.mark()
+                if not done and stop.requested():    # the step is kept; the loop ends
+                    if self.step % c.eval_interval and c.save_checkpoints:
+                        self.checkpoint()
+                    self.stopped = stop.name
+                    break
         finally:
+            stop.uninstall()
             if bar is not None:
                 bar.close()
         self._plot()
@@ -277,11 +286,15 @@ class Trainer:
         if bar is not None:
             bar.write(message)
         if self.config.save_checkpoints:
-            self.save(self.checkpoint_dir)
-            # a LoRA run's adapter alone, in PEFT's layout (rank 0, like the checkpoint)
-            if lora_config(self.model) is not None and self.is_main:
-                save_adapter(self.model, self.adapter_dir)
+            self.checkpoint()
         return record
+
+    def checkpoint(self) -> None:
+        """Save the run to ``checkpoint_dir`` and, in a LoRA run, the adapter alone to
+        ``adapter_dir`` in PEFT's layout (rank 0 writes both)."""
+        self.save(self.checkpoint_dir)
+        if lora_config(self.model) is not None and self.is_main:
+            save_adapter(self.model, self.adapter_dir)
 
     # --- checkpoints --------------------------------------------------------------------
     def save(self, path) -> Path:

@@ -124,7 +124,12 @@ class Chat:
         if not isinstance(text, str):
             raise InputError(f"a message is a str, got {type(text).__name__}")
         self.messages.append({"role": "user", "content": text})
-        return self.reply(on_text)
+        try:
+            return self.reply(on_text)
+        except BaseException:       # refused (too long) or Ctrl-C before the reply began:
+            if self.messages[-1]["role"] == "user":      # the message was not answered
+                self.messages.pop()
+            raise
 
     def reply(self, on_text=None):
         """Sample the assistant's reply to the conversation, add it and return its text."""

@@ -95,6 +95,7 @@ class HFTokenizer(Tokenizer):
         self._matchers = {}
         self._cache = {}
         self._pair_table = None
+        self._name = None
 
     # --- added tokens -------------------------------------------------------------------------
     def _matcher(self, allowed, normalized):
@@ -265,7 +266,11 @@ class HFTokenizer(Tokenizer):
 
     @property
     def name(self):
-        return "hf:" + short_hash(json.dumps(self.json, ensure_ascii=False, sort_keys=True))
+        """``hf:`` and the hash of the file's content (computed once: files are megabytes)."""
+        if self._name is None:
+            self._name = "hf:" + short_hash(json.dumps(self.json, ensure_ascii=False,
+                                                       sort_keys=True))
+        return self._name
 
     def save(self, path):
         """Write the ``tokenizer.json`` back (``npgpt.tokenizers.load`` reads it)."""

@@ -312,3 +312,44 @@ def test_a_soft_capped_model_reads_its_lens_through_the_cap():
     stack, _ = cache.accumulated_resid(apply_ln=True)
     np.testing.assert_allclose(cache.unembed(stack[-1]), logits, atol=1e-12)
     assert np.abs(logits).max() < 0.5
+
+
+def _fd_of_output(model, module, loss, delta):
+    """Central difference of loss() when ``delta`` is added to module's forward output."""
+    out = []
+    for sign in (1, -1):
+        original = module.forward
+        module.forward = lambda *a, **k: original(*a, **k) + sign * delta
+        try:
+            out.append(loss())
+        finally:
+            del module.forward
+    return (out[0] - out[1]) / 2
+
+
+@pytest.mark.parametrize("which", ["seq2seq", "classifier"])
+def test_other_models_cached_gradients_equal_finite_differences(which):
+    rng = np.random.default_rng(3)
+    if which == "seq2seq":
+        cfg = Seq2SeqConfig(src_vocab_size=11, tgt_vocab_size=12, n_embd=8, n_head=2,
+                            mlp_hidden=16, n_encoder_layer=1, n_decoder_layer=1, dtype="float64")
+        model = Transformer(cfg)
+        src, tgt = batch(2, 5, 11)
+        tgt = np.maximum(tgt, 3)
+        _, cache = model.run_with_cache(src, tgt, tgt, grads=True)
+        loss = lambda: float(model.forward(src, tgt, tgt)[1])            # noqa: E731
+        sites = {"decoder.0.cross_attn_out": model.decoder[0].cross_attn,
+                 "encoder.0.mlp_out": model.encoder[0].mlp}
+    else:
+        model = TextClassifier(13, 8, n_embd=8, n_head=2, dtype=np.float64,
+                               rng=np.random.default_rng(0))
+        idx, _ = batch()
+        targets = np.array([0, 1])
+        _, cache = model.run_with_cache(idx, targets, grads=True)
+        loss = lambda: float(model.forward(idx, targets)[1])             # noqa: E731
+        sites = {"attn_out": model.attn, "mlp_out": model.mlp}
+    model.eval()
+    for name, module in sites.items():
+        d = rng.standard_normal(cache[name].shape)
+        fd = _fd_of_output(model, module, loss, 1e-6 * d) / 1e-6
+        assert float((cache[name + ".grad"] * d).sum()) == pytest.approx(fd, rel=1e-5), name
