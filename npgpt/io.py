@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import json
 import math
+import mmap
 import os
 import shutil
 import struct
@@ -93,6 +94,48 @@ def read_safetensors_header(path) -> dict:
         raise CheckpointError(f"{path}: {data_size - end_max} bytes after the last tensor: "
                               "corrupted safetensors file")
     return header
+
+
+# safetensors dtype tag -> NumPy dtype (bfloat16, which NumPy lacks, as its raw 16 bits)
+NUMPY_DTYPES = {"BOOL": "|b1", "U8": "|u1", "I8": "|i1", "U16": "<u2", "I16": "<i2",
+                "F16": "<f2", "BF16": "<u2", "U32": "<u4", "I32": "<i4", "F32": "<f4",
+                "U64": "<u8", "I64": "<i8", "F64": "<f8"}
+
+
+def map_safetensors(path) -> tuple[dict, dict[str, np.ndarray]]:
+    """(header, name -> array) of a safetensors file, the arrays views of one private
+    (copy-on-write) memory map of it: nothing is read until an array is used, the pages are
+    the page cache's (a second process mapping the file shares them), and writing into an
+    array (training updates weights in place) copies that page into this process only: the
+    file never changes. A tensor whose offset is not a multiple of its item size is copied
+    out instead. bfloat16 arrives as its raw 16 bits (``<u2``).
+
+    The file is replaced by atomic writes (a new file renamed over it), which leaves a live
+    map on the old one; a file truncated in place under a live map would fault, and npgpt
+    never writes one in place.
+    """
+    path = Path(path)
+    header = read_safetensors_header(path)
+    unknown = sorted({info["dtype"] for info in header.values()} - set(NUMPY_DTYPES))
+    if unknown:
+        raise CheckpointError(f"{path}: tensors of dtype {', '.join(unknown)} cannot be read")
+    try:
+        with open(path, "rb") as f:
+            (n,) = struct.unpack("<Q", f.read(8))
+            buf = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_COPY)
+    except (OSError, ValueError) as e:
+        raise CheckpointError(f"cannot map {path}: {getattr(e, 'strerror', None) or e}") from None
+    start = 8 + n
+    arrays = {}
+    for name, info in header.items():
+        dtype = np.dtype(NUMPY_DTYPES[info["dtype"]])
+        begin, end = info["data_offsets"]
+        count = (end - begin) // dtype.itemsize
+        a = np.frombuffer(buf, dtype=dtype, count=count, offset=start + begin)
+        if (start + begin) % dtype.itemsize:
+            a = a.copy()                       # unaligned: NumPy and BLAS want aligned data
+        arrays[name] = a.reshape(info["shape"])
+    return header, arrays
 
 
 def save_safetensors(path, tensors: dict, metadata: dict | None = None) -> None:
