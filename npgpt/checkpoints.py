@@ -116,8 +116,16 @@ def same_tokenizer(spec: str, tokenizer) -> bool:
 
 
 def check_resumable(config: TrainConfig, saved: TrainConfig, step: int, where,
-                    max_steps_given: bool) -> None:
-    """Refuse a resume that would train nothing (the run is at or past ``max_steps``)."""
+                    max_steps_given: bool, train_time: float = 0.0) -> None:
+    """Refuse a resume that would train nothing (the run is at or past ``max_steps``, or has
+    spent its time budget)."""
+    budget = config.budget_seconds
+    if budget is not None:
+        if train_time < budget:
+            return
+        raise ConfigError(f"the run in {where} has spent its time budget ({train_time:.1f} s "
+                          f"of training, budget {config.time_budget}): nothing to train (give "
+                          "a longer --time-budget)")
     if config.max_steps > step:
         return
     if config.max_steps != saved.max_steps or max_steps_given:

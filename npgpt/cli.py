@@ -12,7 +12,9 @@ import sys
 import typing
 from pathlib import Path
 
+from .chat.cli import add_chat_parser
 from .cli_hf import add_hf_parsers, add_lora_flags
+from .glassbox.inspect_cli import add_inspect_parser
 from .glassbox.report_cli import add_report_parser
 from .errors import CheckpointError, ConfigError, NpgptError, describe
 
@@ -100,6 +102,8 @@ def cmd_train(args) -> int:
     for flag, value in (("--data", args.data), ("--resume", args.resume),
                         ("--init-from", args.init_from)):
         _nonempty(flag, value)
+    if "time_budget" in train_overrides and "max_steps" in train_overrides:
+        raise ConfigError("--time-budget and --max-steps both say when the run ends: give one")
     if args.resume is None:
         config = TrainConfig(**train_overrides)    # refused before anything is written
     if args.resume is not None and args.init_from is not None:
@@ -122,7 +126,8 @@ def cmd_train(args) -> int:
                                   "--out for the resumed run to write to")
             train_overrides["out_dir"] = str(ckpt_dir.parent)
         config = dataclasses.replace(saved, **train_overrides)
-        check_resumable(config, saved, state["step"], ckpt_dir, "max_steps" in train_overrides)
+        check_resumable(config, saved, state["step"], ckpt_dir, "max_steps" in train_overrides,
+                        state.get("train_time", 0.0))
     elif args.init_from:
         model, tokenizer, _, _ = load_model(args.init_from)
     else:
@@ -178,6 +183,8 @@ def cmd_train(args) -> int:
         say(f"resumed from {ckpt_dir} at step {trainer.step}"
             + (f"; changed from the checkpoint: {', '.join(changed)}" if changed else ""),
             flush=True)
+    if trainer.clock.budget is not None:
+        say(trainer.clock.banner(), flush=True)
     result = trainer.train()
     summary = ", ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}"
                         for k, v in (result or {}).items())
@@ -348,6 +355,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_hf_parsers(sub, _load_model)
     add_report_parser(sub)
+    add_inspect_parser(sub)
+    add_chat_parser(sub)
 
     try:
         from .tokenizers.cli import add_tokenizer_parser

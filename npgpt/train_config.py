@@ -6,7 +6,9 @@ from dataclasses import dataclass
 
 from .errors import ConfigError
 from .fields import above, at_least, check_fields, from_dict, in_range, one_of, positive
+from .optim.schedules import COOLDOWNS, SCHEDULES
 from .runtime.parallel import MODES
+from .time_budget import EXPECTED, is_duration, parse_duration
 
 
 @dataclass
@@ -22,6 +24,11 @@ class TrainConfig:
     lr: float = 1e-3              # peak learning rate, reached after warmup
     min_lr: float = 1e-4          # learning rate at the end of the cosine decay
     warmup_steps: int = 100       # steps of linear warmup from lr / warmup_steps to lr
+    schedule: str = "cosine"      # the decay after warmup: cosine, or wsd (warmup-stable-decay)
+    cooldown_frac: float = 0.2    # wsd: the last fraction of the run, where lr falls to min_lr
+    cooldown: str = "linear"      # wsd: the fall's shape, linear or sqrt (1 - sqrt)
+    time_budget: str | None = None  # train this long instead of max_steps: 300, 90s, 5m or 1h
+    #                               (evaluation not counted); lr decays over the elapsed share
     weight_decay: float = 0.1     # AdamW decoupled decay on weight matrices only
     beta1: float = 0.9            # AdamW first-moment decay
     beta2: float = 0.99           # AdamW second-moment decay (0.99 suits small batches)
@@ -46,9 +53,20 @@ class TrainConfig:
     #                               evaluation; "" = the first tokens of the validation text
 
     def __post_init__(self):
+        if isinstance(self.time_budget, (int, float)) and not isinstance(self.time_budget, bool):
+            self.time_budget = f"{self.time_budget:g}"       # seconds, kept as a duration text
         check_fields(self, _TRAIN_RULES)
+        if self.time_budget is not None and self.max_steps != TrainConfig.max_steps:
+            raise ConfigError(f"time_budget={self.time_budget!r} and max_steps={self.max_steps} "
+                              "both say when the run ends: give one (under a time budget "
+                              "max_steps is not used)")
         if self.min_lr > self.lr:
             raise ConfigError(f"min_lr={self.min_lr} is larger than lr={self.lr}")
+
+    @property
+    def budget_seconds(self) -> float | None:
+        """``time_budget`` in seconds (None without one)."""
+        return None if self.time_budget is None else parse_duration(self.time_budget)
 
     @classmethod
     def from_dict(cls, d: dict, source=None, required: bool = False) -> TrainConfig:
@@ -67,5 +85,8 @@ _TRAIN_RULES = {
     "out_dir": (lambda v: v != "", "a non-empty path"),
     "data_parallel": one_of(*MODES),
     "zero": one_of(0, 1),           # the ZeRO stage
+    "schedule": one_of(*SCHEDULES), "cooldown": one_of(*COOLDOWNS),
+    "cooldown_frac": in_range(0, 1, lo_open=True),
+    "time_budget": (is_duration, EXPECTED),
     "stats_interval": at_least(0),
 }

@@ -33,8 +33,9 @@ from .io import TRAINER, load_checkpoint, load_json, resolve_checkpoint, save_ch
 from .runtime.memory import retain_freed_memory
 from .module import no_grad
 from .glassbox.stats import training_stats
-from .optim import AdamW, clip_grad_norm, cosine_schedule
+from .optim import AdamW, clip_grad_norm
 from .runtime.parallel import DataParallel, shards_for
+from .time_budget import TrainClock, learning_rate
 from .train_config import TrainConfig
 from .trainer_state import check_trainer_state
 
@@ -122,6 +123,8 @@ class Trainer:
             from .distributed.trainer import DistributedTraining
             self.dist = DistributedTraining(world, self)
         self.is_main = world is None or world.is_main     # writes logs and checkpoints
+        # training time (evaluation excluded); ends the run under a time budget
+        self.clock = TrainClock(config.budget_seconds, world=world)
         self.stats = None                   # training statistics, set up by train()
 
     def _runner(self) -> DataParallel:
@@ -148,7 +151,7 @@ class Trainer:
     def train_step(self) -> tuple[float, float, float]:
         """One optimizer step; returns (mean loss, grad norm before clipping, lr)."""
         c = self.config
-        lr = cosine_schedule(self.step, c.lr, c.min_lr, c.warmup_steps, c.max_steps)
+        lr = learning_rate(c, self.step, self.clock)
         self.optimizer.set_lr(lr)
         self.optimizer.zero_grad()
         total = 0.0
@@ -231,10 +234,12 @@ class Trainer:
 
     # --- the loop -----------------------------------------------------------------------
     def train(self, until: int | None = None) -> dict:
-        """Train up to step ``until`` (default ``max_steps``), evaluating and checkpointing
-        every ``eval_interval`` steps and at the end. Returns the last evaluation."""
+        """Train up to step ``until`` (default ``max_steps``) or until the time budget is
+        spent, evaluating and checkpointing every ``eval_interval`` steps and at the end.
+        Returns the last evaluation."""
         c = self.config
-        until = c.max_steps if until is None else min(until, c.max_steps)
+        if self.clock.budget is None:          # (under a budget, max_steps is not used)
+            until = c.max_steps if until is None else min(until, c.max_steps)
         self.out_dir.mkdir(parents=True, exist_ok=True)
         self._trim_metrics()
         self.stats = training_stats(self)     # None when stats_interval is 0 (npgpt.glassbox.stats)
@@ -245,9 +250,13 @@ class Trainer:
         last = {}
         try:
             t0, s0 = time.perf_counter(), self.step
-            while self.step < until:
+            self.clock.mark()
+            done = self.clock.spent or (until is not None and self.step >= until)
+            while not done:
                 loss, norm, lr = self.train_step()
-                if self.step % c.log_interval == 0 or self.step == until:
+                self.clock.lap()
+                done = self.clock.spent or self.step == until
+                if self.step % c.log_interval == 0 or done:
                     dt = time.perf_counter() - t0
                     tok_s = tokens_per_step * (self.step - s0) / max(dt, 1e-9)
                     self._log({"step": self.step, "loss": loss, "lr": lr, "grad_norm": norm,
@@ -258,9 +267,10 @@ class Trainer:
                     t0, s0 = time.perf_counter(), self.step
                 if bar is not None:
                     bar.update(1)
-                if self.step % c.eval_interval == 0 or self.step == until:
+                if self.step % c.eval_interval == 0 or done:
                     last = self._eval_and_save(bar)
                     t0, s0 = time.perf_counter(), self.step     # eval time is not training
+                    self.clock.mark()
         finally:
             if bar is not None:
                 bar.close()
@@ -313,6 +323,7 @@ class Trainer:
             "sampler_rng": self.rng.bit_generator.state,   # = the position in the data
             "model_rngs": [g.bit_generator.state for g in self.model.generators()],
             "best_val_loss": self.best_val_loss if math.isfinite(self.best_val_loss) else None,
+            "train_time": self.clock.elapsed,          # seconds, against a time budget
             "tokenizer": self.tokenizer_info,
             "data": {"train": self._data_info(self.train_data),
                      "val": self._data_info(self.val_data)},
@@ -365,6 +376,7 @@ class Trainer:
         except (TypeError, ValueError, KeyError) as e:
             raise CheckpointError(f"{path}/trainer.json: bad RNG state ({e})") from None
         self.step = step
+        self.clock.elapsed = float(state.get("train_time", 0.0))
         best = state["best_val_loss"]
         self.best_val_loss = math.inf if best is None else float(best)
         return self
@@ -392,7 +404,7 @@ class Trainer:
             return
         self.history = metrics.trim(self.metrics_path, self.step)
 
-    def _progress_bar(self, until: int):
+    def _progress_bar(self, until: int | None):
         if not self.config.progress or not self.is_main:
             return None
         from tqdm.auto import tqdm

@@ -49,13 +49,16 @@ TRAINER_FIELDS = {
     "best_val_loss": (lambda v: v is None or (isinstance(v, (int, float))
                                               and not isinstance(v, bool) and math.isfinite(v)),
                       "a finite number or null"),
+    "train_time": (lambda v: isinstance(v, (int, float)) and not isinstance(v, bool)
+                   and math.isfinite(v) and v >= 0, "a number of seconds >= 0"),
     "tokenizer": (_tokenizer_info, "null or {name, vocab_size, ...}"),
     "data": (_data_info, "null or {train, val}"),
     "train_config": (lambda v: isinstance(v, dict), "an object of TrainConfig fields"),
     "npgpt_version": (lambda v: isinstance(v, str), "a version string"),
     "lora": (lambda v: isinstance(v, dict), "an object of LoraConfig fields"),
 }
-OPTIONAL = {"lora"}        # present in a LoRA run's checkpoint only
+OPTIONAL = {"lora",        # present in a LoRA run's checkpoint only
+            "train_time"}  # written since time budgets (an older checkpoint: 0 s spent)
 
 
 def check_trainer_state(state: dict, source, config_cls) -> dict:
@@ -75,7 +78,7 @@ def check_trainer_state(state: dict, source, config_cls) -> dict:
             raise CheckpointError(f"{source}: {key}={_short(state[key])} must be {expected}")
     config = config_cls.from_dict(state["train_config"], source=f"{source} train_config",
                                    required=True)
-    if state["step"] > config.max_steps:
+    if state["step"] > config.max_steps and config.time_budget is None:
         raise CheckpointError(f"{source}: step={state['step']} is beyond its train_config's "
                               f"max_steps={config.max_steps}")
     return {**state, "train_config": config}

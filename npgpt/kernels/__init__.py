@@ -54,13 +54,14 @@ def erf(x: np.ndarray):
     return kernel("erf")(x)
 
 
-def softmax_forward(scores, causal=False, key_padding_mask=None, scale=1.0):
+def softmax_forward(scores, causal=False, key_padding_mask=None, scale=1.0, window=None):
     """softmax(scale * scores) over the last axis with masks fused.
 
     scores: (B, ..., T, S); key_padding_mask: (B, S) bool, True = a real key (attend). Causal:
-    query t sits at key position S - T + t. A fully masked row gives zeros.
+    query t sits at key position i = S - T + t; a sliding ``window`` W (causal only) keeps the
+    keys i - W < s <= i. A fully masked row gives zeros.
     """
-    return kernel("softmax_forward")(scores, causal, key_padding_mask, scale)
+    return kernel("softmax_forward")(scores, causal, key_padding_mask, scale, window)
 
 
 def softmax_backward(dprobs, probs, scale=1.0):
@@ -98,14 +99,16 @@ def rope_backward(dy, cos, sin, interleaved=False, out=None):
     return kernel("rope_backward")(dy, cos, sin, interleaved, out)
 
 
-def attention_forward(q, k, v, causal=True, key_padding_mask=None, scale=None, out=None):
+def attention_forward(q, k, v, causal=True, key_padding_mask=None, scale=None, out=None,
+                      window=None):
     """Scaled dot-product attention, one head at a time, its scores and softmax in cache.
 
     q: (B, H, T, hs), k, v: (B, H, S, hs), key_padding_mask: (B, S) bool (True = a real key);
-    scale defaults to 1/sqrt(hs). -> (out (B, H, T, hs), probs (B, H, T, S)); no dropout.
+    scale defaults to 1/sqrt(hs); ``window`` W: a sliding window (see softmax_forward).
+    -> (out (B, H, T, hs), probs (B, H, T, S)); no dropout.
     ``out``, if given, receives the result (it may be a strided view).
     """
-    return kernel("attention_forward")(q, k, v, causal, key_padding_mask, scale, out)
+    return kernel("attention_forward")(q, k, v, causal, key_padding_mask, scale, out, window)
 
 
 def attention_backward(dout, q, k, v, probs, scale=None, causal=False, dq=None, dk=None,

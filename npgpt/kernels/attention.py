@@ -35,6 +35,7 @@ from ..runtime.blas import gemm
 from ..runtime.jit import jit, row_kernel
 from .softmax import (
     check_padding_mask,
+    check_window,
     softmax_backward_ref,
     softmax_backward_row,
     softmax_forward_ref,
@@ -82,9 +83,11 @@ def _into(out, value):
     return out
 
 
-def attention_forward_ref(q, k, v, causal=True, key_padding_mask=None, scale=None, out=None):
+def attention_forward_ref(q, k, v, causal=True, key_padding_mask=None, scale=None, out=None,
+                          window=None):
     _check(q, k, v)
-    probs = softmax_forward_ref(q @ k.swapaxes(-1, -2), causal, key_padding_mask, _scale(q, scale))
+    probs = softmax_forward_ref(q @ k.swapaxes(-1, -2), causal, key_padding_mask, _scale(q, scale),
+                                window)
     return _into(out, probs @ v), probs
 
 
@@ -113,13 +116,16 @@ def _keys_seen(causal, T, S, t1):
 
 
 @jit(inline="always")
-def _softmax_rows(P, t0, t1, w, T, S, causal, mask, has_mask, b, neg_inf, zero, one):
+def _softmax_rows(P, t0, t1, w, T, S, causal, window, mask, has_mask, b, neg_inf, zero, one):
     """Rows t0 .. t1 - 1 of P (T, S), scaled scores against keys 0 .. w - 1, in place to their
-    softmax. Masked keys (padding, or after a causal query's position) get probability 0, as
-    do keys w .. S - 1; a query that sees no key gets a row of zeros."""
+    softmax. Masked keys (padding, after a causal query's position, or before its sliding
+    window) get probability 0, as do keys w .. S - 1; a query that sees no key gets zeros."""
     for t in range(t0, t1):
         row = P[t]
         end = max(0, min(w, S - T + t + 1)) if causal else w
+        if window > 0:
+            for s in range(min(end, max(0, S - T + t + 1 - window))):
+                row[s] = neg_inf
         if has_mask:
             for s in range(end):
                 if not mask[b, s]:
@@ -131,7 +137,8 @@ def _softmax_rows(P, t0, t1, w, T, S, causal, mask, has_mask, b, neg_inf, zero, 
 
 
 @row_kernel
-def _forward(q, k, v, mask, has_mask, causal, scale, neg_inf, zero, one, block, out, probs):
+def _forward(q, k, v, mask, has_mask, causal, window, scale, neg_inf, zero, one, block, out,
+             probs):
     B, H, T, hs = q.shape
     S = k.shape[2]
     for task in prange(B * H):
@@ -145,7 +152,8 @@ def _forward(q, k, v, mask, has_mask, causal, scale, neg_inf, zero, one, block, 
                 _fill(out[b, h, t0:t1], zero)
                 continue
             gemm(q[b, h, t0:t1], False, k[b, h, :w], True, P[t0:t1, :w], scale, zero)
-            _softmax_rows(P, t0, t1, w, T, S, causal, mask, has_mask, b, neg_inf, zero, one)
+            _softmax_rows(P, t0, t1, w, T, S, causal, window, mask, has_mask, b, neg_inf, zero,
+                          one)
             gemm(P[t0:t1, :w], False, v[b, h, :w], False, out[b, h, t0:t1], one, zero)
 
 
@@ -212,8 +220,9 @@ def _mask(key_padding_mask, q, k):
 
 
 def attention_forward_numba(q, k, v, causal=True, key_padding_mask=None, scale=None, out=None,
-                            block=None):
+                            window=None, block=None):
     _check(q, k, v)
+    window = check_window(window, causal)
     mask, has_mask = _mask(key_padding_mask, q, k)
     B, H, T, hs = q.shape
     S = k.shape[2]
@@ -222,7 +231,7 @@ def attention_forward_numba(q, k, v, causal=True, key_padding_mask=None, scale=N
     probs = np.empty((B, H, T, S), q.dtype)
     t = q.dtype.type
     _forward.pick(probs.size)(_rows(q), _rows(k), _rows(v), mask, has_mask, bool(causal),
-                              t(_scale(q, scale)), t(-np.inf), t(0), t(1),
+                              window, t(_scale(q, scale)), t(-np.inf), t(0), t(1),
                               _block(T, causal, block), result, probs)
     return _into(out, result), probs
 

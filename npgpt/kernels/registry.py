@@ -188,6 +188,23 @@ def _int8_matmul_decode(shape, dtype, rng, scale=1.0):
     return _int8_matmul(shape, dtype, rng, scale, rows=lambda d: d["B"])
 
 
+def _softmax_window_forward(shape, dtype, rng, scale=1.0):
+    """A sliding window of half the keys (at least one), as in Gemma's and Mistral's local layers."""
+    scores, causal, mask, s = _softmax_masked_forward(shape, dtype, rng, scale)
+    return scores, causal, mask, s, max(1, shape["T"] // 2)
+
+
+def _attention_window_forward(shape, dtype, rng, scale=1.0):
+    q, k, v, causal, mask, s = _attention_masked_forward(shape, dtype, rng, scale)
+    return q, k, v, causal, mask, s, None, max(1, shape["T"] // 2)
+
+
+def _attention_window_cached_forward(shape, dtype, rng, scale=1.0):
+    """The last ceil(T / 2) queries of a sliding window of 2 over all T keys (decoding)."""
+    q, k, v, causal, _, s = _attention_forward(shape, dtype, rng, scale)
+    return q[:, :, shape["T"] // 2:], k, v, causal, None, s, None, 2
+
+
 _ENTRIES = [
     Kernel("layernorm_forward", "layernorm", _ln_forward),
     Kernel("layernorm_backward", "layernorm", _ln_backward),
@@ -217,6 +234,9 @@ VARIANTS: dict[str, tuple[str, Callable]] = {
     "attention_forward[padding]": ("attention_forward", _attention_masked_forward),
     "attention_forward[not causal]": ("attention_forward", _attention_unmasked_forward),
     "attention_forward[kv cache]": ("attention_forward", _attention_cached_forward),
+    "softmax_forward[sliding window]": ("softmax_forward", _softmax_window_forward),
+    "attention_forward[sliding window]": ("attention_forward", _attention_window_forward),
+    "attention_forward[window, kv cache]": ("attention_forward", _attention_window_cached_forward),
     "attention_backward[causal]": ("attention_backward", _attention_backward_causal),
     "int8_matmul[decode]": ("int8_matmul", _int8_matmul_decode),
 }

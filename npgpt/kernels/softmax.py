@@ -6,6 +6,8 @@ The definitions every attention path uses (the layers call them through the disp
     causal_mask(T, S)       query t sits at position S - T + t and sees keys s <= S - T + t
                             (T < S is a block of queries at the end of a longer key sequence,
                             as in KV-cache decoding)
+    causal_mask(T, S, W)    the sliding window of W keys: query i = S - T + t sees keys s with
+                            i - W < s <= i
     check_padding_mask      a (B, S) key mask as bool, True = attend (0/1 integers accepted)
     masked_softmax          softmax over the allowed entries only; a row with none is zeros
     masked_softmax_backward dscores = p * (dp - sum_s(p * dp))
@@ -24,13 +26,17 @@ from ..runtime.jit import jit, n_chunks, row_kernel
 
 
 @functools.lru_cache(maxsize=32)
-def causal_mask(T: int, S: int) -> np.ndarray:
-    """(T, S) bool, True where query t (at position S - T + t) may see key s.
+def causal_mask(T: int, S: int, window: int | None = None) -> np.ndarray:
+    """(T, S) bool, True where query t (at position i = S - T + t) may see key s: s <= i, and
+    with a sliding ``window`` W also s > i - W (the W most recent keys, its own included).
 
     With T = S this is the lower triangle; with T < S the queries are the last T positions of
     the sequence, which is what decoding with a KV cache needs.  (2, 3) -> [[1, 1, 0], [1, 1, 1]]
+    ;  (3, 3, window=2) -> [[1, 0, 0], [1, 1, 0], [0, 1, 1]]
     """
     mask = np.tri(T, S, k=S - T, dtype=bool)
+    if window:
+        mask &= ~np.tri(T, S, k=S - T - window, dtype=bool)
     mask.flags.writeable = False
     return mask
 
@@ -92,10 +98,21 @@ def _check_mask(scores, key_padding_mask):
     return check_padding_mask(key_padding_mask, B, S)
 
 
-def softmax_forward_ref(scores, causal=False, key_padding_mask=None, scale=1.0):
+def check_window(window, causal) -> int:
+    """A sliding window as an int, 0 for none; a window needs the causal mask it narrows."""
+    if window is None or window == 0:
+        return 0
+    if not isinstance(window, (int, np.integer)) or isinstance(window, bool) or window < 1:
+        raise InputError(f"attention window must be a positive integer or None, got {window!r}")
+    if not causal:
+        raise InputError("a sliding attention window narrows the causal mask: it needs causal=True")
+    return int(window)
+
+
+def softmax_forward_ref(scores, causal=False, key_padding_mask=None, scale=1.0, window=None):
     mask = _check_mask(scores, key_padding_mask)
     T, S = scores.shape[-2:]
-    allowed = causal_mask(T, S) if causal else None
+    allowed = causal_mask(T, S, check_window(window, causal)) if causal else None
     if mask is not None:
         keys = mask.reshape((-1,) + (1,) * (scores.ndim - 2) + (S,))
         allowed = keys if allowed is None else allowed & keys
@@ -139,7 +156,7 @@ def softmax_backward_row(probs, dprobs, dscores, end, scale, zero):
 
 
 @row_kernel
-def _forward(scores, mask, has_mask, causal, scale, neg_inf, zero, one, n_blocks, probs):
+def _forward(scores, mask, has_mask, causal, window, scale, neg_inf, zero, one, n_blocks, probs):
     B, M, T, S = scores.shape
     R = B * M * T
     for k in prange(n_blocks):                   # block k owns rows [k R / K, (k+1) R / K)
@@ -147,9 +164,11 @@ def _forward(scores, mask, has_mask, causal, scale, neg_inf, zero, one, n_blocks
             b, h, t = r // (M * T), (r // T) % M, r % T
             row = probs[b, h, t]
             end = max(0, min(S, S - T + t + 1)) if causal else S   # keys [0, end) are visible
+            start = end - window if window > 0 else 0                # and of them [start, end)
             top = neg_inf                        # typed like the row: float32 stays float32
             for s in range(end):
-                x = neg_inf if has_mask and not mask[b, s] else scores[b, h, t, s] * scale
+                x = neg_inf if (has_mask and not mask[b, s]) or s < start \
+                    else scores[b, h, t, s] * scale
                 row[s] = x
                 top = max(top, x)
             softmax_row_inplace(row, end, top, neg_inf, zero, one)
@@ -162,8 +181,9 @@ def _backward(dprobs, probs, scale, dscores):
         softmax_backward_row(probs[i], dprobs[i], dscores[i], S, scale, 0.0)
 
 
-def softmax_forward_numba(scores, causal=False, key_padding_mask=None, scale=1.0):
+def softmax_forward_numba(scores, causal=False, key_padding_mask=None, scale=1.0, window=None):
     mask = _check_mask(scores, key_padding_mask)
+    window = check_window(window, causal)
     T, S = scores.shape[-2:]
     B = scores.shape[0] if scores.ndim > 2 else 1
     s4 = np.ascontiguousarray(scores).reshape(B, -1, T, S)
@@ -172,7 +192,7 @@ def softmax_forward_numba(scores, causal=False, key_padding_mask=None, scale=1.0
     if not has_mask:
         mask = np.zeros((1, 1), np.bool_)
     t = scores.dtype.type
-    _forward.pick(s4.size)(s4, np.ascontiguousarray(mask), has_mask, bool(causal), t(scale),
+    _forward.pick(s4.size)(s4, np.ascontiguousarray(mask), has_mask, bool(causal), window, t(scale),
                            t(-np.inf), t(0), t(1), n_chunks(s4.size // S), probs)
     return probs.reshape(scores.shape)
 

@@ -3,7 +3,7 @@ from ..kernels import erf
 from .attention import CrossAttention, MultiHeadAttention
 from .dropout import Dropout
 from .embedding import Embedding, LearnedPositionalEmbedding
-from .ffn import GELU, MLP, ReLU, ReLUSquared, SiLU, SwiGLU, sigmoid
+from .ffn import GELU, MLP, GeGLU, ReLU, ReLUSquared, SiLU, SwiGLU, sigmoid
 from .kv_cache import KVCache
 from .linear import Linear
 from .loss import CrossEntropyLoss, log_softmax, softmax
@@ -15,8 +15,9 @@ from .softcap import SoftCap
 
 __all__ = [
     "Linear", "Embedding", "LearnedPositionalEmbedding", "SinusoidalPositionalEncoding",
-    "sinusoidal_table", "LayerNorm", "RMSNorm", "BatchNorm", "ReLU", "ReLUSquared", "GELU", "SiLU", "MLP",
-    "SwiGLU", "erf", "sigmoid", "Dropout", "CrossEntropyLoss", "softmax", "log_softmax",
+    "sinusoidal_table", "LayerNorm", "RMSNorm", "BatchNorm", "ReLU", "ReLUSquared", "GELU", "SiLU",
+    "MLP", "SwiGLU", "GeGLU", "erf", "sigmoid", "Dropout", "CrossEntropyLoss", "softmax",
+    "log_softmax",
     "ScaledDotProductAttention", "MultiHeadAttention", "CrossAttention", "KVCache",
     "RotaryEmbedding", "SoftCap",
 ]

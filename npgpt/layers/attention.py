@@ -1,7 +1,8 @@
 """Multi-head attention layers: self-attention (grouped-query, RoPE, KV cache) and
 cross-attention, both heads of a :class:`~npgpt.layers.sdpa.ScaledDotProductAttention`.
 
-Shapes: B batch, T queries, S keys, C = n_embd, H query heads, Hkv key/value heads, hs = C / H.
+Shapes: B batch, T queries, S keys, C = n_embd, H query heads, Hkv key/value heads, hs the head
+size (C / H unless given: then the projections are C -> H hs and H hs -> C).
 """
 from __future__ import annotations
 
@@ -11,15 +12,16 @@ from ..errors import BackwardError, ConfigError, InputError
 from ..module import Module
 from .kv_cache import KVCache
 from .linear import Linear
+from .norm import RMSNorm
 from .rope import RotaryEmbedding, _check_positions
 from .sdpa import ScaledDotProductAttention
 
 
-def _check_heads(n_embd: int, n_head: int, n_kv_head: int):
-    if n_head <= 0 or n_embd <= 0 or n_kv_head <= 0:
-        raise ConfigError(f"n_embd={n_embd}, n_head={n_head}, n_kv_head={n_kv_head} "
-                          "must be positive")
-    if n_embd % n_head:
+def _check_heads(n_embd: int, n_head: int, n_kv_head: int, head_dim: int | None = None):
+    if n_head <= 0 or n_embd <= 0 or n_kv_head <= 0 or (head_dim is not None and head_dim <= 0):
+        raise ConfigError(f"n_embd={n_embd}, n_head={n_head}, n_kv_head={n_kv_head}, "
+                          f"head_dim={head_dim} must be positive")
+    if head_dim is None and n_embd % n_head:
         raise ConfigError(f"n_embd={n_embd} is not divisible by n_head={n_head}")
     if n_head % n_kv_head:
         raise ConfigError(f"n_head={n_head} is not divisible by n_kv_head={n_kv_head}")
@@ -47,13 +49,15 @@ class _MultiHead(Module):
     """
 
     def __init__(self, n_embd: int, n_head: int, n_kv_head: int, causal: bool, dropout: float,
-                 dtype, rng: np.random.Generator, keep_weights: bool):
+                 dtype, rng: np.random.Generator, keep_weights: bool, head_dim: int | None = None,
+                 scale: float | None = None, window: int | None = None):
         super().__init__(dtype)
-        _check_heads(n_embd, n_head, n_kv_head)
+        _check_heads(n_embd, n_head, n_kv_head, head_dim)
         self.n_embd, self.n_head, self.n_kv_head = n_embd, n_head, n_kv_head
-        self.head_dim = n_embd // n_head
+        self.head_dim = n_embd // n_head if head_dim is None else int(head_dim)
         # private (not walked): no parameters, and it keeps no activations of its own
-        self._sdpa = ScaledDotProductAttention(causal, dropout, rng, dtype, keep_weights)
+        self._sdpa = ScaledDotProductAttention(causal, dropout, rng, dtype, keep_weights, scale,
+                                               window)
 
     @property
     def attention(self) -> ScaledDotProductAttention:
@@ -85,10 +89,13 @@ class _MultiHead(Module):
 class MultiHeadAttention(_MultiHead):
     """Multi-head self-attention, optionally grouped-query and rotary.
 
-        x: (B, T, C) -> y: (B, T, C);  hs = C / H;  c_attn: C -> (H + 2 Hkv) hs;  c_proj: C -> C
+        x: (B, T, C) -> y: (B, T, C);  hs = head_dim (default C / H);
+        c_attn: C -> (H + 2 Hkv) hs;  c_proj: H hs -> C
 
     forward:
         q | k | v = x @ W_attn + b_attn           (q first, then k, then v: GPT-2's c_attn)
+        q, k = q_norm(q), k_norm(k)                (if ``qk_norm``: RMSNorm over each head's hs
+                                                    channels, one weight (hs,) for all heads)
         q, k = rope(q), rope(k)                    (if RoPE, at ``positions``)
         k, v = cache.append(k, v)                  (if a KV cache: all cached positions)
         y_h = attention(q_h, k_h(h), v_h(h))       (k/v head of query head h: h // (H / Hkv))
@@ -97,6 +104,10 @@ class MultiHeadAttention(_MultiHead):
     head's gradient sums over the query heads it serves. Backward is for training: a forward
     through a KV cache is inference only.
 
+    ``qkv_bias`` (default ``bias``) sets c_attn's bias apart from c_proj's (Qwen2: q, k, v
+    only); ``scale`` replaces 1 / sqrt(hs); ``window`` makes it a sliding-window layer (query
+    i sees keys i - W < j <= i); ``norm_plus_one`` gives the q/k norms Gemma's (1 + weight).
+
     ``positions`` default to offset, ..., offset + T - 1, offset = ``kv_cache.length`` (or 0).
     ``key_padding_mask`` (B, S) covers every key: the cached ones too, when there is a cache.
     """
@@ -104,17 +115,26 @@ class MultiHeadAttention(_MultiHead):
     def __init__(self, n_embd: int, n_head: int, n_kv_head: int | None = None, bias: bool = True,
                  causal: bool = True, rope: RotaryEmbedding | None = None, dropout: float = 0.0,
                  dtype=np.float32, rng: np.random.Generator | None = None,
-                 proj_std: float | None = None, keep_weights: bool = False):
+                 proj_std: float | None = None, keep_weights: bool = False,
+                 head_dim: int | None = None, qkv_bias: bool | None = None,
+                 qk_norm: bool = False, norm_eps: float = 1e-6, norm_plus_one: bool = False,
+                 scale: float | None = None, window: int | None = None):
         rng = rng if rng is not None else np.random.default_rng()
         n_kv_head = n_head if n_kv_head is None else n_kv_head
-        super().__init__(n_embd, n_head, n_kv_head, causal, dropout, dtype, rng, keep_weights)
+        super().__init__(n_embd, n_head, n_kv_head, causal, dropout, dtype, rng, keep_weights,
+                         head_dim, scale, window)
         if rope is not None and rope.head_dim != self.head_dim:
             raise ConfigError(f"RoPE head_dim={rope.head_dim} does not match the attention's "
-                              f"head size n_embd / n_head = {self.head_dim}")
-        self.c_attn = Linear(n_embd, (n_head + 2 * n_kv_head) * self.head_dim, bias=bias,
-                             dtype=dtype, rng=rng)
-        self.c_proj = Linear(n_embd, n_embd, bias=bias, dtype=dtype, rng=rng,
+                              f"head size {self.head_dim}")
+        hs = self.head_dim
+        self.c_attn = Linear(n_embd, (n_head + 2 * n_kv_head) * hs,
+                             bias=bias if qkv_bias is None else qkv_bias, dtype=dtype, rng=rng)
+        self.c_proj = Linear(n_head * hs, n_embd, bias=bias, dtype=dtype, rng=rng,
                              std=0.02 if proj_std is None else proj_std)
+        if qk_norm:
+            self.q_norm = RMSNorm(hs, eps=norm_eps, dtype=dtype, plus_one=norm_plus_one)
+            self.k_norm = RMSNorm(hs, eps=norm_eps, dtype=dtype, plus_one=norm_plus_one)
+        self.qk_norm = bool(qk_norm)
         self._rope = rope            # private: shared by every layer, no parameters
 
     @property
@@ -128,6 +148,9 @@ class MultiHeadAttention(_MultiHead):
         H, Hkv, hs = self.n_head, self.n_kv_head, self.head_dim
         qkv = self.c_attn.forward(x).reshape(B, T, H + 2 * Hkv, hs)
         q, k, v = _heads(qkv, 0, H), _heads(qkv, H, H + Hkv), _heads(qkv, H + Hkv, H + 2 * Hkv)
+        if self.qk_norm:             # (B, T, heads, hs) rows, normalised over hs
+            q = _heads(self.q_norm.forward(qkv[:, :, :H]), 0, H)
+            k = _heads(self.k_norm.forward(qkv[:, :, H:H + Hkv]), 0, Hkv)
         cos = sin = None
         if self._rope is not None:
             if positions is None:
@@ -150,18 +173,26 @@ class MultiHeadAttention(_MultiHead):
         B, T, _ = dy.shape
         H, Hkv, hs = self.n_head, self.n_kv_head, self.head_dim
         dqkv = np.empty((B, T, H + 2 * Hkv, hs), dtype=dy.dtype)
-        views = _heads(dqkv, 0, H), _heads(dqkv, H, H + Hkv), _heads(dqkv, H + Hkv, H + 2 * Hkv)
+        views = [_heads(dqkv, 0, H), _heads(dqkv, H, H + Hkv), _heads(dqkv, H + Hkv, H + 2 * Hkv)]
+        if self.qk_norm:             # dq, dk of the normalised heads first, then the norms'
+            dqn = np.empty((B, T, H, hs), dtype=dy.dtype)
+            dkn = np.empty((B, T, Hkv, hs), dtype=dy.dtype)
+            views[:2] = _heads(dqn, 0, H), _heads(dkn, 0, Hkv)
         if cos is None:
             self._attend_backward(dy, attended, *views)
         else:                        # the rotation's backward writes dq, dk into place
             dq, dk, _ = self._attend_backward(dy, attended, None, None, views[2])
             self._rope.rotate(dq, cos, sin, inverse=True, out=views[0])
             self._rope.rotate(dk, cos, sin, inverse=True, out=views[1])
+        if self.qk_norm:
+            dqkv[:, :, :H] = self.q_norm.backward(dqn)
+            dqkv[:, :, H:H + Hkv] = self.k_norm.backward(dkn)
         return self.c_attn.backward(dqkv.reshape(B, T, -1))
 
     def __repr__(self):
         return (f"MultiHeadAttention(n_embd={self.n_embd}, n_head={self.n_head}, "
-                f"n_kv_head={self.n_kv_head}, causal={self._sdpa.causal}, "
+                f"n_kv_head={self.n_kv_head}, head_dim={self.head_dim}, "
+                f"qk_norm={self.qk_norm}, window={self._sdpa.window}, causal={self._sdpa.causal}, "
                 f"rope={self._rope is not None}, {self.num_parameters():,} parameters)")
 
 

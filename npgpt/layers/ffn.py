@@ -1,4 +1,5 @@
-"""Feed-forward blocks and their activations: ReLU, ReLU², GELU (exact and tanh), SiLU, MLP, SwiGLU.
+"""Feed-forward blocks and their activations: ReLU, ReLU², GELU (exact and tanh), SiLU, MLP, SwiGLU,
+GeGLU.
 
 The elementwise functions with kernels (tanh GELU, erf) are defined in :mod:`npgpt.kernels`
 and called through its dispatch."""
@@ -175,3 +176,26 @@ class SwiGLU(Module):
         du = dh * silu_a
         da = dh * u * s * (1.0 + a * (1.0 - s))
         return self.gate_proj.backward(da) + self.up_proj.backward(du)
+
+
+class GeGLU(SwiGLU):
+    """Gemma's feed-forward block: SwiGLU with the tanh GELU as its gate,
+    y = down_proj(gelu_tanh(gate_proj(x)) * up_proj(x)).   x, y: (B, T, C); same parameters.
+
+    backward, with a = gate_proj(x), u = up_proj(x), g = gelu_tanh(a), dh = down_proj.backward(dy):
+        du = dh * g       da = gelu_tanh'(a) * (dh * u)      (npgpt.kernels.gelu, both ways)
+        dx = gate_proj.backward(da) + up_proj.backward(du)
+    """
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        a = self.gate_proj(x)
+        u = self.up_proj(x)
+        g = kernels.gelu_tanh_forward(a)
+        self.save(a, u, g)
+        return self.down_proj(g * u)
+
+    def backward(self, dy: np.ndarray) -> np.ndarray:
+        a, u, g = self.saved()
+        dh = self.down_proj.backward(dy)
+        da = kernels.gelu_tanh_backward(dh * u, a)
+        return self.gate_proj.backward(da) + self.up_proj.backward(dh * g)

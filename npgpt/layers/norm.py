@@ -62,22 +62,29 @@ class RMSNorm(Module):
         dx = rstd * (g - xhat * mean(g * xhat))
     (LayerNorm's formula without the mean term, since no mean was subtracted.) Both directions
     run in ``npgpt.kernels.rmsnorm``.
+
+    ``plus_one`` (Gemma): y = x * rstd * (1 + weight), the weight starting at 0. The scale is
+    then 1 + weight, and d(1 + weight) = dweight, so the same kernels run with 1 + weight.
     """
 
-    def __init__(self, C: int, eps: float = 1e-6, dtype=np.float32):
+    def __init__(self, C: int, eps: float = 1e-6, dtype=np.float32, plus_one: bool = False):
         super().__init__(dtype)
-        self.C, self.eps = C, eps
-        self.weight = Parameter(np.ones(C, dtype=dtype))
+        self.C, self.eps, self.plus_one = C, eps, bool(plus_one)
+        self.weight = Parameter((np.zeros if self.plus_one else np.ones)(C, dtype=dtype))
+
+    def _scale(self) -> np.ndarray:
+        w = self.weight.data
+        return w + w.dtype.type(1) if self.plus_one else w
 
     def forward(self, x: np.ndarray) -> np.ndarray:
         _check_channels(self, x, self.C)
-        y, rstd = kernels.rmsnorm_forward(x, self.weight.data, self.eps)
+        y, rstd = kernels.rmsnorm_forward(x, self._scale(), self.eps)
         self.save(x, rstd)
         return y
 
     def backward(self, dy: np.ndarray) -> np.ndarray:
         x, rstd = self.saved()
-        dx, dweight = kernels.rmsnorm_backward(dy, x, self.weight.data, rstd)
+        dx, dweight = kernels.rmsnorm_backward(dy, x, self._scale(), rstd)
         if self.weight.requires_grad:
             self.weight.grad += dweight
         return dx

@@ -31,6 +31,30 @@ def inverse_frequencies(head_dim: int, base: float = 10000.0) -> np.ndarray:
     return base ** (-np.arange(0, head_dim, 2, dtype=np.float64) / head_dim)
 
 
+def llama3_inverse_frequencies(inv_freq: np.ndarray, factor: float, low_freq_factor: float,
+                               high_freq_factor: float, original_context: int) -> np.ndarray:
+    """Llama 3.1's rewrite of RoPE's inverse frequencies for a longer context, once, by
+    wavelength 2 pi / theta_k against the original context L (``original_context``):
+
+        wavelength < L / high_freq_factor   keep theta_k            (fast: local order)
+        wavelength > L / low_freq_factor    theta_k / factor        (slow: stretched)
+        in between                          (1 - s) theta_k / factor + s theta_k,
+                                            s = (L / wavelength - low) / (high - low)
+    """
+    if not (factor > 0 and high_freq_factor > low_freq_factor > 0 and original_context > 0):
+        raise ConfigError(f"llama3 RoPE scaling needs factor > 0 and high_freq_factor > "
+                          f"low_freq_factor > 0, original context > 0; got factor={factor}, "
+                          f"low_freq_factor={low_freq_factor}, high_freq_factor={high_freq_factor}, "
+                          f"original context={original_context}")
+    wavelength = 2 * np.pi / inv_freq
+    smooth = (original_context / wavelength - low_freq_factor) / (high_freq_factor - low_freq_factor)
+    blended = (1 - smooth) * inv_freq / factor + smooth * inv_freq
+    out = np.where(wavelength > original_context / low_freq_factor, inv_freq / factor, inv_freq)
+    medium = (wavelength >= original_context / high_freq_factor) \
+        & (wavelength <= original_context / low_freq_factor)
+    return np.where(medium, blended, out)
+
+
 def _check_config(head_dim, base, layout):
     if not isinstance(head_dim, (int, np.integer)) or head_dim <= 0 or head_dim % 2:
         raise ConfigError(f"RoPE rotates pairs of channels: head_dim={head_dim} must be a "
@@ -86,18 +110,23 @@ class RotaryEmbedding(Module):
     forward:   a' = a cos(m theta_k) - b sin(m theta_k),   b' = a sin(m theta_k) + b cos(m theta_k)
     backward:  dx = R(positions)^T dy = R(-positions) dy   (the inverse rotation)
 
-    No parameters. The cos/sin tables are computed in float64, cached per dtype and grown on
+    ``inv_freq`` (hs/2,) replaces theta when given: scaled frequencies (linear, llama3; see
+    :func:`llama3_inverse_frequencies`). No parameters. The cos/sin tables are computed in float64, cached per dtype and grown on
     demand (doubling), so decoding position after position does not recompute them.
     The same module may serve every layer: attention layers use :meth:`tables` and
     :meth:`rotate` and keep their own copies of what backward needs.
     """
 
     def __init__(self, head_dim: int, base: float = 10000.0, layout: str = "half",
-                 dtype=np.float32):
+                 dtype=np.float32, inv_freq: np.ndarray | None = None):
         super().__init__(dtype)
         _check_config(head_dim, base, layout)
         self.head_dim, self.base, self.layout = int(head_dim), float(base), layout
-        self._inv_freq = inverse_frequencies(self.head_dim, self.base)
+        self._inv_freq = inverse_frequencies(self.head_dim, self.base) if inv_freq is None \
+            else np.asarray(inv_freq, np.float64)
+        if self._inv_freq.shape != (self.head_dim // 2,):
+            raise ConfigError(f"RoPE inv_freq must have shape ({self.head_dim // 2},), got "
+                              f"{self._inv_freq.shape}")
         self._tables: dict[np.dtype, tuple[np.ndarray, np.ndarray]] = {}
 
     def tables(self, positions, dtype=None) -> tuple[np.ndarray, np.ndarray]:

@@ -36,13 +36,14 @@ def _into(given: np.ndarray | None, value: np.ndarray) -> np.ndarray:
 
 
 class ScaledDotProductAttention(Module):
-    """y = softmax(scale * q k^T, masked) v per batch and head, scale = 1 / sqrt(hs).
+    """y = softmax(scale * q k^T, masked) v per batch and head, scale = 1 / sqrt(hs) unless given.
 
         q: (B, H, T, hs)   k: (B, Hkv, S, hs)   v: (B, Hkv, S, hs_v)   y: (B, H, T, hs_v)
         key_padding_mask: (B, S) bool, True = a real token (attend), False = padding
 
-    Causal: query t sits at absolute position S - T + t (the last T of S positions, so a KV
-    cache works) and sees keys s <= S - T + t. Hkv may divide H (grouped-query attention).
+    Causal: query t sits at absolute position i = S - T + t (the last T of S positions, so a KV
+    cache works) and sees keys s <= i; with a sliding ``window`` W only i - W < s <= i.
+    Hkv may divide H (grouped-query attention).
 
     forward:   A = masked_softmax(scale * q k^T)       y = dropout(A) v
     backward, with D the dropout mask scaled by 1/(1-p):
@@ -60,10 +61,19 @@ class ScaledDotProductAttention(Module):
 
     def __init__(self, causal: bool = True, dropout: float = 0.0,
                  rng: np.random.Generator | None = None, dtype=np.float32,
-                 keep_weights: bool = False):
+                 keep_weights: bool = False, scale: float | None = None,
+                 window: int | None = None):
         super().__init__(dtype)
         if not 0.0 <= dropout < 1.0:
             raise ConfigError(f"attention dropout={dropout} must be in [0, 1)")
+        if scale is not None and not (isinstance(scale, (int, float)) and 0 < scale < math.inf):
+            raise ConfigError(f"attention scale={scale!r} must be a positive number")
+        if window is not None and (not isinstance(window, (int, np.integer)) or window < 1
+                                   or not causal):
+            raise ConfigError(f"attention window={window!r} must be a positive integer, on a "
+                              "causal attention")
+        self.scale = None if scale is None else float(scale)
+        self.window = None if window is None else int(window)
         self.causal = bool(causal)
         self.dropout = float(dropout)
         self.keep_weights = keep_weights
@@ -92,6 +102,9 @@ class ScaledDotProductAttention(Module):
         head size, no dropout."""
         return not dropout and q.shape[1] == k.shape[1] and v.shape[-1] == q.shape[-1]
 
+    def _scale(self, hs: int) -> float:
+        return 1.0 / math.sqrt(hs) if self.scale is None else self.scale
+
     def attend(self, q, k, v, key_padding_mask=None, training: bool = False, out=None):
         """The forward: (y, what backward needs). Used by the attention layers built on it.
         ``out`` (B, H, T, hs_v), if given, receives y; it may be a strided view."""
@@ -101,17 +114,18 @@ class ScaledDotProductAttention(Module):
         if self.causal and T > S:
             raise InputError(f"causal attention needs T <= S (queries are the last T of S "
                              f"positions), got T={T}, S={S}")
-        scale = 1.0 / math.sqrt(hs)
+        scale = self._scale(hs)
         dropout = training and self.dropout > 0.0
         if self._fused(q, k, v, dropout):
-            y, att = kernels.attention_forward(q, k, v, self.causal, key_padding_mask, scale, out)
+            y, att = kernels.attention_forward(q, k, v, self.causal, key_padding_mask, scale, out,
+                                               self.window)
             drop = None
         else:
             G = H // Hkv
             q5 = q.reshape(B, Hkv, G, T, hs)
             k5, v5 = k[:, :, None], v[:, :, None]                      # (B, Hkv, 1, S, .)
             att = kernels.softmax_forward(q5 @ k5.swapaxes(-1, -2), self.causal,
-                                          key_padding_mask, scale)     # (B, Hkv, G, T, S)
+                                          key_padding_mask, scale, self.window)  # (B, Hkv, G, T, S)
             drop = None
             if dropout:
                 drop = (self._rng.random(att.shape, dtype=att.dtype) >= self.dropout).astype(att.dtype)
@@ -131,7 +145,7 @@ class ScaledDotProductAttention(Module):
         ``dq``, ``dk``, ``dv``, if given, receive the results (they may be strided views)."""
         B, H, T, hs = q.shape
         _, Hkv, S, hs_v = v.shape
-        scale = 1.0 / math.sqrt(hs)
+        scale = self._scale(hs)
         if self._fused(q, k, v, drop is not None):
             return kernels.attention_backward(dy, q, k, v, att, scale, self.causal, dq, dk, dv)
         G = H // Hkv

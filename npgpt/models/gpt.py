@@ -20,7 +20,7 @@ from ..fields import above, at_least, check_fields, from_dict, in_range, one_of,
 from ..layers.attention import MultiHeadAttention
 from ..layers.dropout import Dropout
 from ..layers.embedding import Embedding, LearnedPositionalEmbedding
-from ..layers.ffn import MLP, SwiGLU
+from ..layers.ffn import MLP, GeGLU, SwiGLU
 from ..layers.kv_cache import KVCache
 from ..layers.linear import Linear, matmul_accumulate
 from ..layers.loss import CrossEntropyLoss
@@ -30,11 +30,13 @@ from ..layers.rope import RotaryEmbedding
 from ..layers.softcap import SoftCap
 from ..module import Module, ModuleList
 from .base import Model
-from .residual import residual, residual_backward
+from .per_layer import check_family_fields, embed_multiplier, layer_ropes
+from .residual import residual, residual_backward, sandwich, sandwich_backward
 
 POSITIONS = ("learned", "sinusoidal", "rope", "none")
 NORMS = ("layernorm", "rmsnorm")
-MLPS = ("gelu_tanh", "gelu", "relu", "relu2", "swiglu")
+MLPS = ("gelu_tanh", "gelu", "relu", "relu2", "swiglu", "geglu")
+ROPE_SCALINGS = ("none", "linear", "llama3")
 
 
 @dataclass
@@ -50,13 +52,29 @@ class GPTConfig:
     pos: str = "learned"             # learned | sinusoidal | rope | none
     norm: str = "layernorm"          # layernorm | rmsnorm
     prenorm: bool = True             # True: GPT-2's pre-LN; False: the original post-LN
-    mlp: str = "gelu_tanh"           # gelu_tanh (GPT-2) | gelu (exact erf) | relu | relu2 | swiglu
+    mlp: str = "gelu_tanh"           # gelu_tanh (GPT-2) | gelu (exact erf) | relu | relu2 | swiglu | geglu (tanh-GELU gate)
     mlp_hidden: int | None = None    # hidden width of the MLP; None = 4 * n_embd
     bias: bool = True                # biases in the linear layers and LayerNorms
     tie_embeddings: bool = True      # LM head shares wte's weight
     dropout: float = 0.0             # dropout on embeddings, attention weights and residuals
     rope_theta: float = 10000.0      # RoPE base
     rope_layout: str = "half"        # half (LLaMA / HF checkpoints) | interleaved (RoFormer)
+    head_dim: int | None = None      # hs: channels of an attention head; None = n_embd / n_head
+    qkv_bias: bool | None = None     # biases on the q, k, v projections (Qwen2: only there); None = bias
+    qk_norm: bool = False            # RMSNorm of every query and key head before RoPE (Qwen3, Gemma 3)
+    norm_plus_one: bool = False      # RMSNorm scales by (1 + weight), weights starting at 0 (Gemma)
+    sandwich_norm: bool = False      # also norm each branch's output: four norms per block (Gemma)
+    embed_scale: bool = False        # token embeddings times sqrt(n_embd) (Gemma; the tied head is not)
+    attn_scalar: float | None = None  # attention scores times attn_scalar^-1/2; None = head size
+    sliding_window: int | None = None  # W of sliding layers: query i sees keys i - W < j <= i
+    layer_types: str | None = None   # a letter per layer: f full attention, s sliding window; None = all f
+    rope_layers: str | None = None   # a digit per layer: 1 RoPE, 0 none (SmolLM3's NoPE); None = all 1
+    rope_local_theta: float | None = None  # RoPE base of the sliding layers; None = rope_theta
+    rope_scaling: str = "none"       # none | linear | llama3: rewrite of the rope_theta frequencies
+    rope_factor: float = 1.0         # linear / llama3 scaling factor
+    rope_low_freq_factor: float = 1.0   # llama3: wavelengths above original_context / this are divided
+    rope_high_freq_factor: float = 4.0  # llama3: wavelengths below original_context / this are kept
+    rope_original_context: int = 8192   # llama3: the context length the model was trained at
     norm_eps: float = 1e-5           # epsilon of LayerNorm / RMSNorm
     init_std: float = 0.02           # std of the normal weight init
     zero_init_proj: bool = False     # start the projections into the residual stream at zero
@@ -69,16 +87,26 @@ class GPTConfig:
             self.n_kv_head = self.n_head
         if self.mlp_hidden is None:
             self.mlp_hidden = 4 * self.n_embd
-        if self.n_embd % self.n_head:
-            raise ConfigError(f"n_embd={self.n_embd} is not divisible by n_head={self.n_head}")
+        if self.head_dim is None and self.n_embd % self.n_head:
+            raise ConfigError(f"n_embd={self.n_embd} is not divisible by n_head={self.n_head} "
+                              "(or give head_dim)")
         if self.n_head % self.n_kv_head:
             raise ConfigError(f"n_head={self.n_head} is not divisible by n_kv_head={self.n_kv_head}")
-        if self.pos == "rope" and (self.n_embd // self.n_head) % 2:
-            raise ConfigError(f"RoPE needs an even head size; n_embd/n_head = {self.n_embd // self.n_head}")
+        if self.pos == "rope" and self.head_size % 2:
+            raise ConfigError(f"RoPE needs an even head size; it is {self.head_size}")
+        check_family_fields(self)
 
     @property
     def head_size(self) -> int:
-        return self.n_embd // self.n_head
+        return self.n_embd // self.n_head if self.head_dim is None else self.head_dim
+
+    def layer_type(self, i: int) -> str:
+        """"f" (full attention) or "s" (sliding window) for layer i."""
+        return "f" if self.layer_types is None else self.layer_types[i]
+
+    def layer_rope(self, i: int) -> bool:
+        """Whether layer i rotates its queries and keys (pos="rope" and not a NoPE layer)."""
+        return self.pos == "rope" and (self.rope_layers is None or self.rope_layers[i] == "1")
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -98,6 +126,10 @@ class GPTConfig:
 
 # what each field may hold (the type comes from the annotation; see npgpt.fields)
 _RULES = {
+    "head_dim": positive, "sliding_window": positive, "rope_original_context": positive,
+    "attn_scalar": above(0), "rope_local_theta": above(0), "rope_factor": above(0),
+    "rope_low_freq_factor": above(0), "rope_high_freq_factor": above(0),
+    "rope_scaling": one_of(*ROPE_SCALINGS),
     **{name: positive for name in ("vocab_size", "block_size", "n_layer", "n_head", "n_embd",
                                    "n_kv_head", "mlp_hidden")},
     "pos": one_of(*POSITIONS), "norm": one_of(*NORMS), "mlp": one_of(*MLPS),
@@ -128,7 +160,8 @@ PRESETS: dict[str, dict] = {
 
 def _norm(config: GPTConfig, dtype):
     if config.norm == "rmsnorm":
-        return RMSNorm(config.n_embd, eps=config.norm_eps, dtype=dtype)
+        return RMSNorm(config.n_embd, eps=config.norm_eps, dtype=dtype,
+                       plus_one=config.norm_plus_one)
     return LayerNorm(config.n_embd, eps=config.norm_eps, bias=config.bias, dtype=dtype)
 
 
@@ -137,36 +170,58 @@ class Block(Module):
 
     pre-LN (GPT-2):   x = x + attn(ln_1(x));   x = x + mlp(ln_2(x))
     post-LN (2017):   x = ln_1(x + attn(x));   x = ln_2(x + mlp(x))
+    sandwich (Gemma): x = x + ln_attn_out(attn(ln_1(x)));   x = x + ln_mlp_out(mlp(ln_2(x)))
+
+    ``rope``: this layer's rotary embedding (or None: no positions in the attention);
+    ``window``: its sliding window (None: full causal attention).
     """
 
-    def __init__(self, config: GPTConfig, rng: np.random.Generator, rope=None):
+    def __init__(self, config: GPTConfig, rng: np.random.Generator, rope=None, window=None):
         dtype = np.dtype(config.dtype)
         super().__init__(dtype)
         # GPT-2 scales the init of the projections into the residual stream by 1/sqrt(2L);
         # zero_init_proj starts them at zero (each block begins as the identity)
         proj_std = 0.0 if config.zero_init_proj else config.init_std / np.sqrt(2 * config.n_layer)
         self.prenorm = config.prenorm
+        self.sandwich = config.sandwich_norm
         self.ln_1 = _norm(config, dtype)
+        scale = None if config.attn_scalar is None else config.attn_scalar ** -0.5
         self.attn = MultiHeadAttention(config.n_embd, config.n_head, n_kv_head=config.n_kv_head,
                                        bias=config.bias, causal=True, rope=rope,
                                        dropout=config.dropout, dtype=dtype, rng=rng,
-                                       proj_std=proj_std)
+                                       proj_std=proj_std, head_dim=config.head_dim,
+                                       qkv_bias=config.qkv_bias, qk_norm=config.qk_norm,
+                                       norm_eps=config.norm_eps,
+                                       norm_plus_one=config.norm_plus_one, scale=scale,
+                                       window=window)
+        if self.sandwich:
+            self.ln_attn_out = _norm(config, dtype)
         self.ln_2 = _norm(config, dtype)
-        if config.mlp == "swiglu":
-            self.mlp = SwiGLU(config.n_embd, config.mlp_hidden, bias=config.bias, dtype=dtype,
-                              rng=rng, proj_std=proj_std)
+        if config.mlp in ("swiglu", "geglu"):
+            gated = SwiGLU if config.mlp == "swiglu" else GeGLU
+            self.mlp = gated(config.n_embd, config.mlp_hidden, bias=config.bias, dtype=dtype,
+                             rng=rng, proj_std=proj_std)
         else:
             self.mlp = MLP(config.n_embd, config.mlp_hidden, activation=config.mlp,
                            bias=config.bias, dtype=dtype, rng=rng, proj_std=proj_std)
+        if self.sandwich:
+            self.ln_mlp_out = _norm(config, dtype)
         self.drop_attn = Dropout(config.dropout, rng=rng)
         self.drop_mlp = Dropout(config.dropout, rng=rng)
 
     def forward(self, x, key_padding_mask=None, kv_cache=None):
+        if self.sandwich:
+            x = sandwich(x, self.ln_1, self.attn, self.ln_attn_out, self.drop_attn,
+                         key_padding_mask=key_padding_mask, kv_cache=kv_cache)
+            return sandwich(x, self.ln_2, self.mlp, self.ln_mlp_out, self.drop_mlp)
         x = residual(x, self.ln_1, self.attn, self.drop_attn, self.prenorm,
                      key_padding_mask=key_padding_mask, kv_cache=kv_cache)
         return residual(x, self.ln_2, self.mlp, self.drop_mlp, self.prenorm)
 
     def backward(self, dy):      # the forward read bottom-up; each residual adds its branch
+        if self.sandwich:
+            dx = sandwich_backward(dy, self.ln_2, self.mlp, self.ln_mlp_out, self.drop_mlp)
+            return sandwich_backward(dx, self.ln_1, self.attn, self.ln_attn_out, self.drop_attn)
         dx = residual_backward(dy, self.ln_2, self.mlp, self.drop_mlp, self.prenorm)
         return residual_backward(dx, self.ln_1, self.attn, self.drop_attn, self.prenorm)
 
@@ -191,11 +246,11 @@ class GPT(Model):
             self.wpe = LearnedPositionalEmbedding(config.block_size, C, dtype=dtype, rng=rng,
                                                   std=std / 2)
         self._sinusoidal = SinusoidalPositionalEncoding(C, dtype=dtype) if config.pos == "sinusoidal" else None
-        rope = (RotaryEmbedding(config.head_size, base=config.rope_theta,
-                                layout=config.rope_layout, dtype=dtype)
-                if config.pos == "rope" else None)
+        ropes = layer_ropes(config, dtype)
         self.drop = Dropout(config.dropout, rng=rng)
-        self.h = ModuleList(Block(config, rng, rope=rope) for _ in range(config.n_layer))
+        self.h = ModuleList(Block(config, rng, rope=ropes[i],
+                                  window=config.sliding_window if config.layer_type(i) == "s" else None)
+                            for i in range(config.n_layer))
         if config.prenorm:   # pre-LN needs a final norm; the post-LN stack ends normalised
             self.ln_f = _norm(config, dtype)
         if not config.tie_embeddings:
@@ -244,6 +299,8 @@ class GPT(Model):
         offset = kv_cache[0].length if kv_cache is not None else 0
         positions = np.arange(offset, offset + T)
         x = self.wte(idx)                # a fresh gather: the positions are added in place
+        if self.config.embed_scale:
+            x *= x.dtype.type(embed_multiplier(self.config))
         if self.config.pos == "learned":
             x += self.wpe(positions)
         elif self.config.pos == "sinusoidal":
@@ -274,6 +331,8 @@ class GPT(Model):
             dx = block.backward(dx)
             self.grads_final(block)         # its gradients can go while the rest runs
         dx = self.drop.backward(dx)
+        if self.config.embed_scale:
+            dx = dx * dx.dtype.type(embed_multiplier(self.config))
         if self.config.pos == "learned":
             self.wpe.backward(dx)
         self.wte.backward(dx)
@@ -304,8 +363,9 @@ def count_params(config: GPTConfig) -> dict[str, int]:
     b = 1 if c.bias else 0
     norm = (2 if c.bias else 1) * C if c.norm == "layernorm" else C
     qkv_out = (c.n_head + 2 * c.n_kv_head) * hs
-    attn = C * qkv_out + b * qkv_out + C * C + b * C
-    if c.mlp == "swiglu":
+    qkv_b = b if c.qkv_bias is None else int(c.qkv_bias)
+    attn = C * qkv_out + qkv_b * qkv_out + c.n_head * hs * C + b * C + (2 * hs if c.qk_norm else 0)
+    if c.mlp in ("swiglu", "geglu"):
         mlp = 3 * C * c.mlp_hidden + b * (2 * c.mlp_hidden + C)
     else:
         mlp = 2 * C * c.mlp_hidden + b * (c.mlp_hidden + C)
@@ -314,7 +374,7 @@ def count_params(config: GPTConfig) -> dict[str, int]:
         "wpe": c.block_size * C if c.pos == "learned" else 0,
         "attention": L * attn,
         "mlp": L * mlp,
-        "norms": L * 2 * norm + (norm if c.prenorm else 0),
+        "norms": L * (4 if c.sandwich_norm else 2) * norm + (norm if c.prenorm else 0),
         "lm_head": 0 if c.tie_embeddings else C * V,
     }
     parts["total"] = sum(parts.values())

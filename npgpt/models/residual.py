@@ -45,3 +45,25 @@ def residual_backward(dy: np.ndarray, norm: Module | None, branch: Module,
     dx = norm.backward(dh) if prenorm else dh
     dx += dy                     # into the branch's fresh gradient, not into dy
     return (dx, *more) if more else dx
+
+
+def sandwich(x: np.ndarray, norm: Module, branch: Module, post: Module, dropout: Module | None,
+             *args, **kwargs) -> np.ndarray:
+    """A pre-LN residual sub-layer whose branch output is normalised too (Gemma 2 and 3):
+
+        y = x + dropout(post(branch(norm(x))))
+    """
+    h = post(branch(norm(x), *args, **kwargs))
+    if dropout is not None:
+        h = dropout(h)
+    h += x                       # into post's fresh output
+    return h
+
+
+def sandwich_backward(dy: np.ndarray, norm: Module, branch: Module, post: Module,
+                      dropout: Module | None) -> np.ndarray:
+    """The backward of :func:`sandwich`: dx = dy + norm'(branch'(post'(dropout'(dy))))."""
+    dh = post.backward(dy if dropout is None else dropout.backward(dy))
+    dx = norm.backward(branch.backward(dh))
+    dx += dy
+    return dx

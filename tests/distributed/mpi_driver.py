@@ -22,7 +22,8 @@ def make(args):
     data = np.random.default_rng(0).integers(0, 256, size=6000)
     model = GPT(GPTConfig(vocab_size=256, block_size=8, n_layer=2, n_head=2, n_embd=16,
                           dtype="float64"), seed=0)
-    config = TrainConfig(batch_size=args.batch, block_size=8, max_steps=args.max_steps,
+    ends = (dict(time_budget=args.budget) if args.budget else dict(max_steps=args.max_steps))
+    config = TrainConfig(batch_size=args.batch, block_size=8, **ends,
                          lr=3e-3, warmup_steps=2, grad_accum=args.accum, grad_clip=args.clip,
                          eval_interval=args.eval_interval, eval_steps=3, log_interval=1,
                          out_dir=args.out, progress=False, plot=False, zero=args.zero,
@@ -49,8 +50,12 @@ def main(args):
             trainer.model.forward = nan_forward
         return step()
 
-    trainer.train_step = faulty_step
-    trainer.train(until=args.steps)
+    def skewed_step():      # this rank's own clock runs 1000 s fast: rank 0's must decide
+        trainer.clock._start -= 1000.0
+        return faulty_step()
+
+    trainer.train_step = skewed_step if args.budget and rank == 1 else faulty_step
+    trainer.train(until=None if args.budget else args.steps)
     if trainer.is_main:
         np.savez(os.path.join(args.out, "weights.npz"), **trainer.model.state_dict())
         with open(os.path.join(args.out, "history.json"), "w") as f:
@@ -75,6 +80,7 @@ if __name__ == "__main__":
     ap.add_argument("--fault", choices=["kill", "nan"], default=None)
     ap.add_argument("--fault-rank", type=int, default=1)
     ap.add_argument("--fault-step", type=int, default=0)
+    ap.add_argument("--budget", default=None)
     args = ap.parse_args()
     world = start("mpi_driver", threads=1)
     try:

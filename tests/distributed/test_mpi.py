@@ -53,6 +53,7 @@ def _parse(argv):
         ap.add_argument("--" + name, type=kind, default=default)
     ap.add_argument("--resume", default=None)
     ap.add_argument("--fault", default=None)
+    ap.add_argument("--budget", default=None)
     return ap.parse_args(argv)
 
 
@@ -182,3 +183,14 @@ def test_npgpt_train_under_mpiexec_matches_one_process(tmp_path):
     assert [r["step"] for r in two] == [r["step"] for r in one]      # written once, by rank 0
     final = [(r["train_loss"], r["val_loss"]) for r in (one[-1], two[-1])]
     np.testing.assert_allclose(final[0], final[1], rtol=1e-4)        # float32 rounding
+
+
+def test_a_time_budget_stops_every_rank_at_rank_0s_step(tmp_path):
+    """Rank 1's own clock runs 1000 s fast each step; rank 0's decides, so both ranks go on
+    to the same last step (a rank stopping alone would leave the other waiting: a timeout)."""
+    run(2, tmp_path, "--budget", "3s", "--eval-interval", 1000)
+    history = json.loads((tmp_path / "history.json").read_text())
+    steps = [r["step"] for r in history if "loss" in r]
+    assert steps[-1] > 1 and "val_loss" in history[-1]
+    state = json.loads((tmp_path / "checkpoint" / "trainer.json").read_text())
+    assert 3 <= state["train_time"] < 60 and state["step"] == history[-1]["step"]

@@ -198,28 +198,33 @@ CONFIG_RANGES = {
     "n_embd": [0, -16], "n_kv_head": [0, 3], "pos": ["spiral"], "norm": ["batchnorm"],
     "mlp": ["tanh"], "mlp_hidden": [0, -1], "dropout": [1.0, -0.1], "rope_theta": [0.0, -1.0],
     "rope_layout": ["diagonal"], "norm_eps": [0.0, -1e-5], "init_std": [-0.02],
-    "dtype": ["float16", "int32"],
+    "dtype": ["float16", "int32"], "logit_softcap": [0.0, -30.0],
 }
 TRAIN_RANGES = {
     "batch_size": [0, -2], "block_size": [0, 17], "max_steps": [0, 1], "lr": [-1.0],
     "min_lr": [-1.0, 1.0], "warmup_steps": [-1], "weight_decay": [-0.1], "beta1": [1.0, -0.5],
     "beta2": [1.5], "eps": [0.0], "grad_clip": [-1.0], "grad_accum": [0], "eval_interval": [0],
     "eval_steps": [0], "log_interval": [0], "seed": [-1], "out_dir": [""],
-    "data_parallel": ["sometimes"],
+    "data_parallel": ["sometimes"], "schedule": ["step"], "cooldown": ["cubic"],
+    "cooldown_frac": [0.0, 1.5], "time_budget": ["0", "-1m", "5x"],
 }
+# fields whose default is null: the wrong types of the value they hold when set
+NULLABLE_WRONG = {"logit_softcap": [("type", "x"), ("type", [30.0]), ("type", True)],
+                  "time_budget": [("type", [300]), ("type", True), ("type", {"m": 5})]}
 TRAINER_VALUES = {
     "step": [-1, 10**9, "2", 2.0, None], "sampler_rng": [{}, "pcg", {"bit_generator": "Nope"}],
     "model_rngs": [{}, [1], "x"], "best_val_loss": ["low", [1.0], True],
     "tokenizer": ["char", {"name": 3}, {"name": "char", "vocab_size": -1}],
     "data": ["x", {"train": 3}], "train_config": ["x", [], None], "npgpt_version": [1, None],
     "lora": ["x", 3, {"r": "eight"}, {"nope": 1}],
+    "train_time": [-1.0, "5", True, None],
 }
 
 
 def _config_cases():
     defaults = GPTConfig(vocab_size=34, block_size=16, n_layer=1, n_head=2, n_embd=16).to_dict()
     for field, value in defaults.items():
-        for label, bad in _wrong(value):
+        for label, bad in NULLABLE_WRONG.get(field) or _wrong(value):
             yield field, label, bad
         for bad in CONFIG_RANGES.get(field, []):
             yield field, "range", bad
@@ -228,7 +233,7 @@ def _config_cases():
 
 def _train_cases():
     for field, value in TrainConfig().__dict__.items():
-        for label, bad in _wrong(value):
+        for label, bad in NULLABLE_WRONG.get(field) or _wrong(value):
             yield field, label, bad
         for bad in TRAIN_RANGES.get(field, []):
             yield field, "range", bad
@@ -254,7 +259,7 @@ def test_every_field_has_cases():
     assert {f for f, _, _ in TRAIN_CASES} == set(TrainConfig.__dataclass_fields__)
     assert set(TRAINER_VALUES) == set(TRAINER_FIELDS)
     for field in GPTConfig.__dataclass_fields__:   # a range case for every field that has one
-        if field not in ("prenorm", "bias", "tie_embeddings"):
+        if field not in ("prenorm", "bias", "tie_embeddings", "zero_init_proj"):
             assert field in CONFIG_RANGES, field
 
 
