@@ -16,6 +16,7 @@ from .chat.cli import add_chat_parser
 from .cli_hf import add_hf_parsers, add_lora_flags
 from .glassbox.inspect_cli import add_inspect_parser
 from .glassbox.report_cli import add_report_parser
+from .quantize import add_quantize_parser
 from .errors import CheckpointError, ConfigError, NpgptError, describe
 
 # GPTConfig fields the command sets itself rather than by flag
@@ -209,11 +210,11 @@ def _nonempty(flag, value):
 
 # --- loading models -------------------------------------------------------------------------
 
-def _load_model(path: Path):
+def _load_model(path: Path, quantize=None):
     """(model, tokenizer or None, trainer state) from an npgpt checkpoint or a HuggingFace
     model directory (see npgpt.checkpoints.load_model)."""
     from .checkpoints import load_model
-    model, tokenizer, state, _ = load_model(path)
+    model, tokenizer, state, _ = load_model(path, quantize)
     return model, tokenizer, state
 
 
@@ -246,7 +247,7 @@ def cmd_sample(args) -> int:
                         ("--max-new-tokens", args.max_new_tokens)):
         if value < 1:     # zero would print nothing (or only the prompt) and exit 0
             raise ConfigError(f"{flag}={value} must be a positive integer")
-    model, tokenizer, _ = _load_model(Path(args.ckpt))
+    model, tokenizer, _ = _load_model(Path(args.ckpt), args.quantize)
     if tokenizer is None:
         raise CheckpointError(f"{args.ckpt} has no tokenizer to encode the prompt with")
     for i in range(args.num_samples):
@@ -340,6 +341,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--top-p", type=float, default=None)
     p.add_argument("--seed", type=int, default=None)
     p.add_argument("--num-samples", type=int, default=1)
+    p.add_argument("--quantize", default=None, choices=["int8"],
+                   help="int8: quantize the weights as they load (faster decoding)")
     p.set_defaults(func=cmd_sample)
 
     p = sub.add_parser("params", help="parameter count per component, beside the closed form")
@@ -357,6 +360,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_report_parser(sub)
     add_inspect_parser(sub)
     add_chat_parser(sub)
+    add_quantize_parser(sub)
 
     try:
         from .tokenizers.cli import add_tokenizer_parser

@@ -156,8 +156,9 @@ def save_safetensors(path, tensors: dict, metadata: dict | None = None) -> None:
     atomic_write(path, payload)
 
 
-def load_safetensors(path, expected: dict | None = None) -> dict[str, np.ndarray]:
-    """Read a safetensors file (no pickle), checking its header first.
+def load_safetensors(path, expected: dict | None = None, mmap: bool = False) -> dict[str, np.ndarray]:
+    """Read a safetensors file (no pickle), checking its header first; with ``mmap`` the
+    arrays are views of a private memory map of it (:func:`map_safetensors`), not copies.
 
     ``expected``: name -> array or shape; when given, the file must hold exactly those names
     with those shapes (and, for arrays, that dtype), or a :class:`CheckpointError` names every
@@ -169,10 +170,15 @@ def load_safetensors(path, expected: dict | None = None) -> dict[str, np.ndarray
     header = read_safetensors_header(path)
     if expected is not None:
         check_tensors({k: tuple(v["shape"]) for k, v in header.items()}, expected, str(path))
-    try:
-        tensors = load_file(str(path))
-    except Exception as e:  # the header checked out, yet the library refuses the file
-        raise CheckpointError(f"{path}: cannot read safetensors data ({e})") from None
+    if mmap:
+        _, tensors = map_safetensors(path)
+        if any(info["dtype"] == "BF16" for info in header.values()):
+            raise CheckpointError(f"{path}: bfloat16 tensors are not read here")
+    else:
+        try:
+            tensors = load_file(str(path))
+        except Exception as e:  # the header checked out, yet the library refuses the file
+            raise CheckpointError(f"{path}: cannot read safetensors data ({e})") from None
     for name, value in tensors.items():
         want = getattr((expected or {}).get(name), "dtype", None)
         if want is not None and value.dtype != want:
@@ -391,13 +397,14 @@ def resolve_checkpoint(path) -> Path:
 
 
 def load_checkpoint(path, expect_model: dict | None = None,
-                    expect_optimizer: dict | None = None) -> Checkpoint:
+                    expect_optimizer: dict | None = None, mmap: bool = False) -> Checkpoint:
     """Read a checkpoint directory written by :func:`save_checkpoint` (never unpickles).
 
     ``path`` is resolved by :func:`resolve_checkpoint` (an output directory, or a save
     interrupted between its renames, is found). ``expect_model`` / ``expect_optimizer``:
     name -> array or shape (e.g. ``model.state_dict()``); when given, the stored tensors
-    must match them exactly (:class:`CheckpointError` otherwise).
+    must match them exactly (:class:`CheckpointError` otherwise). ``mmap``: the model's
+    tensors are views of a private memory map of its file (:func:`map_safetensors`).
     """
     path = resolve_checkpoint(path)
     missing = [name for name in (CONFIG, MODEL, OPTIMIZER, TRAINER) if not (path / name).is_file()]
@@ -409,7 +416,7 @@ def load_checkpoint(path, expect_model: dict | None = None,
                               f"{[t.name for t in tokenizers]}")
     return Checkpoint(
         config=load_json(path / CONFIG),
-        model_state=load_safetensors(path / MODEL, expect_model),
+        model_state=load_safetensors(path / MODEL, expect_model, mmap=mmap),
         optimizer_state=load_safetensors(path / OPTIMIZER, expect_optimizer),
         trainer_state=load_json(path / TRAINER),
         tokenizer_path=tokenizers[0] if tokenizers else None,
