@@ -176,9 +176,13 @@ def _load_tensor(src: np.ndarray, tag: str, param, e: Entry) -> None:
     if tag != "BF16" and src.dtype == param.data.dtype and not e.transpose and e.cols is None:
         param.data = src
         return
-    if tag == "BF16":
-        src = (src.astype(np.uint32) << 16).view(np.float32)
-    np.copyto(_hf_view(param.data, e), src, casting="unsafe")
+    dst = _hf_view(param.data, e)
+    if tag == "BF16" and dst.dtype == np.float32:      # the 16 bits shifted straight in
+        np.left_shift(src, 16, out=dst.view(np.uint32), dtype=np.uint32)
+    elif tag == "BF16":
+        dst[...] = (src.astype(np.uint32) << 16).view(np.float32)
+    else:
+        np.copyto(dst, src, casting="unsafe")
 
 
 def load_weights(model: GPT, path) -> GPT:

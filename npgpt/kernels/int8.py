@@ -37,12 +37,12 @@ def quantize_ref(w, block: int, scale_dtype=np.float32):
     are rounded to ``scale_dtype`` first and q computed from the rounded scales, so
     dequantizing with the stored scales is what the rounding to int8 assumed."""
     N, K = w.shape
-    blocks = np.asarray(w, np.float32).reshape(N, K // block, block)
+    blocks = np.ascontiguousarray(w, np.float32).reshape(N, K // block, block)
     s = (np.abs(blocks).max(axis=-1) / QMAX).astype(scale_dtype)
     s32 = s.astype(np.float32)
     safe = np.where(s32 > 0, s32, 1.0)[..., None]
-    q = np.clip(np.rint(blocks / safe), -QMAX, QMAX).astype(np.int8)
-    return q.reshape(N, K), s
+    q = np.where(s32[..., None] > 0, np.clip(np.rint(blocks / safe), -QMAX, QMAX), 0)
+    return np.ascontiguousarray(q.reshape(N, K), np.int8), np.ascontiguousarray(s)
 
 
 def dequantize_ref(q, s, dtype=np.float32):
