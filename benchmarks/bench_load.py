@@ -14,6 +14,8 @@ reports:
                 before (Python, NumPy and npgpt imported): what holding the model costs
 - ``peak``      the peak resident memory (VmHWM) less the same baseline
 - ``file``      the size of the weights file(s)
+- ``after a token``  the same two after one forward of one token, which reads every weight
+                (mapped pages are read on first use, so an int8 model's RSS grows then)
 
 The files were just written, so they are in the page cache: these are warm loads (a cold
 load adds the disk's read time, the same for every loader). Mapped float32 weights are
@@ -59,9 +61,14 @@ t0 = time.perf_counter()
 model = npgpt.from_pretrained(sys.argv[1])
 seconds = time.perf_counter() - t0
 after = status()
+model.eval()
+model.forward(np.zeros((1, 1), np.int64))          # one token: every weight read once
+used = status()
 print(json.dumps({"seconds": seconds, "rss": after["VmRSS"] - before["VmRSS"],
                   "peak": after["VmHWM"] - before["VmRSS"],
                   "rss_file": after.get("RssFile", 0) - before.get("RssFile", 0),
+                  "rss_used": used["VmRSS"] - before["VmRSS"],
+                  "peak_used": used["VmHWM"] - before["VmRSS"],
                   "baseline": before["VmRSS"]}))
 """
 
@@ -148,10 +155,9 @@ def main(argv=None):
         if not ok:
             row["error"] = runs[0]["error"]
         else:
-            for key in ("seconds", "rss", "peak", "rss_file"):
-                row[key] = statistics.median(r[key] for r in ok)
-            row["rss_mb"], row["peak_mb"] = row["rss"] / 2**20, row["peak"] / 2**20
-            row["rss_file_mb"] = row["rss_file"] / 2**20
+            for key in ("seconds", "rss", "peak", "rss_file", "rss_used", "peak_used"):
+                row[key] = statistics.median(r.get(key, 0) for r in ok)
+                row[key + "_mb"] = row[key] / 2**20
         rows.append(row)
     load_after = load_note()
     print(f"\nfrom_pretrained of a {args.shape}-shaped model, warm page cache, fresh process "
@@ -159,7 +165,9 @@ def main(argv=None):
     print_table(rows, [("loader", "loader", "s"), ("format", "format", "s"),
                        ("file_mb", "file MiB", ",.1f"), ("seconds", "seconds", ".3f"),
                        ("rss_mb", "RSS MiB", ",.1f"), ("rss_file_mb", "of it file", ",.1f"),
-                       ("peak_mb", "peak MiB", ",.1f"), ("error", "error", "s")])
+                       ("peak_mb", "peak MiB", ",.1f"),
+                       ("rss_used_mb", "RSS after a token", ",.1f"),
+                       ("peak_used_mb", "peak after", ",.1f"), ("error", "error", "s")])
     print(f"load: before {load_before['note']}; after {load_after['note']}")
     result = {"benchmark": "load", "shape": args.shape, "rounds": args.rounds,
               "load_before": load_before, "load_after": load_after, "machine": machine(),
