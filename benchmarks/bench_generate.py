@@ -3,6 +3,8 @@
     python benchmarks/bench_generate.py [--configs small,gpt2] [--batches 1,8]
                                         [--systems npgpt,torch] [--threads 2] [--prompt 16]
                                         [--new 64] [--repeat 3] [--rounds 3] [--json out.json]
+    python benchmarks/bench_generate.py --configs smollm2-135m,qwen2.5-0.5b,qwen3-0.6b,\
+        gemma3-270m,llama3.2-1b --batches 1 [--cache-dir DIR]
 
 Decoding one token reads every weight once (batch 1), so its ceiling is memory bandwidth,
 not arithmetic. For each model shape (``small``: vocab 4096, C 256, 6 layers; ``gpt2``:
@@ -30,6 +32,12 @@ Systems: ``npgpt`` (float32), ``npgpt-int8`` (the same weights quantized to int8
 32, ``npgpt.layers.quantized.quantize_model``; MB/step counts the int8 bytes and their
 scales), ``torch`` (PyTorch eager, float32, the same architecture with a preallocated KV
 cache, when installed).
+
+The model families (``smollm2-135m``, ``qwen2.5-0.5b``, ``qwen3-0.6b``, ``gemma3-270m``,
+``llama3.2-1b``; see generate_families.py) run at their real shapes from a random-weight
+bfloat16 directory: npgpt's ``GPT.from_pretrained`` + ``generate`` against transformers'
+``AutoModelForCausalLM.from_pretrained`` (float32) + ``generate``, both greedy. Their rows add
+``load s`` (reading the directory into a float32 model) and ``prompt tok/s`` (prefill).
 """
 from __future__ import annotations
 
@@ -39,6 +47,7 @@ import os
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 
 # OpenBLAS's workers spin ~2^28 cycles after each product, on the core numba's parallel
@@ -53,6 +62,7 @@ sys.path.insert(0, os.path.dirname(HERE))
 sys.path.insert(0, HERE)
 
 from _util import emit_json, load_note, machine, print_table, report_load
+from generate_families import FAMILIES, npgpt_family_decoder, torch_family_decoder
 
 LOAD_LIMIT = 1.5       # load average above which the figures are flagged as suspect
 SHAPES = {
@@ -170,6 +180,9 @@ DECODERS = {"npgpt": npgpt_decoder, "npgpt-int8": lambda *a: npgpt_decoder(*a, q
             "torch": torch_decoder}
 
 
+FAMILY_DECODERS = {"npgpt": npgpt_family_decoder, "torch": torch_family_decoder}
+
+
 def measure(system: str, shape: str, batch: int, args) -> dict:
     """One process's figures for one (system, shape, batch): median of ``args.repeat``."""
     if system == "torch":
@@ -177,9 +190,13 @@ def measure(system: str, shape: str, batch: int, args) -> dict:
         torch.set_num_threads(args.threads)
     from npgpt.runtime.threads import set_num_threads
     set_num_threads(args.threads)
-    run, weights = DECODERS[system](shape, args.prompt + args.new)
+    load = None
+    if shape in FAMILIES:
+        run, weights, load = FAMILY_DECODERS[system](shape, args.cache_dir)
+    else:
+        run, weights = DECODERS[system](shape, args.prompt + args.new)
     ceiling = stream_bandwidth()
-    vocab = SHAPES[shape]["vocab_size"]
+    vocab = (FAMILIES.get(shape) or SHAPES[shape])["vocab_size"]
     prompt = np.random.default_rng(0).integers(0, vocab, (batch, args.prompt))
     prefill, decode, total = [], [], []
     for i in range(args.repeat + 1):              # the first one warms up
@@ -195,6 +212,8 @@ def measure(system: str, shape: str, batch: int, args) -> dict:
     return {"system": system, "shape": shape, "batch": batch,
             "tokens_per_s": batch * args.new / statistics.median(total),
             "prefill_ms": 1e3 * statistics.median(prefill), "ms_per_step": 1e3 * step,
+            "load_s": load, "prompt_tok_per_s": batch * args.prompt / statistics.median(prefill),
+            "decode_tok_per_s": batch / step,
             "mb_per_step": weights / 1e6, "gb_per_s": weights / step / 1e9,
             "ceiling_gb_per_s": ceiling, "share": weights / step / 1e9 / ceiling}
 
@@ -203,7 +222,7 @@ def run_isolated(system: str, shape: str, batch: int, args) -> dict:
     """:func:`measure` in a fresh process (its figures come back as JSON on the last line)."""
     cmd = [sys.executable, os.path.abspath(__file__), "--one", f"{system},{shape},{batch}",
            "--threads", str(args.threads), "--prompt", str(args.prompt), "--new",
-           str(args.new), "--repeat", str(args.repeat)]
+           str(args.new), "--repeat", str(args.repeat), "--cache-dir", args.cache_dir]
     done = subprocess.run(cmd, capture_output=True, text=True)
     if done.returncode:
         raise RuntimeError(f"{' '.join(cmd)} failed:\n{done.stderr[-2000:]}")
@@ -225,7 +244,10 @@ def available(systems: list[str]) -> list[str]:
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--configs", default="small,gpt2", help=f"model shapes: {', '.join(SHAPES)}")
+    ap.add_argument("--configs", default="small,gpt2",
+                    help=f"model shapes: {', '.join([*SHAPES, *FAMILIES])}")
+    ap.add_argument("--cache-dir", default=os.path.join(tempfile.gettempdir(), "npgpt-families"),
+                    help="where the families' random-weight directories are written once")
     ap.add_argument("--batches", default="1,8")
     ap.add_argument("--systems", default=",".join(SYSTEMS))
     ap.add_argument("--threads", type=int, default=2)
@@ -245,8 +267,8 @@ def main(argv=None):
 
     shapes = args.configs.split(",")
     for s in shapes:
-        if s not in SHAPES:
-            ap.error(f"unknown config {s!r}; choose from {', '.join(SHAPES)}")
+        if s not in SHAPES and s not in FAMILIES:
+            ap.error(f"unknown config {s!r}; choose from {', '.join([*SHAPES, *FAMILIES])}")
     systems = available(args.systems.split(","))
     batches = [int(b) for b in args.batches.split(",")]
     load_before = load_note(threshold_per_core=LOAD_LIMIT / (os.cpu_count() or 1))
@@ -265,8 +287,9 @@ def main(argv=None):
     for (shape, batch, system), runs in samples.items():
         row = {"system": system, "shape": shape, "batch": batch}
         for key in ("tokens_per_s", "prefill_ms", "ms_per_step", "mb_per_step", "gb_per_s",
-                    "ceiling_gb_per_s", "share"):
-            row[key] = statistics.median(r[key] for r in runs)
+                    "ceiling_gb_per_s", "share", "load_s", "prompt_tok_per_s", "decode_tok_per_s"):
+            values = [r[key] for r in runs if r.get(key) is not None]
+            row[key] = statistics.median(values) if values else None
         rows.append(row)
     load_after = load_note(threshold_per_core=LOAD_LIMIT / (os.cpu_count() or 1))
 
@@ -274,7 +297,10 @@ def main(argv=None):
           f"{args.threads} threads, each system in its own process, median of {args.rounds} "
           f"rounds x {args.repeat} generations")
     print_table(rows, [("system", "system", "s"), ("shape", "shape", "s"),
-                       ("batch", "batch", "d"), ("tokens_per_s", "tok/s", ",.1f"),
+                       ("batch", "batch", "d"), ("load_s", "load s", ".1f"),
+                       ("prompt_tok_per_s", "prompt tok/s", ",.1f"),
+                       ("decode_tok_per_s", "decode tok/s", ",.2f"),
+                       ("tokens_per_s", "tok/s", ",.1f"),
                        ("ms_per_step", "ms/step", ".2f"), ("mb_per_step", "MB/step", ",.1f"),
                        ("gb_per_s", "GB/s", ".1f"), ("ceiling_gb_per_s", "ceiling", ".1f"),
                        ("share", "share", ".0%")])

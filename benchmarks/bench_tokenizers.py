@@ -4,13 +4,17 @@ encoding vs tiktoken.  Prints both sides and the ratio.  Peers are skipped when 
     python benchmarks/bench_tokenizers.py [--vocab-size 4096] [--baseline-kb 256] [--repeat 3]
     python benchmarks/bench_tokenizers.py --long-only      # one 100k-character piece vs tiktoken
     python benchmarks/bench_tokenizers.py --fresh-train    # first train call, each side fresh
+    python benchmarks/bench_tokenizers.py --fresh-train --hf-feed one   # HF given one string
     python benchmarks/bench_tokenizers.py --unique-words   # 900k distinct words, 1 thread
 """
 import argparse
 import collections
+import inspect
 import os
+import re
 import subprocess
 import sys
+import tempfile
 import time
 
 import regex
@@ -20,6 +24,7 @@ from npgpt.tokenizers import ByteBPE, bytebpe, ranks
 from npgpt.tokenizers.patterns import GPT4_PATTERN
 from npgpt.tokenizers.ranks import offline_encoding_spec
 from npgpt.tokenizers.tiktoken_adapter import tiktoken_encoding
+
 
 FRESH = """
 import time
@@ -40,21 +45,22 @@ print(f"from_tiktoken {t1 - t0:.2f} s, first encode {t2 - t1:.2f} s ({mb / (t2 -
 """
 
 
+# The corpus is read from a file, so each side's clock starts before it imports anything of
+# its own: npgpt pays ``import npgpt`` (NumPy included) and numba, HF pays ``import tokenizers``.
 FRESH_TRAIN = {
     "npgpt": """
 import sys, time
-from npgpt.data import shakespeare_text
-text = shakespeare_text("all")[:int(sys.argv[1])]
+text = open(sys.argv[1], encoding="utf-8").read()
 t = time.perf_counter()
 from npgpt.tokenizers import ByteBPE
 ByteBPE.train(text, int(sys.argv[2]))
 print(time.perf_counter() - t)
 """,
     "HF tokenizers": """
-import sys, time
-from npgpt.data import shakespeare_text
-from npgpt.tokenizers.patterns import GPT4_PATTERN
-text = shakespeare_text("all")[:int(sys.argv[1])]
+import re, sys, time
+{hf_feed}
+GPT4_PATTERN = {pattern}
+text = open(sys.argv[1], encoding="utf-8").read()
 t = time.perf_counter()
 from tokenizers import Regex, Tokenizer, models, pre_tokenizers, trainers
 tok = Tokenizer(models.BPE())
@@ -63,9 +69,24 @@ tok.pre_tokenizer = pre_tokenizers.Sequence([
     pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)])
 trainer = trainers.BpeTrainer(vocab_size=int(sys.argv[2]), show_progress=False,
                               initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
-tok.train_from_iterator([text], trainer)
+tok.train_from_iterator(hf_feed(text, sys.argv[3]), trainer)
 print(time.perf_counter() - t)
 """}
+
+
+def hf_feed(text, how="batches"):
+    """The corpus as HF ``tokenizers`` is meant to be fed (its "Training from memory" guide:
+    an iterator of texts, best in batches), so its trainer pre-tokenizes and counts on all
+    its threads; one string keeps it on one thread.  The text is cut after each newline that
+    a non-space character follows: the GPT-2/GPT-4 patterns end a piece there, so the pieces
+    HF counts are exactly the pieces npgpt counts.  ``how``: "batches" (lists of 1,000 lines,
+    the guide's batch iterator), "lines" (one line at a time) or "one" (a single string)."""
+    if how == "one":
+        return [text]
+    lines = re.split(r"(?<=\n)(?=\S)", text)
+    if how == "lines":
+        return lines
+    return (lines[i:i + 1000] for i in range(0, len(lines), 1000))
 
 
 FEW_REPEATS = """
@@ -118,21 +139,42 @@ def rounds(values):
 
 
 def fresh_train(args):
-    """The first train call of a fresh process (numba's cache on disk; imports included on
-    both sides), the two systems taking turns, medians."""
+    """The first train call of a fresh process (numba's cache on disk; each side's imports
+    included), the two systems taking turns (the first of a round alternating), medians.
+    Both sides get two threads; HF is fed as ``--hf-feed`` says (batches of lines)."""
     env = dict(os.environ, RAYON_NUM_THREADS="2", NUMBA_NUM_THREADS="2")
+    text = shakespeare_text("all")
     for size in (1_000_000, 10**9):
         times = {name: [] for name in FRESH_TRAIN}
-        for _ in range(args.repeat):
-            for name, code in FRESH_TRAIN.items():
-                out = subprocess.run([sys.executable, "-c", code, str(size), str(args.vocab_size)],
-                                     capture_output=True, text=True, check=True, env=env)
-                times[name].append(float(out.stdout.split()[-1]))
+        cpu = {name: [] for name in FRESH_TRAIN}    # the whole process's, both threads
+        with tempfile.NamedTemporaryFile("w", encoding="utf-8", suffix=".txt") as corpus:
+            corpus.write(text[:size])
+            corpus.flush()
+            for r in range(args.repeat):
+                order = list(FRESH_TRAIN.items())
+                for name, code in order[::-1] if r % 2 else order:   # who goes first alternates
+                    code = code.replace("{hf_feed}", inspect.getsource(hf_feed))
+                    code = code.replace("{pattern}", repr(GPT4_PATTERN))
+                    before = _children_cpu()
+                    out = subprocess.run([sys.executable, "-c", code, corpus.name,
+                                          str(args.vocab_size), args.hf_feed],
+                                         capture_output=True, text=True, check=True, env=env)
+                    times[name].append(float(out.stdout.split()[-1]))
+                    cpu[name].append(_children_cpu() - before)
         med = {k: sorted(v)[len(v) // 2] for k, v in times.items()}
         what = "1 MB" if size < 10**9 else "full corpus"
         row(f"first train {args.vocab_size}, {what}, 2 thr", med["npgpt"], med["HF tokenizers"],
             "HF tokenizers")
         rounds(times)
+        print("    CPU time of each whole process (interpreter start and reading included), "
+              "medians: " + ", ".join(f"{k} {sorted(v)[len(v) // 2]:.2f} s" for k, v in cpu.items()))
+        print(f"    load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+
+
+def _children_cpu():
+    import resource
+    r = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return r.ru_utime + r.ru_stime
 
 
 def long_pieces(args):
@@ -196,7 +238,7 @@ def naive_train(text, vocab_size):
                 i += 1
 
 
-def hf_train(text, vocab_size):
+def hf_train(text, vocab_size, how="batches"):
     from tokenizers import Regex, Tokenizer, models, pre_tokenizers, trainers
     tok = Tokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.Sequence([
@@ -204,7 +246,7 @@ def hf_train(text, vocab_size):
         pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)])
     trainer = trainers.BpeTrainer(vocab_size=vocab_size, show_progress=False,
                                   initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
-    tok.train_from_iterator([text], trainer)
+    tok.train_from_iterator(hf_feed(text, how), trainer)
     return tok
 
 
@@ -220,7 +262,7 @@ def row(what, ours, peer, peer_name, unit="s"):
 def train_comparisons(text, args):
     ours_train, _ = best_of(lambda: ByteBPE.train(text, args.vocab_size), args.repeat)
     try:
-        hf_time, _ = best_of(lambda: hf_train(text, args.vocab_size), args.repeat)
+        hf_time, _ = best_of(lambda: hf_train(text, args.vocab_size, args.hf_feed), args.repeat)
         row(f"train {args.vocab_size} vocab, full corpus", ours_train, hf_time, "HF tokenizers")
     except ImportError:
         print(f"train {args.vocab_size} vocab, full corpus: npgpt {ours_train:.3f} s (HF tokenizers not installed)")
@@ -241,6 +283,9 @@ def main():
     ap.add_argument("--long-only", action="store_true", help="only the one-long-piece rows")
     ap.add_argument("--fresh-train", action="store_true", help="only the first-train-call rows")
     ap.add_argument("--unique-words", action="store_true", help="only the few-repeats encode row")
+    ap.add_argument("--hf-feed", choices=["batches", "lines", "one"], default="batches",
+                    help="how HF tokenizers gets the corpus (see hf_feed); 'one' is a single "
+                    "string, which keeps its trainer on one thread")
     args = ap.parse_args()
     if args.long_only or args.fresh_train or args.unique_words:
         print(f"load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}")

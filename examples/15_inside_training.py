@@ -97,6 +97,12 @@ def logit_lens(probe):
     top = [lens["top_tokens"][r][T - 1][0] if "top_tokens" in lens else lens["top_ids"][r][T - 1][0]
            for r in range(len(lens["labels"]))]
     print(f"top guess after {probe['tokens'][-1]!r}, row by row: " + " -> ".join(map(repr, top)))
+    first = lens["top_tokens"][0] if "top_tokens" in lens else None
+    if first is not None:
+        same = sum(first[t][0] == probe["tokens"][t] for t in range(T))
+        print(f"the embedding row's top guess is the input token itself at {same} of {T} positions"
+              + (": with tied embeddings a token's own row scores highest against itself, so the "
+                 "blocks, not the embedding, make the prediction." if same > T // 2 else "."))
 
 
 def main():
@@ -112,7 +118,7 @@ def main():
     config = GPTConfig.preset("baby", vocab_size=tok.vocab_size, **overrides)
     steps = 40 if args.quick else args.steps
     out = args.out / "15_inside_training"
-    tc = TrainConfig(batch_size=8 if args.quick else 16, block_size=config.block_size,
+    tc = TrainConfig(batch_size=8 if args.quick else 12, block_size=config.block_size,
                      max_steps=steps, lr=3e-3, min_lr=3e-4, warmup_steps=max(1, steps // 10),
                      eval_interval=max(1, steps // 4), eval_steps=4 if args.quick else 10,
                      log_interval=max(1, steps // 30), seed=args.seed, out_dir=str(out),

@@ -104,6 +104,7 @@ def main():
 
     section("analogies a : b :: c : ?")
     held = {"word2vec": [], "GPT wte": []}
+    near = {"word2vec": 0, "GPT wte": 0}
     print(f"{'a : b :: c : d':<34} {'word2vec answer (rank of d)':<30} GPT wte answer (rank of d)")
     for a, b, c, d in ANALOGIES:
         q = [vocab.id(w) for w in (a, b, c, d)]
@@ -113,11 +114,13 @@ def main():
             rank = rank_of(E, *q)
             if rank == 1:
                 held[name].append(f"{a}:{b}::{c}:{d}")
+            near[name] += rank <= 10
             cells.append(f"{best} ({rank})")
         print(f"{f'{a} : {b} :: {c} : {d}':<34} {cells[0]:<30} {cells[1]}")
     for name, found in held.items():
         print(f"{name}: {len(found)} of {len(ANALOGIES)} analogies hold (rank 1): "
-              f"{', '.join(found) or 'none'}")
+              f"{', '.join(found) or 'none'}; the expected word is in the top 10 for "
+              f"{near[name]} of {len(ANALOGIES)}")
 
     plt = pyplot()
     if plt is None:

@@ -1,16 +1,18 @@
-"""Load a HuggingFace GPT-2 or LLaMA directory and generate, showing the top-5 next tokens.
+"""Load a HuggingFace directory and generate, showing the top-5 next tokens: GPT-2, Llama
+(1, 2, 3.x), Mistral, Qwen2 / 2.5, Qwen3, SmolLM2 / 3 or Gemma 3 text.
 
-    python examples/load_pretrained.py path/to/gpt2 --prompt "Hello, I am" --steps 20
+    python examples/load_pretrained.py path/to/Qwen3-0.6B --prompt "Hello, I am" --steps 20
     python examples/load_pretrained.py --demo        # no download: a small random checkpoint
+    python examples/load_pretrained.py --demo gemma3_text   # ... of another family
 
 Every step is the seed's "logits -> softmax with temperature" made visible: the logits of the
 last position become probabilities, the five most likely tokens are printed, and one is
 chosen (greedy with --temperature 0). The KV cache means each step feeds only the new token.
 
---demo (or no path) builds a small random LLaMA-style npgpt model, writes it with
-``save_pretrained`` into a temporary directory and loads it back with ``from_pretrained``:
-the same files transformers reads. Its tokens are bytes, so the text is gibberish; the
-numbers are the point.
+--demo (or no path) builds a small random npgpt model of a family (LLaMA-style by default),
+writes it with ``save_pretrained`` into a temporary directory (config.json says its
+model_type) and loads it back with ``from_pretrained``: the same files transformers reads.
+Its tokens are bytes, so the text is gibberish; the numbers are the point.
 """
 import argparse
 import tempfile
@@ -20,6 +22,7 @@ import numpy as np
 
 from npgpt.generate import sample_next, softmax_with_temperature
 from npgpt.hf import from_pretrained, load_tokenizer, save_pretrained
+from npgpt.hf_config import model_type
 from npgpt.models import GPT, GPTConfig
 from npgpt.module import no_grad
 
@@ -34,12 +37,27 @@ class Bytes:
         return bytes(ids).decode("utf-8", errors="backslashreplace")
 
 
-def demo_checkpoint(directory: Path) -> Path:
-    config = GPTConfig(vocab_size=256, block_size=128, n_layer=2, n_head=4, n_kv_head=2,
-                       n_embd=64, pos="rope", norm="rmsnorm", mlp="swiglu", mlp_hidden=172,
-                       bias=False, tie_embeddings=False, init_std=0.1)
-    path = save_pretrained(GPT(config, seed=0), directory / "demo-llama")
-    print(f"wrote a random {config.n_layer}-layer LLaMA-style checkpoint: "
+# what each family sets beyond a LLaMA decoder (npgpt.hf_config maps config.json onto these)
+DEMO_FAMILIES = {
+    "llama": dict(tie_embeddings=False),
+    "llama3": dict(rope_theta=500000.0, rope_scaling="llama3", rope_factor=32.0,
+                   rope_original_context=64),
+    "qwen2": dict(qkv_bias=True, tie_embeddings=False),
+    "qwen3": dict(qk_norm=True, head_dim=32),
+    "smollm3": dict(rope_layers="10"),
+    "gemma3_text": dict(mlp="geglu", qk_norm=True, norm_plus_one=True, sandwich_norm=True,
+                        embed_scale=True, attn_scalar=32.0, head_dim=32, sliding_window=8,
+                        layer_types="sf", rope_local_theta=10000.0, rope_theta=1e6),
+}
+
+
+def demo_checkpoint(directory: Path, family: str) -> Path:
+    fields = dict(vocab_size=256, block_size=128, n_layer=2, n_head=4, n_kv_head=2, n_embd=64,
+                  pos="rope", norm="rmsnorm", mlp="swiglu", mlp_hidden=172, bias=False,
+                  init_std=0.1)
+    config = GPTConfig(**{**fields, **DEMO_FAMILIES[family]})
+    path = save_pretrained(GPT(config, seed=0), directory / f"demo-{family}")
+    print(f"wrote a random {config.n_layer}-layer {model_type(config)} checkpoint: "
           f"{', '.join(sorted(p.name for p in path.iterdir()))}")
     return path
 
@@ -51,7 +69,8 @@ def show(tok, i):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("path", nargs="?", help="a HuggingFace model directory")
-    parser.add_argument("--demo", action="store_true", help="use a small random checkpoint")
+    parser.add_argument("--demo", nargs="?", const="llama", choices=sorted(DEMO_FAMILIES),
+                        help="use a small random checkpoint of this family (default llama)")
     parser.add_argument("--prompt", default="The meaning of life is")
     parser.add_argument("--steps", type=int, default=12)
     parser.add_argument("--temperature", type=float, default=0.0)
@@ -59,12 +78,13 @@ def main():
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory() as tmp:
-        path = demo_checkpoint(Path(tmp)) if args.demo or args.path is None else Path(args.path)
+        demo = args.demo or (None if args.path else "llama")
+        path = demo_checkpoint(Path(tmp), demo) if demo else Path(args.path)
         model = from_pretrained(path).eval()
         c = model.config
-        print(f"loaded {path.name}: {model.num_parameters():,} parameters, L={c.n_layer} "
-              f"H={c.n_head} Hkv={c.n_kv_head} C={c.n_embd} V={c.vocab_size}, pos={c.pos}, "
-              f"norm={c.norm}, mlp={c.mlp}")
+        print(f"loaded {path.name} ({model_type(c)}): {model.num_parameters():,} parameters, "
+              f"L={c.n_layer} H={c.n_head} Hkv={c.n_kv_head} hs={c.head_size} C={c.n_embd} "
+              f"V={c.vocab_size}, pos={c.pos}, norm={c.norm}, mlp={c.mlp}")
         tok = load_tokenizer(path)
         if tok is None:
             if c.vocab_size > 256:

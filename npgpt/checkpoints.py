@@ -23,9 +23,9 @@ from .io import CONFIG, TRAINER, load_checkpoint, load_json, resolve_checkpoint
 from .layers.linear import no_init
 from .layers.quantized import check_quantization, quantize_model
 from .models import GPT, GPTConfig
-from .optim import AdamW
 from .quantized_io import load_quantized, quantization_entry
-from .trainer import TrainConfig, param_groups
+from .train_optimizer import build_optimizer
+from .trainer import TrainConfig
 from .trainer_state import check_trainer_state
 
 
@@ -43,12 +43,12 @@ def _apply_saved_lora(model, state: dict, source) -> None:
 
 
 def optimizer_layout(model, config: TrainConfig) -> dict:
-    """Name -> array with the shape and dtype of each tensor the Trainer's AdamW saves for
-    ``model`` (the parameters themselves stand in: no moments are allocated)."""
-    optimizer = AdamW(param_groups(model, config.weight_decay), lr=config.lr)
+    """Name -> array with the shape and dtype of each tensor the Trainer's optimizer (AdamW
+    or Muon) saves for ``model`` (the parameters themselves stand in: no state is allocated)."""
+    optimizer = build_optimizer(model, config)
     return {"step": np.zeros((), np.int64),
-            **{f"{i}.{name}": p.data for i, p in enumerate(optimizer._all_params())
-               for name in optimizer._state_names}}
+            **{f"{i}.{name}": p.data for i, (p, names) in enumerate(optimizer._names())
+               for name in names}}
 
 
 def _quantized_tokenizer(path: Path, config: dict):

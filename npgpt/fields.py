@@ -76,8 +76,16 @@ def in_range(lo, hi, hi_open=False, lo_open=False):
     return ok, f"{{t}} in {'(' if lo_open else '['}{lo}, {hi}{')' if hi_open else ']'}"
 
 
+class Choices(tuple):
+    """A rule that is a list of allowed values: ``.allowed`` is what ``--help`` lists."""
+
+    allowed: tuple
+
+
 def one_of(*allowed):
-    return (lambda v: v in allowed), "one of " + ", ".join(map(str, allowed))
+    rule = Choices(((lambda v: v in allowed), "one of " + ", ".join(map(str, allowed))))
+    rule.allowed = allowed
+    return rule
 
 
 def expected_text(kind: str, nullable: bool, rule=None) -> str:
@@ -132,3 +140,36 @@ def from_dict(cls, d, source: str | None = None, required: bool = False):
         if source and not str(e).startswith(where):
             raise ConfigError(f"{where}{e}") from None
         raise
+
+
+def field_comments(cls) -> dict[str, str]:
+    """Each field's trailing comment in the source of the dataclass ``cls`` (continued by
+    comment-only lines under it), joined into one line: the text ``--help`` shows, so a
+    field is described once, where it is declared. {} when the source cannot be read."""
+    import inspect
+    import io
+    import tokenize
+    try:
+        source = inspect.getsource(cls)
+    except (OSError, TypeError):
+        return {}
+    names = {f.name for f in dataclasses.fields(cls)}
+    comments: dict[str, list[str]] = {}
+    current, line_has_code, depth = None, False, 0
+    for tok in tokenize.generate_tokens(io.StringIO(source).readline):
+        if tok.type == tokenize.INDENT:
+            depth += 1
+        elif tok.type == tokenize.DEDENT:
+            depth -= 1
+        elif tok.type == tokenize.NAME and not line_has_code and depth == 1:
+            current = tok.string if tok.string in names else None
+            line_has_code = True
+        elif tok.type == tokenize.COMMENT and current is not None:
+            text = tok.string.lstrip("#").strip()
+            if text:
+                comments.setdefault(current, []).append(text)
+        elif tok.type in (tokenize.NEWLINE,):
+            line_has_code = False
+        elif tok.type not in (tokenize.NL, tokenize.COMMENT) and not line_has_code:
+            line_has_code, current = True, None
+    return {name: " ".join(parts) for name, parts in comments.items()}

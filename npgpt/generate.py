@@ -138,7 +138,7 @@ def generate(model, idx, max_new_tokens: int, temperature: float = 1.0, top_k: i
             cache = None
             if use_cache:
                 max_len = window if sliding else n + max_new_tokens
-                cache = model.new_kv_cache(B, max_len)
+                cache = model.new_kv_cache(B, max_len, window_only=True)
             logits = _step(model, tokens, n, 0, window, cache)
             for _ in range(max_new_tokens):
                 nxt = sample_next(logits[:, -1, :], rng, temperature, top_k, top_p)

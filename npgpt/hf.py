@@ -1,4 +1,5 @@
-"""HuggingFace checkpoints: GPT-2 and LLaMA-family directories in and out, no torch needed.
+"""HuggingFace checkpoints: GPT-2 and LLaMA-family directories (Llama, Mistral, Qwen2/3,
+SmolLM2/3, Gemma 3 text: see :mod:`npgpt.hf_config`) in and out, no torch needed.
 
     model = from_pretrained("path/to/gpt2")       # config.json + model.safetensors (or shards)
     save_pretrained(model, "out/")                # transformers' from_pretrained reads it back
@@ -14,8 +15,10 @@ Both families map one-to-one onto npgpt's :class:`~npgpt.models.GPT`:
       layers.i.input_layernorm                    h.i.ln_1
       layers.i.self_attn.{q,k,v}_proj (out, in)   h.i.attn.c_attn (C, (H + 2 Hkv) hs): q | k | v
                                                   columns, each transposed
+      layers.i.self_attn.{q,k}_norm (Qwen3, Gemma) h.i.attn.{q,k}_norm
       layers.i.self_attn.o_proj                   h.i.attn.c_proj (transposed)
-      layers.i.post_attention_layernorm           h.i.ln_2
+      layers.i.post_attention_layernorm           h.i.ln_2 (Gemma: h.i.ln_attn_out, and its
+                                                  pre/post_feedforward_layernorm: ln_2, ln_mlp_out)
       layers.i.mlp.{gate,up,down}_proj            h.i.mlp.{gate,up,down}_proj (transposed)
       norm                                        ln_f
       lm_head.weight, when untied                 lm_head.weight (transposed)
@@ -86,21 +89,32 @@ def layout(config: GPTConfig) -> list[Entry]:
         entries = [Entry(p + n, n) for n in names]
     else:
         p, H, Hkv, hs = "model.", c.n_head, c.n_kv_head, c.head_size
-        kinds = ("weight", "bias") if c.bias else ("weight",)
         qkv = {"q": slice(0, H * hs), "k": slice(H * hs, (H + Hkv) * hs),
                "v": slice((H + Hkv) * hs, (H + 2 * Hkv) * hs)}
+        qkv_kinds = ("weight", "bias") if (c.bias if c.qkv_bias is None else c.qkv_bias) \
+            else ("weight",)
+        kinds = ("weight", "bias") if c.bias else ("weight",)
+        # Gemma's four norms per block: post_attention_layernorm is then the attention's
+        # output norm, and pre_feedforward_layernorm the one before the MLP
+        norms = ([("input_layernorm", "ln_1"), ("post_attention_layernorm", "ln_attn_out"),
+                  ("pre_feedforward_layernorm", "ln_2"), ("post_feedforward_layernorm", "ln_mlp_out")]
+                 if c.sandwich_norm else
+                 [("input_layernorm", "ln_1"), ("post_attention_layernorm", "ln_2")])
         entries.append(Entry(p + "embed_tokens.weight", "wte.weight"))
         for i in L:
             hf, ours = f"{p}layers.{i}.", f"h.{i}."
-            entries.append(Entry(hf + "input_layernorm.weight", ours + "ln_1.weight"))
+            entries += [Entry(f"{hf}{a}.weight", f"{ours}{b}.weight") for a, b in norms]
+            for kind in qkv_kinds:
+                entries += [Entry(f"{hf}self_attn.{x}_proj.{kind}", f"{ours}attn.c_attn.{kind}",
+                                  kind == "weight", s) for x, s in qkv.items()]
+            if c.qk_norm:
+                entries += [Entry(f"{hf}self_attn.{x}_norm.weight", f"{ours}attn.{x}_norm.weight")
+                            for x in ("q", "k")]
             for kind in kinds:
                 t = kind == "weight"
-                entries += [Entry(f"{hf}self_attn.{x}_proj.{kind}", f"{ours}attn.c_attn.{kind}", t, s)
-                            for x, s in qkv.items()]
                 entries.append(Entry(f"{hf}self_attn.o_proj.{kind}", f"{ours}attn.c_proj.{kind}", t))
                 entries += [Entry(f"{hf}mlp.{m}.{kind}", f"{ours}mlp.{m}.{kind}", t)
                             for m in ("gate_proj", "up_proj", "down_proj")]
-            entries.append(Entry(hf + "post_attention_layernorm.weight", ours + "ln_2.weight"))
         entries.append(Entry(p + "norm.weight", "ln_f.weight"))
     if not c.tie_embeddings:
         entries.append(Entry("lm_head.weight", "lm_head.weight", True))

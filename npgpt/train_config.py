@@ -29,6 +29,11 @@ class TrainConfig:
     cooldown: str = "linear"      # wsd: the fall's shape, linear or sqrt (1 - sqrt)
     time_budget: str | None = None  # train this long instead of max_steps: 300, 90s, 5m or 1h
     #                               (evaluation not counted); lr decays over the elapsed share
+    optimizer: str = "adamw"      # adamw, or muon: Muon on the hidden weight matrices, AdamW
+    #                               (lr, betas) on embeddings, head, norms and biases
+    muon_lr: float = 0.02         # muon: peak learning rate of the matrices (same schedule as lr)
+    muon_momentum: float = 0.95   # muon: momentum of the matrices' (Nesterov) updates
+    muon_weight_decay: float = 0.0  # muon: decoupled weight decay of the matrices
     weight_decay: float = 0.1     # AdamW decoupled decay on weight matrices only
     beta1: float = 0.9            # AdamW first-moment decay
     beta2: float = 0.99           # AdamW second-moment decay (0.99 suits small batches)
@@ -60,6 +65,9 @@ class TrainConfig:
             raise ConfigError(f"time_budget={self.time_budget!r} and max_steps={self.max_steps} "
                               "both say when the run ends: give one (under a time budget "
                               "max_steps is not used)")
+        if self.optimizer == "muon" and self.zero == 1:
+            raise ConfigError("zero=1 shards AdamW's moments across the ranks; Muon "
+                              "orthogonalises whole matrices: use zero 0 with optimizer muon")
         if self.min_lr > self.lr:
             raise ConfigError(f"min_lr={self.min_lr} is larger than lr={self.lr}")
 
@@ -88,5 +96,7 @@ _TRAIN_RULES = {
     "schedule": one_of(*SCHEDULES), "cooldown": one_of(*COOLDOWNS),
     "cooldown_frac": in_range(0, 1, lo_open=True),
     "time_budget": (is_duration, EXPECTED),
+    "optimizer": one_of("adamw", "muon"), "muon_lr": at_least(0),
+    "muon_momentum": in_range(0, 1, hi_open=True), "muon_weight_decay": at_least(0),
     "stats_interval": at_least(0),
 }

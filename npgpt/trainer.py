@@ -30,31 +30,17 @@ from .adapters import lora_config, save_adapter
 from .data import TokenData, check_length, get_batch, tokenizer_identity
 from .errors import CheckpointError, ConfigError, TrainingError
 from .layers.quantized import is_quantized
+from .interrupt import StopSignals
 from .io import TRAINER, load_checkpoint, load_json, resolve_checkpoint, save_checkpoint
 from .runtime.memory import retain_freed_memory
 from .module import no_grad
 from .glassbox.stats import training_stats
-from .optim import AdamW, clip_grad_norm
+from .optim import clip_grad_norm
 from .runtime.parallel import DataParallel, shards_for
 from .time_budget import TrainClock, learning_rate
+from .train_optimizer import build_optimizer, param_groups  # noqa: F401 (param_groups: API)
 from .train_config import TrainConfig
 from .trainer_state import check_trainer_state
-
-
-def param_groups(model, weight_decay: float) -> list[dict]:
-    """AdamW groups: decay on weight matrices; none on biases, norms (every parameter with
-    ndim < 2) and embeddings (parameters of a module whose class name holds "Embedding")."""
-    embedding_params = {id(p) for _, m in model.named_modules()
-                        if "Embedding" in type(m).__name__ for _, p in m._own_parameters()}
-    decay, no_decay = [], []
-    for name, p in model.named_parameters():
-        if p.data.ndim < 2 or id(p) in embedding_params or name.endswith("bias"):
-            no_decay.append(p)
-        else:
-            decay.append(p)
-    groups = [{"params": decay, "weight_decay": weight_decay},
-              {"params": no_decay, "weight_decay": 0.0}]
-    return [g for g in groups if g["params"]]
 
 
 def _model_config(model) -> dict:
@@ -111,14 +97,13 @@ class Trainer:
         self.tokenizer, self.tokenizer_file = tokenizer, tokenizer_file
         self.tokenizer_info = tokenizer_identity(tokenizer) if tokenizer is not None else None
         self.params = model.trainable_parameters()     # frozen ones (a LoRA base) left out
-        self.optimizer = AdamW(param_groups(model, config.weight_decay), lr=config.lr,
-                               betas=(config.beta1, config.beta2), eps=config.eps,
-                               weight_decay=config.weight_decay)
+        self.optimizer = build_optimizer(model, config)     # AdamW, or Muon (npgpt.train_optimizer)
         self.rng = np.random.default_rng(config.seed)      # the batch sampler
         self.step = 0
         self.best_val_loss = math.inf
         self.out_dir = Path(config.out_dir)
         self.history: list[dict] = []       # the metrics lines of this run, as dicts
+        self.stopped: str | None = None     # the signal that ended train() early (SIGINT, ...)
         self._parallel: DataParallel | None = None
         # under mpiexec: this rank's part in a run over several processes (None: one process)
         self.dist = None
@@ -252,6 +237,7 @@ class Trainer:
         bar = self._progress_bar(until)
         tokens_per_step = c.batch_size * c.block_size * c.grad_accum
         last = {}
+        stop = StopSignals(distributed.get_world()).install()   # Ctrl-C, SIGTERM: npgpt.interrupt
         try:
             t0, s0 = time.perf_counter(), self.step
             self.clock.mark()
@@ -275,7 +261,13 @@ class Trainer:
                     last = self._eval_and_save(bar)
                     t0, s0 = time.perf_counter(), self.step     # eval time is not training
                     self.clock.mark()
+                if not done and stop.requested():    # the step is kept; the loop ends
+                    if self.step % c.eval_interval and c.save_checkpoints:
+                        self.checkpoint()
+                    self.stopped = stop.name
+                    break
         finally:
+            stop.uninstall()
             if bar is not None:
                 bar.close()
         self._plot()
@@ -298,11 +290,15 @@ class Trainer:
         if bar is not None:
             bar.write(message)
         if self.config.save_checkpoints:
-            self.save(self.checkpoint_dir)
-            # a LoRA run's adapter alone, in PEFT's layout (rank 0, like the checkpoint)
-            if lora_config(self.model) is not None and self.is_main:
-                save_adapter(self.model, self.adapter_dir)
+            self.checkpoint()
         return record
+
+    def checkpoint(self) -> None:
+        """Save the run to ``checkpoint_dir`` and, in a LoRA run, the adapter alone to
+        ``adapter_dir`` in PEFT's layout (rank 0 writes both)."""
+        self.save(self.checkpoint_dir)
+        if lora_config(self.model) is not None and self.is_main:
+            save_adapter(self.model, self.adapter_dir)
 
     # --- checkpoints --------------------------------------------------------------------
     def save(self, path) -> Path:

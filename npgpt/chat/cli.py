@@ -11,7 +11,7 @@ followed by an empty line.
 """
 import sys
 
-from ..errors import ConfigError
+from ..errors import ConfigError, NpgptError, describe
 
 COMMANDS = {"/quit": "end the program", "/exit": "end the program",
             "/reset": "start a new conversation (the system message stays)"}
@@ -31,7 +31,7 @@ def add_chat_parser(sub) -> None:
     p.add_argument("--top-k", type=int, default=None,
                    help="sample among the k most likely tokens (default: all)")
     p.add_argument("--top-p", type=float, default=None,
-                   help="sample among the most likely tokens adding up to p (default: 1)")
+                   help="sample among the most likely tokens adding up to p (default: all)")
     p.add_argument("--max-new-tokens", type=int, default=512,
                    help="the longest reply, in tokens (default: 512)")
     p.add_argument("--seed", type=int, default=None,
@@ -88,7 +88,14 @@ def interactive(chat, read_line, out) -> int:
             continue
         if not message:
             continue
-        chat.send(line, on_text=write)
+        try:
+            chat.send(line, on_text=write)
+        except KeyboardInterrupt:        # before the reply began: the message is withdrawn
+            write(" [stopped]\n")
+            continue
+        except NpgptError as e:          # e.g. a message longer than the context: say so, go on
+            write(f"(not sent: {describe(e)})\n")
+            continue
         write(" [stopped]\n" if chat.interrupted else "\n")
 
 

@@ -10,7 +10,8 @@ cropped to that common prefix and only the rest is fed), so a turn costs its own
 not the whole conversation.  A reply ends at an end-of-turn id (``end_of_turn_ids``: the
 ids of ``generation_config.json``'s and the tokenizer's EOS and of the families'
 end-of-turn tokens ``<|im_end|>``, ``<|eot_id|>``, ``<end_of_turn>``, ...), at
-``max_new_tokens`` or at the model's context; a KeyboardInterrupt (Ctrl-C) ends the reply
+``max_new_tokens`` or at the model's context (when the conversation no longer leaves room for
+a reply, its oldest exchanges are dropped, never the system message); a KeyboardInterrupt (Ctrl-C) ends the reply
 being written and keeps what was written of it: the conversation goes on.
 """
 import json
@@ -100,22 +101,42 @@ class Chat:
         text = render(self.template, self.messages, add_generation_prompt=True, **self.variables)
         return self.tokenizer.encode(text, allowed_special="all")
 
+    def _fitting_prompt(self):
+        """The prompt's ids, after dropping the oldest exchanges (never the system message
+        nor the last message) while it leaves less room for the reply than ``max_new_tokens``
+        (or half the context, if less)."""
+        block = self.model.config.block_size
+        room = min(self.max_new_tokens, block // 2)
+        ids = self.prompt_ids()
+        while len(ids) > block - room:
+            first = 1 if self.messages and self.messages[0]["role"] == "system" else 0
+            if len(self.messages) - first <= 1:
+                break
+            del self.messages[first:min(first + 2, len(self.messages) - 1)]
+            ids = self.prompt_ids()
+        if len(ids) >= block:
+            raise InputError(f"the last message alone is {len(ids)} tokens with the template; "
+                             f"the model's context is {block}")
+        return ids
+
     def send(self, text, on_text=None):
         """Add a user message and return the reply (streamed to ``on_text`` as it comes)."""
         if not isinstance(text, str):
             raise InputError(f"a message is a str, got {type(text).__name__}")
         self.messages.append({"role": "user", "content": text})
-        return self.reply(on_text)
+        try:
+            return self.reply(on_text)
+        except BaseException:       # refused (too long) or Ctrl-C before the reply began:
+            if self.messages[-1]["role"] == "user":      # the message was not answered
+                self.messages.pop()
+            raise
 
     def reply(self, on_text=None):
         """Sample the assistant's reply to the conversation, add it and return its text."""
         from ..generate import sample_next
         from ..module import no_grad
-        ids = self.prompt_ids()
+        ids = self._fitting_prompt()
         block = self.model.config.block_size
-        if len(ids) >= block:
-            raise InputError(f"the conversation is {len(ids)} tokens; the model's context is "
-                             f"{block}: start a new one (reset)")
         reply, shown = [], 0
         self.interrupted = False
         was_training = self.model.training

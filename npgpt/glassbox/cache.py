@@ -112,10 +112,12 @@ class Cache:
             return model.ln_f.forward(x)
 
     def unembed(self, x: np.ndarray) -> np.ndarray:
-        """The model's head on x (..., C) -> logits (..., V)."""
+        """The model's head on x (..., C) -> logits (..., V) (soft-capped if the model caps)."""
         model = self._gpt("unembed")
         with untouched(model):
-            return model._head_forward(x)
+            logits = model._head_forward(x)
+            softcap = getattr(model, "softcap", None)
+            return logits if softcap is None else softcap.forward(logits)
 
     def accumulated_resid(self, apply_ln: bool = True) -> tuple[np.ndarray, list[str]]:
         """(L + 1, B, T, C) the residual stream entering each block and leaving the last one,
@@ -145,7 +147,8 @@ class Cache:
     def logit_attrs(self, token) -> tuple[np.ndarray, list[str]]:
         """How much each component of the last residual adds to the logit of ``token`` (an
         id, or (B, T) ids, e.g. the targets): (1 + 2L + 1, B, T) and labels; the last row is
-        ln_f's bias (zero without one). The rows sum to the model's logit of ``token``.
+        ln_f's bias (zero without one). The rows sum to the model's logit of ``token`` (before
+        the soft cap, for a model with ``logit_softcap``).
 
         With x the final residual, ln_f(x) = (x - mean(x)) * rstd * w + b is linear in the
         components once rstd is fixed at the final residual's: component c contributes

@@ -123,16 +123,23 @@ def format_report(result: dict, header: str = "") -> str:
     return "\n".join(lines)
 
 
-def cmd_inspect(args) -> int:
+def inspect_checkpoint(ckpt, prompt: str, layer: int | None = None, show=(), top_k: int = 5):
+    """(:func:`inspect_prompt`'s dict, the model, the directory read) for a checkpoint or a
+    HuggingFace directory with a tokenizer: what ``npgpt inspect`` prints."""
     from ..checkpoints import load_model
     from . import cache_names, select
-    model, tokenizer, _, path = load_model(args.ckpt)
+    model, tokenizer, _, path = load_model(ckpt)
     if tokenizer is None:
-        raise CheckpointError(f"{args.ckpt} has no tokenizer to encode the prompt with")
-    show = args.show or []
+        raise CheckpointError(f"{ckpt} has no tokenizer to encode the prompt with")
+    show = list(show or [])
     if show:
         select(show, cache_names(model))       # an unknown name: the valid ones, one line
-    result = inspect_prompt(model, tokenizer, args.prompt, args.layer, show, args.top_k)
+    return inspect_prompt(model, tokenizer, prompt, layer, show, top_k), model, path
+
+
+def cmd_inspect(args) -> int:
+    result, model, path = inspect_checkpoint(args.ckpt, args.prompt, args.layer, args.show,
+                                             args.top_k)
     if args.json:
         json.dump(result, sys.stdout)
         sys.stdout.write("\n")

@@ -9,6 +9,7 @@ Names follow the checkpoint's module names. For a GPT, per block ``h.{i}``:
     h.{i}.attn.pattern       (B, H, T, T)  softmax of the scores: each row sums to 1
     h.{i}.attn.z             (B, T, H, hs) each head's output, before c_proj
     h.{i}.attn_out           (B, T, C)    the attention's output, added to the residual
+                                          (with sandwich norms: after ln_attn_out, as added)
     h.{i}.resid_mid          (B, T, C)    the residual after the attention sub-layer
     h.{i}.ln_2.normalized    (B, T, C)
     h.{i}.mlp.pre            (B, T, hidden) the activation's input (SwiGLU: the gate's)
@@ -42,8 +43,9 @@ def _normalized(norm):
             return kernels.rmsnorm_forward(x, ones, norm.eps)[0]
         return kernels.layernorm_forward(x, ones, None, norm.eps)[0]
 
-    def backward(args, result):            # y = normalized * weight (+ bias)
-        return args[0] * norm.weight.data
+    def backward(args, result):            # y = normalized * weight (+ bias); Gemma: (1 + weight)
+        w = norm.weight.data
+        return args[0] * (w + 1 if getattr(norm, "plus_one", False) else w)
     return Site((norm, "forward", forward), (norm, "backward", backward))
 
 
@@ -60,10 +62,10 @@ def _scores(sdpa):
         B, H, T, hs = q.shape
         Hkv, S = k.shape[1], k.shape[2]
         s = (q.reshape(B, Hkv, H // Hkv, T, hs) @ k[:, :, None].swapaxes(-1, -2)).reshape(B, H, T, S)
-        s *= s.dtype.type(1.0 / np.sqrt(hs))
+        s *= s.dtype.type(sdpa._scale(hs))
         allowed = np.ones((B, 1, T, S), bool)
         if sdpa.causal:
-            allowed &= causal_mask(T, S)
+            allowed &= causal_mask(T, S, sdpa.window)
         if mask is not None:
             allowed &= check_padding_mask(mask, B, S)[:, None, None, :]
         s[~np.broadcast_to(allowed, s.shape)] = -np.inf
@@ -115,7 +117,7 @@ def mlp_sites(prefix: str, mlp) -> dict[str, Site]:
 
 
 def sublayer_sites(p: str, layer, norm_name: str | None, branch: str, prenorm: bool,
-                   resid_in: Site, out_name: str) -> tuple[dict[str, Site], Site]:
+                   out_name: str) -> tuple[dict[str, Site], Site]:
     """The names of one residual sub-layer ``x -> x + branch(...)`` (see models.residual), and
     the Site of the residual after it."""
     norm = getattr(layer, norm_name) if norm_name else None
@@ -127,13 +129,16 @@ def sublayer_sites(p: str, layer, norm_name: str | None, branch: str, prenorm: b
         sites.update(mlp_sites(f"{p}mlp", module))
     else:
         sites.update(attention_sites(f"{p}{branch}", module))
-    sites[f"{p}{out_name}"] = Site((module, "forward", result0), (module, "backward", arg0))
+    out = module
+    if getattr(layer, "sandwich", False):   # Gemma: the branch's output norm is what is added
+        out = getattr(layer, {"attn": "ln_attn_out", "mlp": "ln_mlp_out"}[branch])
+    sites[f"{p}{out_name}"] = Site((out, "forward", result0), (out, "backward", arg0))
     # the residual after the sub-layer: a pre-LN (or norm-less) branch's output gradient is the
     # residual's; a post-LN residual is the norm's output
     if norm is not None and not prenorm:
         after = Site((norm, "forward", result0), (norm, "backward", arg0))
     else:
-        after = Site(None, (module, "backward", arg0))
+        after = Site(None, (out, "backward", arg0))
     return sites, after
 
 
@@ -141,7 +146,7 @@ def block_sites(p: str, block, subs: list[tuple[str | None, str, str, str]], pre
     """A block of residual sub-layers; ``subs``: (norm, branch, output name, residual name)."""
     sites = {f"{p}resid_pre": Site((block, "forward", arg0), (block, "backward", result0))}
     for n, (norm, branch, out_name, resid_name) in enumerate(subs):
-        more, after = sublayer_sites(p, block, norm, branch, prenorm, None, out_name)
+        more, after = sublayer_sites(p, block, norm, branch, prenorm, out_name)
         sites.update(more)
         last = n == len(subs) - 1
         if last:
@@ -193,11 +198,11 @@ def classifier_sites(model) -> dict[str, Site]:
              "wpe": Site((model.wpe, "forward", result0), None),
              "resid_pre": Site((model.attn, "forward", arg0), (model.wpe, "backward", arg0))}
     ln_1, ln_2 = ("ln_1", "ln_2") if model.layernorm else (None, None)
-    more, mid = sublayer_sites("", model, ln_1, "attn", False, None, "attn_out")
+    more, mid = sublayer_sites("", model, ln_1, "attn", False, "attn_out")
     sites.update(more)
     mid.forward = mid.forward or (model.mlp, "forward", arg0)
     sites["resid_mid"] = mid
-    more, post = sublayer_sites("", model, ln_2, "mlp", False, None, "mlp_out")
+    more, post = sublayer_sites("", model, ln_2, "mlp", False, "mlp_out")
     sites.update(more)
     if post.forward is not None:            # without ln_2 no layer reads the last residual whole
         sites["resid_post"] = post

@@ -263,21 +263,42 @@ function current() {
   return p;
 }
 
+let focus = null;          // the query position whose row is outlined (hover a token)
+
 function drawAttention() {
   const p = current(), box = document.getElementById("attention"), A = p.attention;
   box.textContent = "";
   if (!A.length) return missing(box, "This probe record has no attention patterns.");
   const H = A[0].length, T = p.tokens.length, cell = Math.max(3, Math.min(10, Math.floor(180 / Math.max(1, T))));
+  const strip = el("div", {class: "tokens"});
+  strip.appendChild(el("span", {class: "hint"}, "hover a token to outline what it attends to: "));
+  p.tokens.forEach((t, q) => {
+    const span = el("span", {class: "token"}, JSON.stringify(t).slice(1, -1) || "\u00a0");
+    if (q === focus) span.classList.add("focus");
+    span.addEventListener("mouseenter", () => { focus = q; drawAttention(); });
+    strip.appendChild(span);
+  });
+  strip.addEventListener("mouseleave", () => { if (focus !== null) { focus = null; drawAttention(); } });
+  box.appendChild(strip);
   const grid = el("div", {class: "grid"});
   grid.style.gridTemplateColumns = `repeat(${H}, max-content)`;
   box.appendChild(grid);
   A.forEach((layer, l) => layer.forEach((pattern, h) => {
-    const c = makeCanvas(grid, cell * T, cell * T, `layer ${l} head ${h}`), g = c.getContext("2d");
+    let caption = `layer ${l} head ${h}`;
+    if (focus !== null) {
+      const best = pattern[focus].indexOf(Math.max(...pattern[focus]));
+      caption += `: ${JSON.stringify(p.tokens[focus])} -> ${JSON.stringify(p.tokens[best])}@${best}`;
+    }
+    const c = makeCanvas(grid, cell * T, cell * T, caption), g = c.getContext("2d");
     c.classList.add("attn");
     pattern.forEach((row, q) => row.forEach((w, k) => {
       g.fillStyle = k > q ? "#fafafa" : colour(w);
       g.fillRect(k * cell, q * cell, cell, cell);
     }));
+    if (focus !== null) {
+      g.strokeStyle = "#e00"; g.lineWidth = 1;
+      g.strokeRect(0.5, focus * cell + 0.5, (focus + 1) * cell - 1, cell - 1);
+    }
     c.addEventListener("mousemove", ev => {
       const q = Math.floor(ev.offsetY / cell), k = Math.floor(ev.offsetX / cell);
       if (q >= T || k >= T) return hideTip();

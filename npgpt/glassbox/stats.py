@@ -17,19 +17,21 @@ import math
 
 import numpy as np
 
-from ..errors import ConfigError, TrainingError
 from .. import metrics
+from ..errors import ConfigError, TrainingError
+from ..runtime.threads import serial
 
 HIST_EDGES = np.linspace(-5.0, 5.0, 41)
-SAMPLE_ROWS = 4            # windows of the fixed activation sample
+SAMPLE_ROWS = 2            # windows of the fixed activation sample
 PROBE_TOKENS = 32          # the default probe: this many tokens of the validation text
 VERSION = 1
 
 
 def histogram(a: np.ndarray) -> list[float]:
     """Fractions of ``a`` in the 40 bins of HIST_EDGES (values beyond fall in the end bins)."""
-    width = HIST_EDGES[1] - HIST_EDGES[0]
-    bins = np.clip(((a.ravel() - HIST_EDGES[0]) / width).astype(np.int64), 0, len(HIST_EDGES) - 2)
+    width = a.dtype.type(HIST_EDGES[1] - HIST_EDGES[0])
+    scaled = (a.ravel() - a.dtype.type(HIST_EDGES[0])) / width
+    bins = np.clip(scaled, 0, len(HIST_EDGES) - 2).astype(np.int64)
     counts = np.bincount(bins, minlength=len(HIST_EDGES) - 1)
     return np.round(counts / max(1, a.size), 5).tolist()
 
@@ -57,7 +59,7 @@ def saturation(pre: np.ndarray, activation: str) -> tuple[float, float]:
 
 
 def _std(a: np.ndarray) -> float:
-    return float(a.std(dtype=np.float64))
+    return float(a.std())        # float32 pairwise sums: ample for a 4-digit statistic
 
 
 def _ratio(num: float, den: float):
@@ -154,8 +156,8 @@ class TrainingStats:
                             "update_data": None if not update else round(math.log10(update), 4)}
             if name.startswith("h."):
                 block = ".".join(name.split(".")[:2])
-                block_sq[block] = block_sq.get(block, 0.0) + float(
-                    np.square(p.grad, dtype=np.float64).sum())
+                g = p.grad.ravel()
+                block_sq[block] = block_sq.get(block, 0.0) + float(np.dot(g, g))
         record = {"kind": "step", "step": self.trainer.step, "lr": lr,
                   "grad_norm": round(float(grad_norm), 6), "params": params,
                   "layers": self._activations(block_sq)}
@@ -163,7 +165,8 @@ class TrainingStats:
 
     def _activations(self, block_sq: dict) -> dict:
         names = ["h.*.resid_post", "h.*.attn.pattern", "h.*.mlp.pre", "h.*.mlp.post"]
-        _, cache = self.model.run_with_cache(self.sample, names=names)
+        with serial():               # a few windows: one thread does it (npgpt.runtime.threads)
+            _, cache = self.model.run_with_cache(self.sample, names=names)
         layers = {}
         for i in range(self.model.config.n_layer):
             pre, post = cache[f"h.{i}.mlp.pre"], cache[f"h.{i}.mlp.post"]
@@ -182,8 +185,9 @@ class TrainingStats:
         if not self.writes:
             return
         ids = self.probe_ids[None]
-        _, cache = self.model.run_with_cache(ids, names=["h.*.resid_pre", "h.*.resid_post",
-                                                          "h.*.attn.pattern"])
+        with serial():
+            _, cache = self.model.run_with_cache(ids, names=["h.*.resid_pre", "h.*.resid_post",
+                                                              "h.*.attn.pattern"])
         L = self.model.config.n_layer
         attention = np.stack([cache[f"h.{i}.attn.pattern"][0] for i in range(L)])
         tok = self.trainer.tokenizer

@@ -108,7 +108,7 @@ class MultiHeadAttention(_MultiHead):
     only); ``scale`` replaces 1 / sqrt(hs); ``window`` makes it a sliding-window layer (query
     i sees keys i - W < j <= i); ``norm_plus_one`` gives the q/k norms Gemma's (1 + weight).
 
-    ``positions`` default to offset, ..., offset + T - 1, offset = ``kv_cache.length`` (or 0).
+    ``positions`` default to offset, ..., offset + T - 1, offset = ``kv_cache.position`` (or 0).
     ``key_padding_mask`` (B, S) covers every key: the cached ones too, when there is a cache.
     """
 
@@ -154,7 +154,7 @@ class MultiHeadAttention(_MultiHead):
         cos = sin = None
         if self._rope is not None:
             if positions is None:
-                offset = kv_cache.length if kv_cache is not None else 0
+                offset = kv_cache.position if kv_cache is not None else 0
                 positions = np.arange(offset, offset + T)
             positions = _check_positions(positions, T)
             cos, sin = self._rope.tables(positions, x.dtype)

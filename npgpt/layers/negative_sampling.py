@@ -31,7 +31,7 @@ class NegativeSamplingLoss(Module):
     context word and columns 1..K the negatives; loss: a scalar.
 
     backward, with z = sign * s and dloss the upstream scalar:
-        ds[b, j] = -dloss / B * sign_j * sigmoid(-z[b, j])      (d/dz of -log sigmoid(z) = -sigmoid(-z))
+        ds[b, j] = -dloss / B * sign_j * sigmoid(-z[b, j])    (d/dz -log sigmoid(z) = -sigmoid(-z))
         dv[b]    = sum_j ds[b, j] u[b, j]
         du[b, j] = ds[b, j] v[b]
     """

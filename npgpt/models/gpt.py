@@ -296,7 +296,7 @@ class GPT(Model):
 
     def _logits(self, idx, key_padding_mask=None, kv_cache=None):
         B, T = idx.shape
-        offset = kv_cache[0].length if kv_cache is not None else 0
+        offset = kv_cache[0].position if kv_cache is not None else 0
         positions = np.arange(offset, offset + T)
         x = self.wte(idx)                # a fresh gather: the positions are added in place
         if self.config.embed_scale:
@@ -338,12 +338,21 @@ class GPT(Model):
         self.wte.backward(dx)
 
     # --- inference ---------------------------------------------------------------------
-    def new_kv_cache(self, batch_size: int, max_len: int | None = None) -> list[KVCache]:
-        """One KVCache per layer, for ``max_len`` positions (default ``block_size``)."""
+    def new_kv_cache(self, batch_size: int, max_len: int | None = None,
+                     window_only: bool = False) -> list[KVCache]:
+        """One KVCache per layer, for ``max_len`` positions (default ``block_size``).
+        ``window_only``: sliding-window layers keep only their window (see KVCache), so their
+        caches hold about sliding_window positions however long the text; such caches cannot
+        be cropped back past what they dropped."""
         c = self.config
         max_len = max_len or c.block_size
-        return [KVCache(batch_size, c.n_kv_head, max_len, c.head_size, dtype=self.dtype)
-                for _ in range(c.n_layer)]
+        caches = []
+        for i in range(c.n_layer):
+            window = c.sliding_window if window_only and c.layer_type(i) == "s" else None
+            size = max_len if window is None else min(max_len, window + 63)
+            caches.append(KVCache(batch_size, c.n_kv_head, size, c.head_size, dtype=self.dtype,
+                                  window=window))
+        return caches
 
     # GPT.from_pretrained / save_pretrained (npgpt.hf) and GPT.generate (npgpt.generate) are
     # given to the class by those modules, which speak the file format and the decoding loop:

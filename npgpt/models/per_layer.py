@@ -35,9 +35,9 @@ def check_family_fields(c) -> None:
 
 
 def embed_multiplier(config) -> float:
-    """The embedding scale sqrt(n_embd), rounded to float32 as the reference implementation
-    (transformers' Gemma) stores it, so float32 and float64 models both match it."""
-    return float(np.float32(np.sqrt(config.n_embd)))
+    """The embedding scale sqrt(n_embd) (callers round it to the model's dtype, as the
+    reference implementation, transformers' Gemma, holds it in the weights' dtype)."""
+    return float(np.sqrt(config.n_embd))
 
 
 def layer_ropes(config, dtype) -> list:

@@ -149,9 +149,10 @@ class PairSampler:
         offset = self.rng.integers(1, reach + 1) * self.rng.choice((-1, 1), size=batch_size)
         ctx = pos + offset
         ctx = np.where((ctx < 0) | (ctx >= n), pos - offset, ctx)   # reflect at the ends
+        ctx = np.clip(ctx, 0, n - 1)       # (a stream shorter than the window: stay inside it)
         noise = np.searchsorted(self.noise_cdf, self.rng.random((batch_size, self.negatives)))
-        words = np.concatenate([self.stream[ctx][:, None], np.minimum(noise, len(self.noise_cdf) - 1)],
-                               axis=1)
+        noise = np.minimum(noise, len(self.noise_cdf) - 1)     # (a cdf that ends just under 1)
+        words = np.concatenate([self.stream[ctx][:, None], noise], axis=1)
         return self.stream[pos], words
 
 

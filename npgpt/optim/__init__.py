@@ -13,10 +13,12 @@ for a checkpoint's safetensors file.
 from .adam import Adam, AdamW, adamw_update
 from .base import LearningRate, Optimizer
 from .clip import clip_grad_norm
+from .muon import Muon, newton_schulz
 from .schedules import (COOLDOWNS, SCHEDULES, cosine_schedule, decay_factor, schedule_lr,
                         step_progress, wsd_schedule)
 from .sgd import SGD
 
-__all__ = ["Optimizer", "LearningRate", "SGD", "Adam", "AdamW", "adamw_update",
+__all__ = ["Optimizer", "LearningRate", "SGD", "Adam", "AdamW", "adamw_update", "Muon",
+           "newton_schulz",
            "clip_grad_norm", "cosine_schedule", "wsd_schedule", "schedule_lr", "decay_factor",
            "step_progress", "SCHEDULES", "COOLDOWNS"]

@@ -45,9 +45,10 @@ class LearningRate:
     """``set_lr`` and ``lr`` over ``self.param_groups``: what a schedule talks to."""
 
     def set_lr(self, lr: float):
-        """Set the learning rate of every group (what a schedule does each step)."""
+        """Set the learning rate of every group (what a schedule does each step); a group
+        with an ``lr_scale`` (Muon's matrices) gets ``lr * lr_scale``."""
         for g in self.param_groups:
-            g["lr"] = lr
+            g["lr"] = lr * g["lr_scale"] if "lr_scale" in g else lr
 
     @property
     def lr(self) -> float:
@@ -77,10 +78,17 @@ class Optimizer(LearningRate):
         for p in self._all_params():
             p.grad.fill(0)
 
-    def _param_state(self, i: int, p: Parameter) -> dict[str, np.ndarray]:
+    def state_names(self, group: dict) -> tuple[str, ...]:
+        """The state arrays each parameter of ``group`` keeps (one optimizer may mix kinds)."""
+        return self._state_names
+
+    def _names(self) -> list[tuple[Parameter, tuple[str, ...]]]:
+        return [(p, self.state_names(g)) for g in self.param_groups for p in g["params"]]
+
+    def _param_state(self, i: int, p: Parameter, group: dict) -> dict[str, np.ndarray]:
         st = self.state[i]
         if not st:
-            for name in self._state_names:
+            for name in self.state_names(group):
                 st[name] = np.zeros_like(p.data)
         return st
 
@@ -89,7 +97,7 @@ class Optimizer(LearningRate):
         i = 0
         for group in self.param_groups:
             for p in group["params"]:
-                self._update(p, self._param_state(i, p), group)
+                self._update(p, self._param_state(i, p, group), group)
                 i += 1
 
     def _update(self, p: Parameter, st: dict, group: dict):
@@ -97,14 +105,17 @@ class Optimizer(LearningRate):
 
     def state_dict(self) -> dict[str, np.ndarray]:
         out = {"step": np.array(self.step_count, dtype=np.int64)}
-        for i, (p, st) in enumerate(zip(self._all_params(), self.state)):
-            for name in self._state_names:
+        for i, ((p, names), st) in enumerate(zip(self._names(), self.state)):
+            for name in names:
                 out[f"{i}.{name}"] = st[name] if st else np.zeros_like(p.data)
         return out
 
     def load_state_dict(self, state: dict):
-        params = self._all_params()
-        expected = {f"{i}.{n}": p.shape for i, p in enumerate(params) for n in self._state_names}
+        if not isinstance(state, dict):
+            raise CheckpointError(f"optimizer state is a {type(state).__name__}, expected a "
+                                  "dict of arrays (state_dict())")
+        named = self._names()
+        expected = {f"{i}.{n}": p.shape for i, (p, names) in enumerate(named) for n in names}
         missing = sorted(set(expected) - set(state))
         wrong = [f"{k}: {tuple(np.shape(state[k]))} vs {expected[k]}"
                  for k in expected if k in state and tuple(np.shape(state[k])) != expected[k]]
@@ -114,6 +125,5 @@ class Optimizer(LearningRate):
                 f"{' ...' if len(missing) > 5 else ''}{' and step' if 'step' not in state else ''}"
                 f"; mis-shaped {wrong[:5]}")
         self.step_count = int(state["step"])
-        for i, p in enumerate(params):
-            self.state[i] = {n: np.array(state[f"{i}.{n}"], dtype=p.data.dtype)
-                             for n in self._state_names}
+        for i, (p, names) in enumerate(named):
+            self.state[i] = {n: np.array(state[f"{i}.{n}"], dtype=p.data.dtype) for n in names}

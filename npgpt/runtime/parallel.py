@@ -159,6 +159,8 @@ class DataParallel:
         for r in self._replicas[:n - 1]:
             if r.module.training != self.model.training:
                 r.module.train(self.model.training)
+            if not self.model.training:   # no masks drawn: the model's streams stay as they
+                continue                  # are, so an evaluation never moves training's
             for g, h in zip(self._generators, r.generators):
                 seed = int(g.integers(2 ** 63))
                 h.bit_generator.state = type(g.bit_generator)(seed).state

@@ -6,6 +6,7 @@ needed, so ``import npgpt`` stays fast.
 """
 from __future__ import annotations
 
+import contextlib
 import os
 
 from ..errors import ConfigError
@@ -88,3 +89,33 @@ def init_threads() -> None:
         set_num_threads(_parse(value))
     else:
         _limit_scipy_blas()
+
+
+_blas_libs = None
+
+
+@contextlib.contextmanager
+def serial():
+    """BLAS at one thread and numba's kernels serial, on this thread, for the span of the block.
+
+    For a small side computation between training steps (the training statistics' forward
+    of a few windows): products that small gain nothing from a second thread and pay for
+    waking it, and on a busy machine a BLAS thread that is not scheduled stalls its partner.
+    """
+    global _blas_libs
+    import numba
+    from threadpoolctl import ThreadpoolController
+    init_threads()
+    if _blas_libs is None:
+        _blas_libs = ThreadpoolController().select(user_api="blas").lib_controllers
+    saved_blas = [(lib, lib.get_num_threads()) for lib in _blas_libs]
+    saved_numba = numba.get_num_threads()
+    for lib, _ in saved_blas:
+        lib.set_num_threads(1)
+    numba.set_num_threads(1)
+    try:
+        yield
+    finally:
+        numba.set_num_threads(saved_numba)
+        for lib, n in saved_blas:
+            lib.set_num_threads(n)

@@ -56,7 +56,8 @@ def load(path):
         return CharTokenizer.load(path)
     if '"npgpt-classicbpe"' in head:
         return ClassicBPE.load(path)
-    if head.lstrip().startswith("{") and '"model"' in head:
+    if head.lstrip().startswith("{"):       # any other JSON: a tokenizer.json (whose "model"
+        # may come after a long added_tokens list), or a clear error saying what it is not
         from .hf import from_tokenizer_json
         return from_tokenizer_json(path)
     if first and len(first.split()) == 2 and first.split()[1].isdigit():

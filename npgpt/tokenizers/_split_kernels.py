@@ -21,7 +21,11 @@ The character classes (letter, digit, whitespace, and which contraction letter a
 matches case-insensitively) are one byte per code point from ``unicode_classes.class_table``,
 Unicode 16.0.0's, the same that ``unicode_classes.pinned_pattern`` writes into the regex.
 
-Imported only when a large text is encoded, never at ``import npgpt``.
+The helpers that only read arrays (the cut, the hash, the comparison) are compiled without
+reference counting (``_nrt=False``), so the trainer's counting kernel, which calls them, loads
+without numba's runtime (runtime/numba_start.py); the encoder calls them as before.
+
+Imported only when a large text is encoded or a tokenizer trained, never at ``import npgpt``.
 """
 import numpy as np
 from ..runtime.numba_start import njit
@@ -40,23 +44,23 @@ def char_classes():
     return class_table()
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def _is_newline(c):
     return c == 10 or c == 13
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def _fold(cls, c):
     return cls[c] >> FOLD_SHIFT
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def _punct(cls, c):
     # [^\s\p{L}\p{N}]
     return (cls[c] & (LETTER | DIGIT | SPACE)) == 0
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def next_piece_end(cp, cls, i):
     """End (exclusive) of the GPT-4 pattern's match starting at i (see the module docstring)."""
     n = cp.size
@@ -131,7 +135,7 @@ def split_gpt4(cp, cls):
     return starts[:m + 1]
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def _hash(cp, s, e):
     h = np.uint64(14695981039346656037)
     for i in range(s, e):
@@ -139,7 +143,7 @@ def _hash(cp, s, e):
     return h
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def _same(x, s1, e1, y, s2, e2):
     # x[s1:e1] == y[s2:e2]
     if e1 - s1 != e2 - s2:

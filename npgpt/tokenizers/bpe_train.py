@@ -35,6 +35,29 @@ def count_words(text, pattern):
     return {w.encode("utf-8"): c for w, c in counts.items() if w}
 
 
+def count_words_gpt4(text):
+    """``count_words(text, PinnedSplit(GPT4_PATTERN))`` (the definition, which the tests hold
+    it to) by one numba kernel over the code points (see _count_kernels.py); the same pieces
+    in the same order."""
+    from . import _count_kernels as K
+    from .unicode_classes import class_table
+    cp = np.frombuffer(text.encode("utf-32-le"), np.uint32)   # one element per code point
+    cls = class_table()
+    size = 1 << 12
+    starts, ends, counts = (np.empty(size // 2, np.int64) for _ in range(3))
+    slots = np.full(size, -1, np.int64)
+    i, n = K.count_pieces(cp, cls, 0, 0, starts, ends, counts, slots)
+    while i < cp.size:          # the table is half full: twice the size, and go on
+        size *= 2
+        starts, ends, counts = (np.concatenate([a[:n], np.empty(size // 2 - n, np.int64)])
+                                for a in (starts, ends, counts))
+        slots = np.full(size, -1, np.int64)
+        K.reinsert(cp, starts, ends, n, slots)
+        i, n = K.count_pieces(cp, cls, i, n, starts, ends, counts, slots)
+    return {text[s:e].encode("utf-8"): c
+            for s, e, c in zip(starts[:n].tolist(), ends[:n].tolist(), counts[:n].tolist())}
+
+
 def _pack(word_counts):
     """{bytes: count} -> (symbols int64 (N,), word_start int64 (W+1,), counts int64 (W,))."""
     words = list(word_counts)
@@ -53,20 +76,60 @@ def train_merges(word_counts, n_merges, first_id=256, progress=None, chunk=256):
     every ``chunk`` merges."""
     if n_merges <= 0 or not word_counts:
         return np.zeros((0, 2), np.int64)
-    from ._bpe_kernels import init_state, merge_steps  # numba loads here, not at import
+    from . import _bpe_kernels as K  # numba loads here, not at import
     symbols, word_start, counts = _pack(word_counts)
-    state = init_state(symbols, word_start, counts)
+    N, W = symbols.size, counts.size
+    n_pairs = _byte_pairs(symbols, word_start)
+    table = _empty_table(_table_size(n_pairs))
+    pool = 3 * N + 16  # every first pair, and per merged occurrence at most two new ones
+    nxt, prv, freq = (np.empty(N, np.int64) for _ in range(3))
+    pool_pos, pool_nxt = np.empty(pool, np.int64), np.empty(pool, np.int64)
+    heap = n_pairs + 4 * N + 16
+    hc, hk = np.empty(heap, np.int64), np.empty(heap, np.int64)
+    scalars = np.zeros(K.N_SCALARS, np.int64)
+    K.init_state(symbols, word_start, counts, nxt, prv, freq, *table[:3], pool_pos, pool_nxt,
+                 hc, hk, scalars)
     out = np.zeros((n_merges, 2), np.int64)
     done = 0
     while done < n_merges:
         step = min(chunk, n_merges - done)
-        got = merge_steps(symbols, *state, first_id + done, step, out[done:done + step])
+        got = K.merge_steps(symbols, nxt, prv, freq, *table, pool_pos, pool_nxt, hc, hk,
+                            scalars, first_id + done, step, out[done:done + step])
         done += got
+        if scalars[K._GROW]:
+            bigger = _empty_table(2 * table[0].size)
+            scalars[K._N_KEYS] = K.rehash(*table[:3], *bigger[:3])
+            table = bigger
+            continue
         if progress is not None:
             progress(done, n_merges)
         if got < step:
             break
     return out[:done]
+
+
+def _byte_pairs(symbols, word_start):
+    """How many distinct adjacent byte pairs lie inside the words."""
+    inside = np.ones(max(symbols.size - 1, 0), bool)
+    ends = word_start[1:-1] - 1                      # a word's last byte and the next's first
+    inside[ends[ends < inside.size]] = False
+    pairs = symbols[:-1][inside] * 256 + symbols[1:][inside]
+    return int(np.count_nonzero(np.bincount(pairs, minlength=1)))
+
+
+def _table_size(n_keys):
+    """The pair table's slots for ``n_keys`` pairs and room to grow: a power of two, at least
+    four times as many (merge_steps keeps it at most half full)."""
+    size = 4096
+    while size < 4 * n_keys:
+        size *= 2
+    return size
+
+
+def _empty_table(size):
+    """(keys, count, head, mark, touched) of an empty pair table of ``size`` slots."""
+    return (np.full(size, -1, np.int64), np.zeros(size, np.int64), np.full(size, -1, np.int64),
+            np.full(size, -1, np.int64), np.empty(size, np.int64))
 
 
 def train_merges_reference(word_counts, n_merges, first_id=256):

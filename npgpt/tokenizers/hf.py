@@ -44,7 +44,7 @@ def _to_bytes(token, decoder, where):
 
 
 def from_vocab_merges_dicts(vocab, merges, pattern=GPT2_PATTERN, special_tokens=None,
-                            ignore_merges=False, where="<vocab>", prefix_space=False):
+                            ignore_merges=False, where="<vocab>"):
     """vocab {token string: id}, merges [(a, b) strings] -> ByteBPE."""
     decoder = {c: b for b, c in bytes_to_unicode().items()}
     byte_ids = [None] * 256
@@ -68,10 +68,6 @@ def from_vocab_merges_dicts(vocab, merges, pattern=GPT2_PATTERN, special_tokens=
             _to_bytes(tok, decoder, where)  # a byte-level token nobody can form: ignore it
     tok = ByteBPE(table, pattern=pattern, special_tokens=specials, byte_ids=byte_ids,
                   ignore_merges=ignore_merges)
-    tok.prefix_space = prefix_space
-    if prefix_space:
-        plain = tok.encode_ordinary
-        tok.encode_ordinary = lambda text: plain(text if text.startswith(" ") else " " + text)
     return tok
 
 
@@ -201,8 +197,6 @@ def _bytebpe_json(tok):
                                  "tokenizer.json's vocabulary maps each token to one id")
         vocab[show(raw)] = i
     merges = [f"{show(tok.vocab[a])} {show(tok.vocab[b])}" for a, b, _ in tok.merges]
-    if getattr(tok, "prefix_space", False):
-        raise TokenizerError("a byte-level BPE that adds a prefix space is not exported")
     byte_level = {"type": "ByteLevel", "add_prefix_space": False, "trim_offsets": True,
                   "use_regex": False}
     if tok.pattern is None:

@@ -37,15 +37,26 @@ def byte_chars():
     return _BYTE_CHARS
 
 
+_WORD = r"\p{L}\p{M}\p{N}\p{Pc}"      # Oniguruma's Unicode \w: Letter, Mark, Number, Pc
+
+
 def onig_to_python(pattern):
     """A tokenizer.json regex (Oniguruma, Ruby syntax) as Python's ``regex`` reads it the same:
-    ``\\z`` is end of text in both spellings Python knows as ``\\Z``; Ruby's ``$`` is the end of
-    a line."""
+    Ruby's ``\\z`` (end of text) is Python's ``\\Z``; Ruby's ``$`` is the end of a line; its
+    ``\\w`` takes every Number (``¹``, ``Ⅻ``), Python's only decimal digits."""
     out, i, depth = [], 0, 0
     while i < len(pattern):
         c = pattern[i]
         if c == "\\" and i + 1 < len(pattern):
-            out.append("\\Z" if pattern[i + 1] == "z" and not depth else pattern[i:i + 2])
+            esc = pattern[i + 1]
+            if esc == "z" and not depth:
+                out.append("\\Z")
+            elif esc == "w":
+                out.append(_WORD if depth else f"[{_WORD}]")
+            elif esc == "W" and not depth:
+                out.append(f"[^{_WORD}]")
+            else:
+                out.append(pattern[i:i + 2])
             i += 2
             continue
         if c == "[":

@@ -26,9 +26,10 @@ import regex
 from ..errors import TokenizerError
 from . import hf_pipeline
 from .base import Tokenizer, atomic_write, short_hash, token_ids
-from .bpe_encode import bpe_piece
+from .bpe_encode import bpe_piece, fits_numba_table
 
 _CACHE_LIMIT = 100_000
+_NUMBA_MIN_SYMBOLS = 512    # a piece this long is merged by the numba kernel
 _WORD = regex.compile(r"\w")
 _SPACE = regex.compile(r"\s")
 
@@ -93,6 +94,8 @@ class HFTokenizer(Tokenizer):
                                   for s, t in self.added.items() if t["normalized"]}
         self._matchers = {}
         self._cache = {}
+        self._pair_table = None
+        self._name = None
 
     # --- added tokens -------------------------------------------------------------------------
     def _matcher(self, allowed, normalized):
@@ -198,7 +201,38 @@ class HFTokenizer(Tokenizer):
                 unk = self.unk_id
         if unk is not None:
             word.append(unk)
+        if len(word) > _NUMBA_MIN_SYMBOLS and self._numba_table() is not None:
+            return self._bpe_numba(word)
         return bpe_piece(word, self.ranks)
+
+    def _numba_table(self):
+        """The merges as the numba kernels' pair table (``_encode_kernels``), built on first
+        use, or None when the ids or ranks do not fit it."""
+        if self._pair_table is None:
+            import numpy as np
+            order = sorted(self.ranks.items(), key=lambda kv: kv[1][0])
+            if not fits_numba_table(len(order), max(self.id_to_token, default=0)):
+                self._pair_table = False
+            else:
+                from ._encode_kernels import build_pair_table
+                a = np.array([ab[0] for ab, _ in order], np.int64)
+                b = np.array([ab[1] for ab, _ in order], np.int64)
+                new = np.array([rn[1] for _, rn in order], np.int64)
+                self._pair_table = build_pair_table(a, b, new)   # ranks: positions, same order
+        return self._pair_table or None
+
+    def _bpe_numba(self, word):
+        """``bpe_piece`` of a long piece (SentencePiece-style files make a whole text without
+        spaces one piece) by the numba kernel: the same rule, O(m log m) without Python's
+        per-merge cost."""
+        import numpy as np
+
+        from ._encode_kernels import bpe
+        m = len(word)
+        buf = np.array(word, np.int64)
+        nxt, prv = np.empty(m, np.int64), np.empty(m, np.int64)
+        n = bpe(buf, m, *self._numba_table(), nxt, prv, np.empty(3 * m, np.int64))
+        return buf[:n].tolist()
 
     # --- decoding -----------------------------------------------------------------------------
     def decode(self, ids, errors="replace", skip_special_tokens=False):
@@ -232,7 +266,11 @@ class HFTokenizer(Tokenizer):
 
     @property
     def name(self):
-        return "hf:" + short_hash(json.dumps(self.json, ensure_ascii=False, sort_keys=True))
+        """``hf:`` and the hash of the file's content (computed once: files are megabytes)."""
+        if self._name is None:
+            self._name = "hf:" + short_hash(json.dumps(self.json, ensure_ascii=False,
+                                                       sort_keys=True))
+        return self._name
 
     def save(self, path):
         """Write the ``tokenizer.json`` back (``npgpt.tokenizers.load`` reads it)."""

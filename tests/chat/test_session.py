@@ -88,6 +88,17 @@ def test_bad_settings_and_a_conversation_longer_than_the_context_are_refused(cha
         chat.send("to be or not " * 200)
 
 
+def test_oldest_exchanges_are_dropped_when_the_conversation_outgrows_the_context(chat_dir):
+    chat = Chat.from_pretrained(chat_dir, system="S", temperature=0, max_new_tokens=20)
+    for n in range(12):
+        chat.send(f"message {n}: to be or not to be, that is the question")
+        assert len(chat.prompt_ids()) <= chat.model.config.block_size
+    assert chat.messages[0] == {"role": "system", "content": "S"}
+    assert chat.messages[-2]["content"].startswith("message 11")
+    assert not any(m["content"].startswith("message 0:") for m in chat.messages)
+    assert [m["role"] for m in chat.messages[1:]] == ["user", "assistant"] * ((len(chat.messages) - 1) // 2)
+
+
 def test_a_directory_without_a_template_is_refused(chat_dir, tmp_path):
     import json
     import shutil

@@ -316,7 +316,31 @@ def _cases():
               ("npgpt.data.get_batch", "float data", lambda: data.get_batch(np.arange(40.0) + 0.5, 2, 8, R)),
               ("npgpt.data.tokenize", "text None", lambda: data.tokenize(None, char())),
               ("npgpt.data.tokenize", "not a tokenizer", lambda: data.tokenize("abc", "char"))]
+    cases += run_cases()
     return cases
+
+
+def run_cases():
+    """npgpt.train / sample / eval: the options of the commands as keywords, refused before
+    anything is written (the output directory is never created)."""
+    out = "/nonexistent/npgpt-faults-run"
+    train = [("max_steps='x'", dict(max_steps="x")), ("n_layer=0", dict(n_layer=0)),
+             ("lr=nan", dict(lr=float("nan"))), ("an unknown option", dict(n_layers=2)),
+             ("data=''", dict(data="")), ("resume=''", dict(resume="")),
+             ("pos='abs'", dict(pos="abs")), ("preset='huge'", dict(preset="huge")),
+             ("lora_rank without init_from", dict(lora_rank=4)),
+             ("lora_alpha without lora_rank", dict(lora_alpha=8.0)),
+             ("a missing data file", dict(data="/nonexistent.txt"))]
+    sample = [("a missing checkpoint", dict(ckpt="/nonexistent/run")),
+              ("temperature=-1", dict(temperature=-1.0)), ("top_p=2", dict(top_p=2.0)),
+              ("num_samples=0", dict(num_samples=0)), ("an unknown option", dict(tokens=3)),
+              ("ckpt=''", dict(ckpt=""))]
+    evaluate = [("a missing checkpoint", dict(ckpt="/nonexistent/run")),
+                ("block=0", dict(block=0)), ("an unknown option", dict(window=8))]
+    return ([("npgpt.train", label, lambda kw=kw: npgpt.train(out_dir=out, **kw))
+             for label, kw in train]
+            + [("npgpt.sample", label, lambda kw=kw: npgpt.sample(**kw)) for label, kw in sample]
+            + [("npgpt.eval", label, lambda kw=kw: npgpt.eval(**kw)) for label, kw in evaluate])
 
 
 CASES = _cases()

@@ -39,6 +39,8 @@ ACCEPTS = {
     ("params", "--dropout"): {"0"}, ("params", "--init-std"): {"0", "2.5"},
     ("params", "--rope-theta"): {"2.5"}, ("params", "--norm-eps"): {"2.5"},
     ("train", "--logit-softcap"): {"2.5"}, ("params", "--logit-softcap"): {"2.5"},
+    ("train", "--muon-lr"): {"0", "2.5"}, ("train", "--muon-weight-decay"): {"0", "2.5"},
+    ("train", "--muon-momentum"): {"0"},
     ("tokenizer", "train", "--pattern"): ANY_TEXT, ("tokenizer", "train", "--special"): ANY_TEXT,
     ("tokenizer", "train", "--out"): ANY_TEXT,
 }

@@ -90,6 +90,14 @@ def test_unknown_names_and_missing_targets_are_clear_errors():
         cache["h.0.bogus"]
 
 
+def test_one_layer_costs_one_layers_memory():
+    model = tiny("gpt2", n_layer=4)
+    idx, _ = batch()
+    _, one = model.run_with_cache(idx, names="h.2.*")
+    _, every = model.run_with_cache(idx, names="h.*")
+    assert one.nbytes() * 4 == every.nbytes() and len(one) * 4 == len(every)
+
+
 def test_nothing_is_left_behind_after_a_run():
     model = tiny()
     idx, targets = batch()
@@ -200,10 +208,12 @@ def _perturb(model, name, delta):
         def attend(orig, q, k, v, mask=None, **kw):
             y, saved = orig(q, k, v, mask, **kw)
             att = saved[3]
+            G = q.shape[1] // k.shape[1]            # grouped-query: each k/v head serves G
+            k, v = np.repeat(k, G, axis=1), np.repeat(v, G, axis=1)
             if leaf == "attn.pattern":
                 new = att + delta
             else:
-                s = (q @ k.swapaxes(-1, -2)) / np.sqrt(q.shape[-1])    # no grouping in this test
+                s = (q @ k.swapaxes(-1, -2)) / np.sqrt(q.shape[-1])
                 allowed = np.tri(q.shape[2], k.shape[2], dtype=bool)
                 new = masked_softmax(s + delta, allowed)
             y += (new - att) @ v
@@ -221,7 +231,7 @@ GRAD_NAMES = ["wte", "h.0.resid_pre", "h.0.ln_1.normalized", "h.0.attn.q", "h.0.
 
 @pytest.mark.parametrize("kind", ["gpt2", "llama"])
 def test_cached_gradients_equal_finite_differences(kind):
-    model = tiny(kind, n_head=2, n_kv_head=2) if kind == "llama" else tiny(kind)
+    model = tiny(kind)                  # llama: grouped-query (4 query heads, 2 k/v heads)
     idx, targets = batch()
     _, cache = model.run_with_cache(idx, targets, grads=True)
     rng = np.random.default_rng(7)
@@ -293,3 +303,53 @@ def test_seq2seq_and_classifier_caches():
     logits, cache = clf.run_with_cache(idx, np.array([0, 1]), grads=True)
     np.testing.assert_array_equal(logits, clf.forward(idx)[0])
     assert {"resid_pre", "attn.pattern", "resid_mid", "resid_post", "mlp_out.grad"} <= set(cache.keys())
+
+
+def test_a_soft_capped_model_reads_its_lens_through_the_cap():
+    model = tiny("gpt2", logit_softcap=0.5)        # a tight cap: uncapped logits would differ
+    idx, _ = batch()
+    logits, cache = model.run_with_cache(idx)
+    stack, _ = cache.accumulated_resid(apply_ln=True)
+    np.testing.assert_allclose(cache.unembed(stack[-1]), logits, atol=1e-12)
+    assert np.abs(logits).max() < 0.5
+
+
+def _fd_of_output(model, module, loss, delta):
+    """Central difference of loss() when ``delta`` is added to module's forward output."""
+    out = []
+    for sign in (1, -1):
+        original = module.forward
+        module.forward = lambda *a, **k: original(*a, **k) + sign * delta
+        try:
+            out.append(loss())
+        finally:
+            del module.forward
+    return (out[0] - out[1]) / 2
+
+
+@pytest.mark.parametrize("which", ["seq2seq", "classifier"])
+def test_other_models_cached_gradients_equal_finite_differences(which):
+    rng = np.random.default_rng(3)
+    if which == "seq2seq":
+        cfg = Seq2SeqConfig(src_vocab_size=11, tgt_vocab_size=12, n_embd=8, n_head=2,
+                            mlp_hidden=16, n_encoder_layer=1, n_decoder_layer=1, dtype="float64")
+        model = Transformer(cfg)
+        src, tgt = batch(2, 5, 11)
+        tgt = np.maximum(tgt, 3)
+        _, cache = model.run_with_cache(src, tgt, tgt, grads=True)
+        loss = lambda: float(model.forward(src, tgt, tgt)[1])            # noqa: E731
+        sites = {"decoder.0.cross_attn_out": model.decoder[0].cross_attn,
+                 "encoder.0.mlp_out": model.encoder[0].mlp}
+    else:
+        model = TextClassifier(13, 8, n_embd=8, n_head=2, dtype=np.float64,
+                               rng=np.random.default_rng(0))
+        idx, _ = batch()
+        targets = np.array([0, 1])
+        _, cache = model.run_with_cache(idx, targets, grads=True)
+        loss = lambda: float(model.forward(idx, targets)[1])             # noqa: E731
+        sites = {"attn_out": model.attn, "mlp_out": model.mlp}
+    model.eval()
+    for name, module in sites.items():
+        d = rng.standard_normal(cache[name].shape)
+        fd = _fd_of_output(model, module, loss, 1e-6 * d) / 1e-6
+        assert float((cache[name + ".grad"] * d).sum()) == pytest.approx(fd, rel=1e-5), name

@@ -2,6 +2,7 @@ import json
 import os
 import re
 import shutil
+from pathlib import Path
 
 import pytest
 
@@ -96,3 +97,17 @@ def test_an_unwritable_run_directory_is_a_one_line_error(tmp_path, bare_run, cap
         assert not (run / "report.html").exists() and not list(run.glob(".report*"))
     finally:
         run.chmod(0o755)
+
+
+def test_the_page_is_written_without_matplotlib(bare_run, tmp_path):
+    import subprocess
+    import sys
+    out = tmp_path / "page.html"
+    code = ("import sys; sys.modules['matplotlib'] = None\n"     # import matplotlib now fails
+            "from npgpt.glassbox.report import write_report\n"
+            f"write_report({str(bare_run)!r}, {str(out)!r})\n")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path(__file__).parents[2]),
+                                                         os.environ.get("PYTHONPATH", "")])}
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+    assert result.returncode == 0, result.stderr
+    assert embedded(out.read_text(encoding="utf-8"))["curves"]["loss"]

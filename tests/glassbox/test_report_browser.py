@@ -121,6 +121,12 @@ def test_report_opens_offline_draws_everything_and_its_controls_redraw(tmp_path,
     assert browser.evaluate("document.getElementById('probe-step').textContent") == "3"
     assert browser.evaluate(ATTENTION) != before, "the slider did not change the attention grid"
 
+    outlined = browser.evaluate(ATTENTION)          # hovering a token outlines its row
+    browser.evaluate("document.querySelectorAll('#attention .token')[4]"
+                     ".dispatchEvent(new MouseEvent('mouseenter'))")
+    assert browser.evaluate(ATTENTION) != outlined
+    assert "->" in browser.evaluate("document.querySelector('#attention .cap').textContent")
+
     colours = browser.evaluate(LENS)
     browser.evaluate("document.querySelector('input[name=lens-mode][value=kl]').click()")
     assert browser.evaluate(LENS) != colours, "the KL switch did not recolour the logit lens"

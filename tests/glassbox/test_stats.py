@@ -87,3 +87,25 @@ def test_histogram_entropy_and_saturation_helpers():
     pre = np.array([[[-4.0, 0.5], [-3.5, 4.0]]])             # unit 0 is flat at both positions
     assert saturation(pre, "gelu_tanh") == (0.75, 0.5)
     assert saturation(pre, "relu") == (0.5, 0.5)
+
+
+def test_stats_under_the_in_process_data_parallel_split(tmp_path):
+    trainer = _trainer(tmp_path, stats_interval=2, max_steps=4, data_parallel="on")
+    trainer.train()
+    steps = [r for r in _lines(trainer) if r["kind"] == "step"]
+    assert [r["step"] for r in steps] == [2, 4]
+    assert all(r["params"]["wte.weight"]["update_data"] is not None for r in steps)
+
+
+def test_stats_on_a_llama_style_model(tmp_path):
+    tok = CharTokenizer.train(TEXT)
+    ids = np.asarray(tok.encode(TEXT), dtype=np.int64)
+    model = GPT(GPTConfig.preset("llama-tiny", vocab_size=tok.vocab_size, block_size=16,
+                                 n_layer=2, n_embd=32, mlp_hidden=64), seed=0)
+    cfg = TrainConfig(batch_size=2, block_size=16, max_steps=2, eval_interval=2, eval_steps=1,
+                      stats_interval=1, out_dir=str(tmp_path / "out"), progress=False,
+                      plot=False, save_checkpoints=False)
+    trainer = Trainer(model, ids[:700], ids[700:], cfg, tokenizer=tok)
+    trainer.train()
+    step = [r for r in _lines(trainer) if r["kind"] == "step"][-1]
+    assert "h.1.mlp.gate_proj.weight" in step["params"] and len(step["layers"]["h.1"]["attn_entropy"]) == 4

@@ -124,7 +124,7 @@ def test_embedding_scale_multiplies_the_embeddings_not_the_tied_head():
     scaled = GPT(tiny(embed_scale=True))
     plain = GPT(tiny())
     plain.load_state_dict(scaled.state_dict())
-    plain.wte.weight.data *= np.float32(np.sqrt(8))     # the scale inside the embedding table
+    plain.wte.weight.data *= np.sqrt(8)     # the scale inside the embedding table
     idx = np.array([[3, 4, 1]])
     np.testing.assert_allclose(scaled.forward(idx)[0], plain.forward(idx)[0], rtol=1e-12)
     tied = GPT(tiny(embed_scale=True, tie_embeddings=True))
@@ -166,3 +166,41 @@ def test_count_params_counts_every_family_layout(family):
     from npgpt.models import count_params
     config = tiny(**FAMILIES[family])
     assert count_params(config)["total"] == GPT(config).num_parameters()
+
+
+@pytest.mark.parametrize("family", ["gemma3", "qwen2-sliding"])
+def test_run_with_cache_sees_the_window_the_scale_and_the_sandwich(family):
+    import npgpt  # noqa: F401  (gives GPT its run_with_cache)
+    from npgpt.layers.loss import softmax
+    config = tiny(**FAMILIES[family])
+    model = GPT(config)
+    _jitter(model, np.random.default_rng(0))
+    idx = np.random.default_rng(1).integers(0, config.vocab_size, size=(2, 6))
+    logits, cache = model.run_with_cache(idx, targets=idx, grads=True)
+    np.testing.assert_allclose(logits, model.forward(idx)[0], rtol=1e-12)
+    for i in range(config.n_layer):
+        pattern, scores = cache[f"h.{i}.attn.pattern"], cache[f"h.{i}.attn.scores"]
+        np.testing.assert_allclose(softmax(scores), pattern, rtol=1e-10, atol=1e-15)
+        before_window = np.tril(pattern, -config.sliding_window)   # keys j <= i - W
+        assert before_window.any() == (config.layer_type(i) == "f")
+    comps, _ = cache.decompose_resid()
+    np.testing.assert_allclose(comps.sum(0), cache[f"h.{config.n_layer - 1}.resid_post"],
+                               rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("prompt", [1, 3, 70])
+def test_window_only_kv_cache_decodes_as_the_full_forward_and_stays_small(prompt):
+    config = tiny(**FAMILIES["gemma3"], block_size=128)
+    model = GPT(config).eval()
+    _jitter(model, np.random.default_rng(0))
+    idx = np.random.default_rng(1).integers(0, config.vocab_size, size=(2, prompt + 80))
+    full = model.forward(idx)[0]
+    cache = model.new_kv_cache(2, idx.shape[1], window_only=True)
+    steps = [model.forward(idx[:, :prompt], kv_cache=cache)[0]]
+    steps += [model.forward(idx[:, t:t + 1], kv_cache=cache)[0] for t in range(prompt, idx.shape[1])]
+    np.testing.assert_allclose(np.concatenate(steps, axis=1), full, rtol=1e-10, atol=1e-12)
+    sliding, global_ = cache                  # layer types "sf"
+    assert sliding.window == 2 and sliding.length <= 2 + 63 and sliding.position == idx.shape[1]
+    assert global_.window is None and global_.length == idx.shape[1]
+    with pytest.raises(InputError, match="crop"):
+        sliding.crop(0)

@@ -94,3 +94,11 @@ def test_analogy_and_nearest_on_a_constructed_space():
     assert rank_of(E, 0, 1, 2, 4) > 1
     assert nearest(E, E[2], k=2, exclude=(2,))[0][0] in (0, 3)
     assert 4 not in [i for i, _ in nearest(E, E[4], 4, exclude=(4,))]
+
+
+def test_pair_sampler_stays_inside_a_stream_shorter_than_the_window():
+    rng = np.random.default_rng(0)
+    sampler = PairSampler(np.array([1, 2, 3]), np.array([1, 5, 5, 5]), window=5, negatives=2,
+                          sample=1.0, rng=rng)
+    centre, words = sampler.batch(500)
+    assert set(centre.tolist()) <= {1, 2, 3} and set(words[:, 0].tolist()) <= {1, 2, 3}

@@ -154,3 +154,18 @@ def test_importing_npgpt_neither_imports_numba_nor_compiles():
             "print('numba' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_a_pair_table_that_grows_many_times_gives_the_reference_merges(monkeypatch, shakespeare):
+    # a table just big enough for the first pairs must grow (dropping the pairs merged away)
+    # over and over
+    from npgpt.tokenizers import _bpe_kernels, bpe_train
+    from npgpt.tokenizers.unicode_classes import PinnedSplit
+    word_counts = count_words(shakespeare[:20_000], PinnedSplit(GPT4_PATTERN))
+    monkeypatch.setattr(bpe_train, "_table_size", lambda n_keys: 1 << (2 * n_keys).bit_length())
+    grown = []
+    rehash = _bpe_kernels.rehash
+    monkeypatch.setattr(_bpe_kernels, "rehash", lambda *a: grown.append(a[0].size) or rehash(*a))
+    fast = train_merges(word_counts, 400)
+    assert len(grown) >= 2
+    assert np.array_equal(fast, train_merges_reference(word_counts, 400))

@@ -99,6 +99,19 @@ def test_byte_fallback_spells_unknown_characters_in_bytes(built, kind):
     assert ours.decode(ids).strip() == text.strip()
 
 
+@pytest.mark.parametrize("kind", ["gemma", "llama2"])
+def test_a_long_piece_takes_the_numba_kernel_with_the_same_ids(built, kind, shakespeare):
+    from npgpt.tokenizers import hf_tokenizer
+    kind, hf, ours = built(kind)
+    text = shakespeare[5000:9000] + " 😀 \U0001fae9 ü"       # one piece of thousands of symbols
+    assert len(text) > 4 * hf_tokenizer._NUMBA_MIN_SYMBOLS
+    ids = hf.encode(text, add_special_tokens=False).ids
+    assert ours.encode(text) == ids
+    assert ours._pair_table                              # the kernel's table was built
+    word = [ours.vocab.get(c, ours.unk_id) for c in text.replace(" ", "\u2581")]
+    assert ours._bpe_numba(word) == hf_tokenizer.bpe_piece(word, ours.ranks)
+
+
 def test_saved_family_tokenizer_loads_back_and_exports_its_file(family, tmp_path):
     kind, hf, ours = family
     ours.save(tmp_path / "tok.json")
@@ -108,6 +121,36 @@ def test_saved_family_tokenizer_loads_back_and_exports_its_file(family, tmp_path
     if isinstance(ours, HFTokenizer):
         exported = tokenizers.Tokenizer.from_str(json.dumps(to_tokenizer_json(ours)))
         assert exported.encode(sample, add_special_tokens=False).ids == ours.encode(sample)
+
+
+def test_a_file_with_a_long_added_token_list_before_its_model_loads(built, tmp_path):
+    from tokenizers import AddedToken
+    kind, hf, _ = built("gemma")
+    obj = json.loads(hf.to_str())
+    many = tokenizers.Tokenizer.from_str(json.dumps(obj))
+    many.add_special_tokens([AddedToken(f"<unused{i}>", special=True, normalized=False)
+                             for i in range(300)])
+    many.save(str(tmp_path / "tokenizer.json"))
+    assert (tmp_path / "tokenizer.json").read_text().index('"model"') > 4096
+    ours = load(tmp_path / "tokenizer.json")
+    text = "a<unused7>b <start_of_turn>user"
+    assert ours.encode(text, allowed_special="all") == many.encode(text, add_special_tokens=False).ids
+
+
+def test_byte_level_with_a_prefix_space_adds_it_to_each_segment(shakespeare, tmp_path):
+    from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers, trainers
+    hf = Tokenizer(models.BPE())
+    hf.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=True)
+    hf.decoder = decoders.ByteLevel()
+    hf.train_from_iterator([shakespeare[:50_000]], trainers.BpeTrainer(
+        vocab_size=400, show_progress=False, initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
+    hf.add_special_tokens([AddedToken("<s>", special=True, normalized=False)])
+    ours = load(families.save(hf, tmp_path))
+    assert isinstance(ours, HFTokenizer)
+    for text in ["Hello world", " Hello", "<s>thee<s> thou", "a\n\nb", ""]:
+        ids = hf.encode(text, add_special_tokens=False).ids
+        assert ours.encode(text, allowed_special="all") == ids
+        assert ours.decode(ids) == hf.decode(ids, skip_special_tokens=False)
 
 
 def test_unsupported_pipeline_pieces_are_refused_by_name(tmp_path):
