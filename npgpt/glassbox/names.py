@@ -28,7 +28,6 @@ from __future__ import annotations
 import numpy as np
 
 from .. import kernels
-from ..kernels.softmax import causal_mask, check_padding_mask, masked_softmax_backward
 from ..layers.ffn import SwiGLU
 from ..layers.norm import RMSNorm
 from .capture import Site, arg0, result0
@@ -57,6 +56,7 @@ def _heads_last(a):
 def _scores(sdpa):
     """scale * q k^T with -inf where the causal or padding mask forbids (B, H, T, S)."""
     def forward(args, result):
+        from ..kernels.softmax import causal_mask, check_padding_mask   # numba: not at import
         q, k = args[0], args[1]
         mask = args[3] if len(args) > 3 else None
         B, H, T, hs = q.shape
@@ -71,6 +71,11 @@ def _scores(sdpa):
         s[~np.broadcast_to(allowed, s.shape)] = -np.inf
         return s
     return forward
+
+
+def _dscores(args):
+    from ..kernels.softmax import masked_softmax_backward             # numba: not at import
+    return masked_softmax_backward(args[4], _dpattern(args))
 
 
 def _dpattern(args):
@@ -95,7 +100,7 @@ def attention_sites(prefix: str, attn) -> dict[str, Site]:
         f"{prefix}.v": Site((*fwd, lambda a, r: _heads_last(a[2])),
                             (*bwd, lambda a, r: _heads_last(r[2]))),
         f"{prefix}.scores": Site((*fwd, _scores(sdpa)),
-                                 (*bwd, lambda a, r: masked_softmax_backward(a[4], _dpattern(a)))),
+                                 (*bwd, lambda a, r: _dscores(a))),
         f"{prefix}.pattern": Site((*fwd, lambda a, r: r[1][3]), (*bwd, lambda a, r: _dpattern(a))),
         f"{prefix}.z": Site((attn.c_proj, "forward", lambda a, r: z_shape(a[0])),
                             (attn.c_proj, "backward", lambda a, r: z_shape(r))),
