@@ -225,9 +225,9 @@ class Trainer:
         c = self.config
         if self.clock.budget is None:          # (under a budget, max_steps is not used)
             until = c.max_steps if until is None else min(until, c.max_steps)
+        self.stats = training_stats(self)     # None when stats_interval is 0 (npgpt.glassbox.stats)
         self.out_dir.mkdir(parents=True, exist_ok=True)
         self._trim_metrics()
-        self.stats = training_stats(self)     # None when stats_interval is 0 (npgpt.glassbox.stats)
         retain_freed_memory()         # each step reuses the last one's pages (npgpt.runtime.memory)
         self.model.train()
         bar = self._progress_bar(until)

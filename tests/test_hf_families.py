@@ -43,13 +43,15 @@ FAMILIES = {
         hidden_size=48, intermediate_size=72, num_hidden_layers=2, num_attention_heads=4,
         num_key_value_heads=2, max_position_embeddings=64, no_rope_layer_interval=2,
         rope_theta=1000.0),
-    # Gemma 3: sliding then full layer, two RoPE bases, query_pre_attn_scalar, soft-capping
+    # Gemma 3: sliding then full layer, two RoPE bases (the global one linearly scaled, as in
+    # Gemma 3 4B), query_pre_attn_scalar, soft-capping
     "gemma3_text": lambda t: t.Gemma3TextConfig(
         hidden_size=48, intermediate_size=72, num_hidden_layers=2, num_attention_heads=4,
         num_key_value_heads=1, head_dim=16, max_position_embeddings=64, query_pre_attn_scalar=20,
         sliding_window=WINDOW, layer_types=["sliding_attention", "full_attention"],
         rope_parameters={"sliding_attention": {"rope_type": "default", "rope_theta": 10.0},
-                         "full_attention": {"rope_type": "default", "rope_theta": 1000.0}},
+                         "full_attention": {"rope_type": "linear", "factor": 2.0,
+                                            "rope_theta": 1000.0}},
         final_logit_softcapping=3.0),
 }
 
@@ -112,6 +114,8 @@ def _in_float64(torch, monkeypatch, name):
 
     def inv_freq(params, dim, dtype):
         inv = 1.0 / params["rope_theta"] ** (torch.arange(0, dim, 2, dtype=dtype) / dim)
+        if params.get("rope_type") == "linear":
+            inv = inv / params["factor"]
         if params.get("rope_type") == "llama3":
             f, lo, hi = params["factor"], params["low_freq_factor"], params["high_freq_factor"]
             old = params["original_max_position_embeddings"]
@@ -148,7 +152,7 @@ EXPECTED = {
     "gemma3_text": dict(norm_plus_one=True, sandwich_norm=True, embed_scale=True, mlp="geglu",
                         qk_norm=True, head_dim=16, attn_scalar=20.0, layer_types="sf",
                         sliding_window=WINDOW, rope_local_theta=10.0, rope_theta=1000.0,
-                        logit_softcap=3.0),
+                        rope_scaling="linear", rope_factor=2.0, logit_softcap=3.0),
 }
 
 
