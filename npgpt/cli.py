@@ -17,6 +17,7 @@ from .cli_hf import add_hf_parsers
 from .glassbox.inspect_cli import add_inspect_parser
 from .errors import ConfigError, NpgptError, describe
 from .glassbox.report_cli import add_report_parser
+from .quantize import add_quantize_parser
 
 BENCHMARKS = ("kernels", "train_step", "generate", "memory", "tokenizers")
 PARAMS_PRESET = "gpt2"         # the model npgpt params counts without --preset
@@ -159,6 +160,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_report_parser(sub)
     add_inspect_parser(sub)
     add_chat_parser(sub)
+    add_quantize_parser(sub)
 
     try:
         from .tokenizers.cli import add_tokenizer_parser
