@@ -28,8 +28,10 @@ Each (system, shape, batch) runs alone in a fresh process, the systems taking tu
 rounds of each process's median of ``--repeat`` generations, after a warm-up one. The KV
 cache's own reads (a few MB at these lengths) are not counted in MB/step.
 
-Systems: ``npgpt`` (float32), ``torch`` (PyTorch eager, the same architecture with a
-preallocated KV cache, when installed).
+Systems: ``npgpt`` (float32), ``npgpt-int8`` (the same weights quantized to int8 in blocks of
+32, ``npgpt.layers.quantized.quantize_model``; MB/step counts the int8 bytes and their
+scales), ``torch`` (PyTorch eager, float32, the same architecture with a preallocated KV
+cache, when installed).
 
 The model families (``smollm2-135m``, ``qwen2.5-0.5b``, ``qwen3-0.6b``, ``gemma3-270m``,
 ``llama3.2-1b``; see generate_families.py) run at their real shapes from a random-weight
@@ -67,7 +69,7 @@ SHAPES = {
     "small": dict(vocab_size=4096, n_embd=256, n_layer=6, n_head=8),
     "gpt2": dict(vocab_size=50257, n_embd=768, n_layer=12, n_head=12),
 }
-SYSTEMS = ("npgpt", "torch")
+SYSTEMS = ("npgpt", "npgpt-int8", "torch")
 
 
 def stream_bandwidth(mib: int = 256, repeat: int = 5) -> float:
@@ -88,11 +90,12 @@ def step_weight_bytes(model) -> int:
     """Bytes of weights one decoding step of an npgpt model reads (see the module docstring):
     every array a module holds, except embedding tables that are only gathered from."""
     from npgpt.layers.embedding import Embedding
+    from npgpt.layers.quantized import QuantizedEmbedding
 
     head = model.wte if model.config.tie_embeddings else None
     total = 0
     for _, module in model.named_modules():
-        if isinstance(module, Embedding) and module is not head:
+        if isinstance(module, (Embedding, QuantizedEmbedding)) and module is not head:
             continue
         total += sum(p.data.nbytes for _, p in module._own_parameters())
         total += getattr(module, "buffer_nbytes", 0)    # weights held outside Parameters
@@ -106,11 +109,14 @@ def model_config(shape: str, block_size: int):
 
 # ---- the systems: each returns run(prompt, n_new) -> (ids, prefill s, decode s) and bytes ----
 
-def npgpt_decoder(shape: str, block_size: int):
+def npgpt_decoder(shape: str, block_size: int, quantize: str | None = None):
     import npgpt
 
     model = npgpt.GPT(model_config(shape, block_size), seed=0)
     model.eval()
+    if quantize is not None:
+        from npgpt.layers.quantized import quantize_model
+        quantize_model(model, quantize)
 
     def run(prompt, n_new):
         stamps = []
@@ -170,7 +176,8 @@ def torch_decoder(shape: str, block_size: int):
     return run, weights
 
 
-DECODERS = {"npgpt": npgpt_decoder, "torch": torch_decoder}
+DECODERS = {"npgpt": npgpt_decoder, "npgpt-int8": lambda *a: npgpt_decoder(*a, quantize="int8"),
+            "torch": torch_decoder}
 
 
 FAMILY_DECODERS = {"npgpt": npgpt_family_decoder, "torch": torch_family_decoder}
