@@ -86,6 +86,8 @@ def base_argv(cmd, corpus, trained, tmp_path):
         return ["report", trained, "--out", tmp_path / "report.html"]
     if cmd == ("inspect",):
         return ["inspect", "--ckpt", trained, "--prompt", "ROMEO:"]
+    if cmd == ("quantize",):        # (blocks of 16: the tiny model's widths are 16 and 64)
+        return ["quantize", trained, tmp_path / "int8", "--block", "16"]
     if cmd == ("chat",):            # one message from stdin (CHAT_STDIN), a template the
         template = tmp_path / "chat.jinja"   # char tokenizer can encode
         template.write_text(CHAT_TEMPLATE, encoding="utf-8")
@@ -144,7 +146,7 @@ def test_every_flag_with_a_bad_value(cmd, flag, value, corpus, trained, tmp_path
 
 @pytest.mark.parametrize("where", ["before", "after"])
 @pytest.mark.parametrize("cmd", [("train",), ("sample",), ("params",), ("tokenizer", "encode"),
-                                 ("report",), ("inspect",), ("chat",)])
+                                 ("report",), ("inspect",), ("chat",), ("quantize",)])
 def test_global_options_before_or_after_the_subcommand(cmd, where, corpus, trained, tmp_path,
                                                        capsys, restore_threads, monkeypatch):
     # (also: each base_argv is a valid command line, so a refusal above is the flag's)
