@@ -137,9 +137,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_train_parser(sub)
 
-    from .infer import SampleOptions
+    from .infer import SAMPLE_RULES, SampleOptions
     p = sub.add_parser("sample", help="generate text from a checkpoint, streaming it")
-    add_dataclass_flags(p, SampleOptions, group_title="sampling")
+    add_dataclass_flags(p, SampleOptions, group_title="sampling", rules=SAMPLE_RULES)
     p.set_defaults(func=cmd_sample)
 
     p = sub.add_parser("params", help="parameter count per component, beside the closed form")
