@@ -29,6 +29,7 @@ from . import __version__, distributed, metrics
 from .adapters import lora_config, save_adapter
 from .data import TokenData, check_length, get_batch, tokenizer_identity
 from .errors import CheckpointError, ConfigError, TrainingError
+from .layers.quantized import is_quantized
 from .interrupt import StopSignals
 from .io import TRAINER, load_checkpoint, load_json, resolve_checkpoint, save_checkpoint
 from .runtime.memory import retain_freed_memory
@@ -74,6 +75,9 @@ class Trainer:
                     isinstance(data, np.ndarray) and data.ndim == 1 and data.dtype.kind in "iu"):
                 raise ConfigError(f"{what} is a {type(data).__name__}, expected token ids: a "
                                   "TokenData or a 1-D integer array (npgpt.data.tokenize)")
+        if is_quantized(model):
+            raise ConfigError("the model holds int8 (quantized) weights, which are for "
+                              "inference only: train the float model, then quantize it")
         self.model = model
         if config.data_parallel == "on":
             DataParallel(model, 2)          # refuses a model it cannot split, before any step

@@ -284,8 +284,7 @@ class GPT(Model):
     # weight's gradient is accumulated by gemm itself (no (V, C) temporary)
     def _head_forward(self, x):
         if self.config.tie_embeddings:
-            C = x.shape[-1]
-            return (x.reshape(-1, C) @ self.wte.weight.data.T).reshape(x.shape[:-1] + (-1,))
+            return self.wte.attend(x)            # x @ wte^T (an int8 wte brings its own)
         return self.lm_head(x)
 
     def _head_backward(self, dlogits, x):
