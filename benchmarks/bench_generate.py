@@ -14,6 +14,8 @@ work is the model, not the sampler). Reported per row:
 
 - ``tok/s``     new tokens (all rows of the batch) / (prefill + decode) seconds
 - ``ms/step``   one decoding step (every row gets one token), prefill excluded
+- ``CPU ms``    the process's CPU time over a step, all its threads: the work a step takes,
+                which other processes' load moves far less than the wall time
 - ``MB/step``   bytes of weights that one step reads: every weight array, the tied head's
                 embedding table in full (it is the LM head); a table that is only gathered
                 from (positions, an untied token embedding) counts nothing
@@ -119,11 +121,14 @@ def npgpt_decoder(shape: str, block_size: int, quantize: str | None = None):
         quantize_model(model, quantize)
 
     def run(prompt, n_new):
-        stamps = []
+        stamps, cpu = [], []
+
+        def on_token(_):
+            stamps.append(time.perf_counter())
+            cpu.append(time.process_time())
         t0 = time.perf_counter()
-        out = model.generate(prompt, n_new, temperature=0,
-                             on_token=lambda _: stamps.append(time.perf_counter()))
-        return out, stamps[0] - t0, stamps[-1] - stamps[0]
+        out = model.generate(prompt, n_new, temperature=0, on_token=on_token)
+        return out, stamps[0] - t0, stamps[-1] - stamps[0], cpu[-1] - cpu[0]
     return run, step_weight_bytes(model)
 
 
@@ -166,11 +171,11 @@ def torch_decoder(shape: str, block_size: int):
                 nxt = logits.argmax(-1, keepdim=True)
                 out.append(nxt)
                 if i == 0:
-                    t1 = time.perf_counter()
+                    t1, c1 = time.perf_counter(), time.process_time()
                 if i + 1 < n_new:
                     logits = forward(nxt, cache, T + i)
-            t2 = time.perf_counter()
-            return torch.cat(out, 1).numpy(), t1 - t0, t2 - t1
+            t2, c2 = time.perf_counter(), time.process_time()
+            return torch.cat(out, 1).numpy(), t1 - t0, t2 - t1, c2 - c1
     weights = sum(p.numel() * p.element_size() for name, p in model.named_parameters()
                   if name != "wpe.weight")           # wpe is only gathered from
     return run, weights
@@ -198,20 +203,24 @@ def measure(system: str, shape: str, batch: int, args) -> dict:
     ceiling = stream_bandwidth()
     vocab = (FAMILIES.get(shape) or SHAPES[shape])["vocab_size"]
     prompt = np.random.default_rng(0).integers(0, vocab, (batch, args.prompt))
-    prefill, decode, total = [], [], []
+    prefill, decode, total, cpu = [], [], [], []
     for i in range(args.repeat + 1):              # the first one warms up
         t0 = time.perf_counter()
-        out, t_prefill, t_decode = run(prompt, args.new)
+        res = run(prompt, args.new)               # (ids, prefill s, decode s[, decode CPU s])
         dt = time.perf_counter() - t0
+        out, t_prefill, t_decode = res[:3]
         assert out.shape == (batch, args.prompt + args.new), out.shape
         if i:
             prefill.append(t_prefill)
             decode.append(t_decode)
             total.append(dt)
+            if len(res) > 3:
+                cpu.append(res[3])
     step = statistics.median(decode) / (args.new - 1)
     return {"system": system, "shape": shape, "batch": batch,
             "tokens_per_s": batch * args.new / statistics.median(total),
             "prefill_ms": 1e3 * statistics.median(prefill), "ms_per_step": 1e3 * step,
+            "cpu_ms_per_step": 1e3 * statistics.median(cpu) / (args.new - 1) if cpu else None,
             "load_s": load, "prompt_tok_per_s": batch * args.prompt / statistics.median(prefill),
             "decode_tok_per_s": batch / step,
             "mb_per_step": weights / 1e6, "gb_per_s": weights / step / 1e9,
@@ -286,8 +295,9 @@ def main(argv=None):
     rows = []
     for (shape, batch, system), runs in samples.items():
         row = {"system": system, "shape": shape, "batch": batch}
-        for key in ("tokens_per_s", "prefill_ms", "ms_per_step", "mb_per_step", "gb_per_s",
-                    "ceiling_gb_per_s", "share", "load_s", "prompt_tok_per_s", "decode_tok_per_s"):
+        for key in ("tokens_per_s", "prefill_ms", "ms_per_step", "cpu_ms_per_step", "mb_per_step",
+                    "gb_per_s", "ceiling_gb_per_s", "share", "load_s", "prompt_tok_per_s",
+                    "decode_tok_per_s"):
             values = [r[key] for r in runs if r.get(key) is not None]
             row[key] = statistics.median(values) if values else None
         rows.append(row)
@@ -301,8 +311,8 @@ def main(argv=None):
                        ("prompt_tok_per_s", "prompt tok/s", ",.1f"),
                        ("decode_tok_per_s", "decode tok/s", ",.2f"),
                        ("tokens_per_s", "tok/s", ",.1f"),
-                       ("ms_per_step", "ms/step", ".2f"), ("mb_per_step", "MB/step", ",.1f"),
-                       ("gb_per_s", "GB/s", ".1f"), ("ceiling_gb_per_s", "ceiling", ".1f"),
+                       ("ms_per_step", "ms/step", ".2f"), ("cpu_ms_per_step", "CPU ms", ".2f"),
+                       ("mb_per_step", "MB/step", ",.1f"), ("gb_per_s", "GB/s", ".1f"), ("ceiling_gb_per_s", "ceiling", ".1f"),
                        ("share", "share", ".0%")])
     suspect = report_load(load_before, load_after, args.threads, LOAD_LIMIT)
     result = {"benchmark": "generate", "suspect": suspect, "threads": args.threads,

@@ -115,7 +115,7 @@ def load_once(directory: Path, pythonpath: str) -> dict:
     done = subprocess.run([sys.executable, "-c", _CHILD, str(directory.resolve())], env=env,
                           cwd=pythonpath, capture_output=True, text=True)   # ("" is on the path)
     if done.returncode:
-        return {"error": done.stderr.strip().splitlines()[-1]}
+        return {"error": done.stderr.strip().splitlines()[-1][:100]}
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 

@@ -45,11 +45,13 @@ class SampleOptions:
     #                                  decoding); None = as stored
 
     def __post_init__(self):
-        check_fields(self, {"max_new_tokens": positive, "num_samples": positive,
-                            "quantize": one_of("int8"),
-                            "temperature": at_least(0), "top_k": positive,
-                            "top_p": (lambda v: 0 < v <= 1, "{t} in (0, 1]"),
-                            "seed": at_least(0)})
+        check_fields(self, SAMPLE_RULES)
+
+
+# what each option may hold (the type comes from the annotation; npgpt.fields)
+SAMPLE_RULES = {"max_new_tokens": positive, "num_samples": positive, "quantize": one_of("int8"),
+                "temperature": at_least(0), "top_k": positive,
+                "top_p": (lambda v: 0 < v <= 1, "{t} in (0, 1]"), "seed": at_least(0)}
 
 
 @dataclass
@@ -64,8 +66,10 @@ class EvalOptions:
     #                                  more context, at block/stride times the cost); None = block
 
     def __post_init__(self):
-        check_fields(self, {"data": _PATH, "adapter": _PATH, "block": positive,
-                            "stride": positive})
+        check_fields(self, EVAL_RULES)
+
+
+EVAL_RULES = {"data": _PATH, "adapter": _PATH, "block": positive, "stride": positive}
 
 
 def _options(cls, options: dict):
