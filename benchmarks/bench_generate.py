@@ -14,6 +14,8 @@ work is the model, not the sampler). Reported per row:
 
 - ``tok/s``     new tokens (all rows of the batch) / (prefill + decode) seconds
 - ``ms/step``   one decoding step (every row gets one token), prefill excluded
+- ``CPU ms``    the process's CPU time over a step, all its threads: the work a step takes,
+                which other processes' load moves far less than the wall time
 - ``MB/step``   bytes of weights that one step reads: every weight array, the tied head's
                 embedding table in full (it is the LM head); a table that is only gathered
                 from (positions, an untied token embedding) counts nothing
@@ -28,8 +30,10 @@ Each (system, shape, batch) runs alone in a fresh process, the systems taking tu
 rounds of each process's median of ``--repeat`` generations, after a warm-up one. The KV
 cache's own reads (a few MB at these lengths) are not counted in MB/step.
 
-Systems: ``npgpt`` (float32), ``torch`` (PyTorch eager, the same architecture with a
-preallocated KV cache, when installed).
+Systems: ``npgpt`` (float32), ``npgpt-int8`` (the same weights quantized to int8 in blocks of
+32, ``npgpt.layers.quantized.quantize_model``; MB/step counts the int8 bytes and their
+scales), ``torch`` (PyTorch eager, float32, the same architecture with a preallocated KV
+cache, when installed).
 
 The model families (``smollm2-135m``, ``qwen2.5-0.5b``, ``qwen3-0.6b``, ``gemma3-270m``,
 ``llama3.2-1b``; see generate_families.py) run at their real shapes from a random-weight
@@ -67,7 +71,7 @@ SHAPES = {
     "small": dict(vocab_size=4096, n_embd=256, n_layer=6, n_head=8),
     "gpt2": dict(vocab_size=50257, n_embd=768, n_layer=12, n_head=12),
 }
-SYSTEMS = ("npgpt", "torch")
+SYSTEMS = ("npgpt", "npgpt-int8", "torch")
 
 
 def stream_bandwidth(mib: int = 256, repeat: int = 5) -> float:
@@ -88,11 +92,12 @@ def step_weight_bytes(model) -> int:
     """Bytes of weights one decoding step of an npgpt model reads (see the module docstring):
     every array a module holds, except embedding tables that are only gathered from."""
     from npgpt.layers.embedding import Embedding
+    from npgpt.layers.quantized import QuantizedEmbedding
 
     head = model.wte if model.config.tie_embeddings else None
     total = 0
     for _, module in model.named_modules():
-        if isinstance(module, Embedding) and module is not head:
+        if isinstance(module, (Embedding, QuantizedEmbedding)) and module is not head:
             continue
         total += sum(p.data.nbytes for _, p in module._own_parameters())
         total += getattr(module, "buffer_nbytes", 0)    # weights held outside Parameters
@@ -106,18 +111,24 @@ def model_config(shape: str, block_size: int):
 
 # ---- the systems: each returns run(prompt, n_new) -> (ids, prefill s, decode s) and bytes ----
 
-def npgpt_decoder(shape: str, block_size: int):
+def npgpt_decoder(shape: str, block_size: int, quantize: str | None = None):
     import npgpt
 
     model = npgpt.GPT(model_config(shape, block_size), seed=0)
     model.eval()
+    if quantize is not None:
+        from npgpt.layers.quantized import quantize_model
+        quantize_model(model, quantize)
 
     def run(prompt, n_new):
-        stamps = []
+        stamps, cpu = [], []
+
+        def on_token(_):
+            stamps.append(time.perf_counter())
+            cpu.append(time.process_time())
         t0 = time.perf_counter()
-        out = model.generate(prompt, n_new, temperature=0,
-                             on_token=lambda _: stamps.append(time.perf_counter()))
-        return out, stamps[0] - t0, stamps[-1] - stamps[0]
+        out = model.generate(prompt, n_new, temperature=0, on_token=on_token)
+        return out, stamps[0] - t0, stamps[-1] - stamps[0], cpu[-1] - cpu[0]
     return run, step_weight_bytes(model)
 
 
@@ -160,17 +171,18 @@ def torch_decoder(shape: str, block_size: int):
                 nxt = logits.argmax(-1, keepdim=True)
                 out.append(nxt)
                 if i == 0:
-                    t1 = time.perf_counter()
+                    t1, c1 = time.perf_counter(), time.process_time()
                 if i + 1 < n_new:
                     logits = forward(nxt, cache, T + i)
-            t2 = time.perf_counter()
-            return torch.cat(out, 1).numpy(), t1 - t0, t2 - t1
+            t2, c2 = time.perf_counter(), time.process_time()
+            return torch.cat(out, 1).numpy(), t1 - t0, t2 - t1, c2 - c1
     weights = sum(p.numel() * p.element_size() for name, p in model.named_parameters()
                   if name != "wpe.weight")           # wpe is only gathered from
     return run, weights
 
 
-DECODERS = {"npgpt": npgpt_decoder, "torch": torch_decoder}
+DECODERS = {"npgpt": npgpt_decoder, "npgpt-int8": lambda *a: npgpt_decoder(*a, quantize="int8"),
+            "torch": torch_decoder}
 
 
 FAMILY_DECODERS = {"npgpt": npgpt_family_decoder, "torch": torch_family_decoder}
@@ -191,20 +203,24 @@ def measure(system: str, shape: str, batch: int, args) -> dict:
     ceiling = stream_bandwidth()
     vocab = (FAMILIES.get(shape) or SHAPES[shape])["vocab_size"]
     prompt = np.random.default_rng(0).integers(0, vocab, (batch, args.prompt))
-    prefill, decode, total = [], [], []
+    prefill, decode, total, cpu = [], [], [], []
     for i in range(args.repeat + 1):              # the first one warms up
         t0 = time.perf_counter()
-        out, t_prefill, t_decode = run(prompt, args.new)
+        res = run(prompt, args.new)               # (ids, prefill s, decode s[, decode CPU s])
         dt = time.perf_counter() - t0
+        out, t_prefill, t_decode = res[:3]
         assert out.shape == (batch, args.prompt + args.new), out.shape
         if i:
             prefill.append(t_prefill)
             decode.append(t_decode)
             total.append(dt)
+            if len(res) > 3:
+                cpu.append(res[3])
     step = statistics.median(decode) / (args.new - 1)
     return {"system": system, "shape": shape, "batch": batch,
             "tokens_per_s": batch * args.new / statistics.median(total),
             "prefill_ms": 1e3 * statistics.median(prefill), "ms_per_step": 1e3 * step,
+            "cpu_ms_per_step": 1e3 * statistics.median(cpu) / (args.new - 1) if cpu else None,
             "load_s": load, "prompt_tok_per_s": batch * args.prompt / statistics.median(prefill),
             "decode_tok_per_s": batch / step,
             "mb_per_step": weights / 1e6, "gb_per_s": weights / step / 1e9,
@@ -279,8 +295,9 @@ def main(argv=None):
     rows = []
     for (shape, batch, system), runs in samples.items():
         row = {"system": system, "shape": shape, "batch": batch}
-        for key in ("tokens_per_s", "prefill_ms", "ms_per_step", "mb_per_step", "gb_per_s",
-                    "ceiling_gb_per_s", "share", "load_s", "prompt_tok_per_s", "decode_tok_per_s"):
+        for key in ("tokens_per_s", "prefill_ms", "ms_per_step", "cpu_ms_per_step", "mb_per_step",
+                    "gb_per_s", "ceiling_gb_per_s", "share", "load_s", "prompt_tok_per_s",
+                    "decode_tok_per_s"):
             values = [r[key] for r in runs if r.get(key) is not None]
             row[key] = statistics.median(values) if values else None
         rows.append(row)
@@ -294,8 +311,8 @@ def main(argv=None):
                        ("prompt_tok_per_s", "prompt tok/s", ",.1f"),
                        ("decode_tok_per_s", "decode tok/s", ",.2f"),
                        ("tokens_per_s", "tok/s", ",.1f"),
-                       ("ms_per_step", "ms/step", ".2f"), ("mb_per_step", "MB/step", ",.1f"),
-                       ("gb_per_s", "GB/s", ".1f"), ("ceiling_gb_per_s", "ceiling", ".1f"),
+                       ("ms_per_step", "ms/step", ".2f"), ("cpu_ms_per_step", "CPU ms", ".2f"),
+                       ("mb_per_step", "MB/step", ",.1f"), ("gb_per_s", "GB/s", ".1f"), ("ceiling_gb_per_s", "ceiling", ".1f"),
                        ("share", "share", ".0%")])
     suspect = report_load(load_before, load_after, args.threads, LOAD_LIMIT)
     result = {"benchmark": "generate", "suspect": suspect, "threads": args.threads,

@@ -18,8 +18,10 @@ GELU, tied LM head, no dropout) on the same random batches:
 - ``npgpt-numpy``  the same model with every kernel swapped for its NumPy twin
                    (``npgpt.kernels.use("numpy")``)
 - ``torch``        a PyTorch model of identical architecture defined below (eager,
-                   ``F.scaled_dot_product_attention``, ``torch.optim.AdamW``), when torch is
-                   installed
+                   ``F.scaled_dot_product_attention``, ``torch.optim.AdamW(fused=True)``: on a
+                   CPU PyTorch defaults to its for-loop AdamW, and its documentation names the
+                   fused implementation the fastest), when torch is installed
+- ``torch-forloop`` the same with PyTorch's default (for-loop) AdamW, as measured before
 
 The steps are interleaved (one step of each system in turn), so a change in machine load hits
 all of them alike; the figures are medians after warm-up, of at least ``--steps`` steps and
@@ -143,7 +145,7 @@ def torch_model(cfg, seed=0):
     return GPT()
 
 
-def torch_system(cfg):
+def torch_system(cfg, fused=True):
     import torch
 
     model = torch_model(cfg)
@@ -151,7 +153,7 @@ def torch_system(cfg):
     no_decay = [p for p in model.parameters() if p.dim() < 2]
     opt = torch.optim.AdamW([{"params": decay, "weight_decay": WEIGHT_DECAY},
                              {"params": no_decay, "weight_decay": 0.0}],
-                            lr=LR, betas=BETAS, eps=EPS)
+                            lr=LR, betas=BETAS, eps=EPS, fused=fused or None)
 
     def step(x, y):
         opt.zero_grad(set_to_none=True)
@@ -288,9 +290,9 @@ def bench_config(name, systems_wanted, steps, warmup, data_parallel="auto", min_
     systems = {}
     model = None
     for sysname in systems_wanted:
-        if sysname == "torch":
+        if sysname in ("torch", "torch-forloop"):
             try:
-                systems["torch"] = torch_system(cfg)
+                systems[sysname] = torch_system(cfg, fused=sysname == "torch")
             except ImportError:
                 print("  torch is not installed: skipping it", file=sys.stderr)
         elif sysname == "plain":
@@ -381,7 +383,7 @@ def main(argv=None):
     ap.add_argument("--json", help="also write the figures to this file")
     args = ap.parse_args(argv)
 
-    if "torch" in args.systems.split(",") and not args.isolated:
+    if any(s.startswith("torch") for s in args.systems.split(",")) and not args.isolated:
         start_torch(args.threads)           # before npgpt's threads: see start_torch
     blas_pools = set_threads(args.threads)
     load_before = load_note(threshold_per_core=LOAD_LIMIT / (os.cpu_count() or 1))

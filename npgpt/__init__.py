@@ -17,8 +17,23 @@ from .gradcheck import gradcheck
 from .adapters import from_pretrained
 from .hf import save_pretrained
 from . import generate as _generate  # noqa: F401  (GPT.generate)
-from . import glassbox as _glassbox  # noqa: F401  (GPT.run_with_cache)
 from .models import GPT, GPTConfig, count_params
+from .models.classifier import TextClassifier as _TextClassifier
+from .models.seq2seq import Transformer as _Transformer
+
+
+def _run_with_cache(self, *args, **kwargs):
+    """(logits, Cache) of one forward with the activations by name: see npgpt.glassbox.
+    Importing npgpt.glassbox (here, at the first call) installs the method itself; it is not
+    imported with npgpt because it loads the numba kernels."""
+    from . import glassbox  # noqa: F401  (replaces this method on the three classes)
+    return type(self).run_with_cache(self, *args, **kwargs)
+
+
+for _cls in (GPT, _Transformer, _TextClassifier):
+    if "run_with_cache" not in vars(_cls):     # (npgpt.glassbox already imported: keep it)
+        _cls.run_with_cache = _run_with_cache
+del _cls
 
 __version__ = "0.1.0"
 

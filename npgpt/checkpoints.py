@@ -20,7 +20,10 @@ from .adapters import LoraConfig, apply_lora
 from .errors import CheckpointError, ConfigError
 from .hf import from_pretrained, load_tokenizer
 from .io import CONFIG, TRAINER, load_checkpoint, load_json, resolve_checkpoint
+from .layers.linear import no_init
+from .layers.quantized import check_quantization, quantize_model
 from .models import GPT, GPTConfig
+from .quantized_io import load_quantized, quantization_entry
 from .train_optimizer import build_optimizer
 from .trainer import TrainConfig
 from .trainer_state import check_trainer_state
@@ -48,25 +51,55 @@ def optimizer_layout(model, config: TrainConfig) -> dict:
                for name in names}}
 
 
-def load_model(path):
+def _quantized_tokenizer(path: Path, config: dict):
+    """The tokenizer copied into a quantized directory: HuggingFace's files, or npgpt's one."""
+    if "model_type" in config:
+        return load_tokenizer(path)
+    files = sorted(path.glob("tokenizer*"))
+    if len(files) > 1:
+        raise CheckpointError(f"{path} holds several tokenizer files: {[f.name for f in files]}")
+    return tokenizers.load(files[0]) if files else None
+
+
+def load_model(path, quantize: str | None = None):
     """(model, tokenizer or None, checked trainer state or {}, directory) from an npgpt
-    checkpoint (or output directory) or a HuggingFace model directory.
+    checkpoint (or output directory), a HuggingFace model directory or a quantized one
+    (``npgpt quantize``).
 
     The model is built from ``config.json`` (every field present and valid) before the
     weights are read, so the weights must match it in names, shapes and dtype, and be finite.
+    The weights are views of a private memory map of the file (``npgpt.io.map_safetensors``).
+    ``quantize`` ("int8"): the float model is quantized once loaded; a quantized directory
+    must hold that scheme.
     """
     path = resolve_checkpoint(path)
-    if not (path / TRAINER).exists() and "model_type" in load_json(path / CONFIG):
-        return from_pretrained(path), load_tokenizer(path), {}, path   # HuggingFace's
+    if quantize is not None:
+        check_quantization(quantize, 32)
+    config_dict = load_json(path / CONFIG)
+    stored = quantization_entry(config_dict, path / CONFIG)
+    if stored is not None:
+        if quantize not in (None, stored["scheme"]):
+            raise ConfigError(f"{path} holds {stored['scheme']} weights, not {quantize}")
+        return load_quantized(path), _quantized_tokenizer(path, config_dict), {}, path
+    if not (path / TRAINER).exists() and "model_type" in config_dict:
+        return (from_pretrained(path, quantize=quantize), load_tokenizer(path), {},
+                path)   # HuggingFace's
     if not (path / TRAINER).exists():
         load_checkpoint(path)      # an npgpt checkpoint without trainer.json: says so
-    config = GPTConfig.from_dict(load_json(path / CONFIG), source=path / CONFIG, required=True)
-    model = GPT(config)
+    config = GPTConfig.from_dict(config_dict, source=path / CONFIG, required=True)
+    with no_init():                # every weight is read from the file next
+        model = GPT(config)
     state = check_trainer_state(load_json(path / TRAINER), path / TRAINER, TrainConfig)
     _apply_saved_lora(model, state, path / TRAINER)
     ckpt = load_checkpoint(path, expect_model=model.state_dict(),
-                           expect_optimizer=optimizer_layout(model, state["train_config"]))
-    model.load_state_dict(ckpt.model_state)
+                           expect_optimizer=optimizer_layout(model, state["train_config"]),
+                           mmap=True)
+    for name, p in model.named_parameters():   # names, shapes and dtypes checked above
+        p.data = ckpt.model_state[name]
+    if quantize is not None:
+        quantize_model(model, quantize)
+        for p in model.parameters():            # norms and biases out of the map
+            p.data = p.data.copy()
     tokenizer = None
     if ckpt.tokenizer_path is not None:
         tokenizer = tokenizers.load(ckpt.tokenizer_path)

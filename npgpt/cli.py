@@ -17,9 +17,8 @@ from .cli_hf import add_hf_parsers
 from .glassbox.inspect_cli import add_inspect_parser
 from .errors import ConfigError, NpgptError, describe
 from .glassbox.report_cli import add_report_parser
+from .quantize import add_quantize_parser
 
-# GPTConfig fields the command sets itself rather than by flag
-_MODEL_FIELDS_NOT_FLAGS = {"vocab_size", "block_size", "dtype"}
 BENCHMARKS = ("kernels", "train_step", "generate", "memory", "tokenizers")
 PARAMS_PRESET = "gpt2"         # the model npgpt params counts without --preset
 
@@ -28,10 +27,10 @@ PARAMS_PRESET = "gpt2"         # the model npgpt params counts without --preset
 
 def cmd_train(args) -> int:
     from .models import GPTConfig
-    from .run import RunOptions, train
+    from .run import MODEL_FIELDS_NOT_OPTIONS, RunOptions, train
     from .train_config import TrainConfig
-    run = train(**given(args, RunOptions), **given(args, GPTConfig, skip=_MODEL_FIELDS_NOT_FLAGS),
-                **given(args, TrainConfig))
+    run = train(**given(args, RunOptions), **given(args, TrainConfig),
+                **given(args, GPTConfig, skip=MODEL_FIELDS_NOT_OPTIONS))
     if run.stopped:             # ended by Ctrl-C or SIGTERM, the step kept: 128 + the signal
         import signal
         return 128 + signal.Signals[run.stopped].value
@@ -138,9 +137,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_train_parser(sub)
 
-    from .infer import SampleOptions
+    from .infer import SAMPLE_RULES, SampleOptions
     p = sub.add_parser("sample", help="generate text from a checkpoint, streaming it")
-    add_dataclass_flags(p, SampleOptions, group_title="sampling")
+    add_dataclass_flags(p, SampleOptions, group_title="sampling", rules=SAMPLE_RULES)
     p.set_defaults(func=cmd_sample)
 
     p = sub.add_parser("params", help="parameter count per component, beside the closed form")
@@ -161,6 +160,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_report_parser(sub)
     add_inspect_parser(sub)
     add_chat_parser(sub)
+    add_quantize_parser(sub)
 
     try:
         from .tokenizers.cli import add_tokenizer_parser

@@ -79,10 +79,10 @@ def add_hf_parsers(sub, load_model) -> None:
     """The eval, export and lora subcommands; ``load_model(path) -> (model, tokenizer or
     None, trainer state)`` reads a checkpoint or HuggingFace directory."""
     from .cli_flags import add_dataclass_flags
-    from .infer import EvalOptions
+    from .infer import EVAL_RULES, EvalOptions
     p = sub.add_parser("eval", help="perplexity and bits per byte of a model on a text "
                                     "(sliding window)")
-    add_dataclass_flags(p, EvalOptions, group_title="evaluation")
+    add_dataclass_flags(p, EvalOptions, group_title="evaluation", rules=EVAL_RULES)
     p.add_argument("--json", action="store_true",
                    help="print one JSON object instead of a line of text")
     p.set_defaults(func=cmd_eval, load_model=load_model)

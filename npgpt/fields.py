@@ -116,10 +116,16 @@ def check_fields(obj, rules: dict, source: str | None = None) -> None:
         object.__setattr__(obj, f.name, value)
 
 
-def from_dict(cls, d, source: str | None = None, required: bool = False):
+def from_dict(cls, d, source: str | None = None, required: bool = False,
+              added: dict | None = None):
     """``cls(**d)`` for a dict read from a file: refuses a non-dict, unknown fields and (with
     ``required``) missing ones, naming ``source``; the fields themselves are checked by the
-    class's ``__post_init__``, and its errors are given ``source`` too."""
+    class's ``__post_init__``, and its errors are given ``source`` too.
+
+    ``added`` maps the fields added to the class after its files were first written to the
+    value that an older file, which lacks them, meant (the behaviour before the field
+    existed, which need not be today's default): with ``required`` they are not required,
+    and a missing one takes that value, so an older file still loads as it was written."""
     where = f"{source}: " if source else ""
     if not isinstance(d, dict):
         raise ConfigError(f"{where}expected a JSON object of {cls.__name__} fields, found "
@@ -130,10 +136,12 @@ def from_dict(cls, d, source: str | None = None, required: bool = False):
         raise ConfigError(f"{where}unknown {cls.__name__} field{'s' * (len(unknown) > 1)} "
                           f"{', '.join(unknown)} (known: {', '.join(names)})")
     if required:
-        missing = [n for n in names if n not in d]
+        added = added or {}
+        missing = [n for n in names if n not in d and n not in added]
         if missing:
             raise ConfigError(f"{where}missing {cls.__name__} field"
                               f"{'s' * (len(missing) > 1)} {', '.join(missing)}")
+        d = {**{n: v for n, v in added.items() if n not in d}, **d}
     try:
         return cls(**d)
     except ConfigError as e:

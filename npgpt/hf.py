@@ -27,13 +27,14 @@ HF's LLaMA checkpoints already use the half-split RoPE layout (``rotate_half``) 
 consecutive query heads per key/value head (``repeat_kv``), which is npgpt's ``rope_layout
 "half"`` and its GQA, so no head permutation is needed.
 
-Loading builds the model first (its parameters are the only full-size arrays) and then reads
-the checkpoint one tensor at a time into them: the safetensors header is parsed and checked
-(``npgpt.io.read_safetensors_header``), then each tensor's bytes are read straight into its
-parameter (``readinto``), or through one temporary when it must be transposed or converted
-(float16, bfloat16, float64 -> float32). So at most one extra tensor is alive at once; going
-through ``safetensors.safe_open`` instead costs two extra copies of the largest tensor, and it
-cannot read bfloat16 into NumPy at all. No torch is imported.
+Loading builds the model without drawing initial weights (``no_init``), checks every
+safetensors header (``npgpt.io.read_safetensors_header``) and maps each file
+(``npgpt.io.map_safetensors``, private copy-on-write): a tensor already in the parameter's
+dtype and layout becomes the parameter itself, read from the page cache as it is used, so
+the loaded process holds one copy of the weights, shared with the page cache; one that must
+be transposed or converted (float16, bfloat16, float64 -> float32) is copied into its
+parameter one tensor at a time. Training such a model writes its weights in place: each
+page written is copied into the process, never written to the file. No torch is imported.
 A config that npgpt would run differently from transformers is refused with a
 :class:`~npgpt.errors.ConfigError` naming the field.
 """
@@ -49,7 +50,10 @@ import numpy as np
 
 from .contract import checked
 from .errors import CheckpointError, ConfigError, TokenizerError
-from .io import atomic_directory, load_json, read_safetensors_header, save_json
+from .io import atomic_directory, load_json, map_safetensors, read_safetensors_header, save_json
+from .layers.linear import no_init
+from .layers.quantized import check_quantization, quantize_model
+from .quantized_io import load_quantized, quantization_entry
 from .models.gpt import GPT, GPTConfig
 
 CONFIG, WEIGHTS, INDEX = "config.json", "model.safetensors", "model.safetensors.index.json"
@@ -177,6 +181,24 @@ def _read_into(f, data_start: int, info: dict, dst: np.ndarray, where: str) -> N
     np.copyto(dst, raw.reshape(info["shape"]), casting="unsafe")
 
 
+def _load_tensor(src: np.ndarray, tag: str, param, e: Entry) -> None:
+    """Put one checkpoint tensor ``src`` (a view of the file's memory map) into ``param``.
+    Same dtype and layout: the parameter becomes the mapped array itself (no copy; pages are
+    read when first used, and a write copies the page: the file never changes). Otherwise
+    it is converted (bfloat16 is the top half of a float32) or transposed into the
+    parameter, one tensor at a time."""
+    if tag != "BF16" and src.dtype == param.data.dtype and not e.transpose and e.cols is None:
+        param.data = src
+        return
+    dst = _hf_view(param.data, e)
+    if tag == "BF16" and dst.dtype == np.float32:      # the 16 bits shifted straight in
+        np.left_shift(src, 16, out=dst.view(np.uint32), dtype=np.uint32)
+    elif tag == "BF16":
+        dst[...] = (src.astype(np.uint32) << 16).view(np.float32)
+    else:
+        np.copyto(dst, src, casting="unsafe")
+
+
 def load_weights(model: GPT, path) -> GPT:
     """Read a HuggingFace checkpoint (``model.safetensors`` or shards + index) into ``model``'s
     parameters, in place, one tensor at a time. Every missing, unexpected or mis-shaped
@@ -218,19 +240,22 @@ def load_weights(model: GPT, path) -> GPT:
     for n, e in expected.items():
         by_file.setdefault(files[stored[n]], []).append(e)
     for file, file_entries in by_file.items():
-        with open(file, "rb") as f:
-            data_start = 8 + int(np.frombuffer(f.read(8), "<u8")[0])
-            for e in file_entries:
-                _read_into(f, data_start, headers[file][stored[e.hf]],
-                           _hf_view(params[e.ours].data, e), f"{file} tensor {stored[e.hf]!r}")
+        _, arrays = map_safetensors(file)
+        for e in file_entries:
+            name = stored[e.hf]
+            _load_tensor(arrays[name], headers[file][name]["dtype"], params[e.ours], e)
     return model
 
 
-def from_pretrained(path, dtype="float32", **overrides) -> GPT:
+def from_pretrained(path, dtype="float32", quantize: str | None = None, block: int = 32,
+                    **overrides) -> GPT:
     """A :class:`GPT` from a local HuggingFace directory (``config.json`` + safetensors).
 
     dtype      float32 (default) or float64; the checkpoint's float16 / bfloat16 / float32
                tensors are converted on the way in.
+    quantize   "int8": every Linear, the head and the embeddings quantized as they load
+               (blocks of ``block`` inputs, :mod:`npgpt.layers.quantized`). A directory
+               written by ``npgpt quantize`` is read as it is (int8 without a float copy).
     overrides  GPTConfig fields to change, e.g. ``dropout=0.1`` before fine-tuning.
     """
     if not isinstance(path, (str, os.PathLike)):
@@ -238,13 +263,24 @@ def from_pretrained(path, dtype="float32", **overrides) -> GPT:
     path = Path(path)
     if not (path / CONFIG).is_file():
         raise CheckpointError(f"{path} has no {CONFIG}: not a HuggingFace model directory")
+    if quantize is not None:
+        check_quantization(quantize, block)
     hf = load_json(path / CONFIG)
+    stored = quantization_entry(hf, path / CONFIG)
+    if stored is not None:
+        if overrides or dtype != "float32":
+            raise ConfigError(f"{path} holds {stored['scheme']} weights: they load as they "
+                              "are (no dtype or config overrides)")
+        if quantize is not None and quantize != stored["scheme"]:
+            raise ConfigError(f"{path} holds {stored['scheme']} weights, not {quantize}")
+        return load_quantized(path)
     try:
         config = config_from_hf(hf, dtype=dtype, **overrides)
     except ConfigError as e:       # name the file itself, not just "config.json"
         text = str(e).removeprefix("config.json: ")
         raise ConfigError(f"{path / CONFIG}: {text}") from None
-    model = GPT(config)
+    with no_init():               # every weight is read from the file next
+        model = GPT(config)
     for p in model.parameters():
         # fresh np.zeros pages stay unmapped until a backward writes them: an inference-only
         # model pays no gradient memory (Parameter's zeros_like grads are written at once)
@@ -254,6 +290,10 @@ def from_pretrained(path, dtype="float32", **overrides) -> GPT:
         if not np.isfinite(p.data).all():
             raise CheckpointError(f"{path}: the weights of {name} hold NaN or infinite values")
     model._hf_token_ids = {k: hf.get(k) for k in _TOKEN_IDS}   # written back by save_pretrained
+    if quantize is not None:
+        quantize_model(model, quantize, block)
+        for p in model.parameters():   # the float norms and biases left: copied out, so the
+            p.data = p.data.copy()     # map of the float file (and its pages) can go
     return model
 
 
@@ -315,10 +355,11 @@ def save_pretrained(model: GPT, path, tokenizer=None) -> Path:
     return path
 
 
-def _from_pretrained_method(cls, path, dtype: str = "float32", **overrides) -> GPT:
+def _from_pretrained_method(cls, path, dtype: str = "float32", quantize: str | None = None,
+                            block: int = 32, **overrides) -> GPT:
     """A GPT-2 or LLaMA-family model from a local HuggingFace directory
     (:func:`npgpt.hf.from_pretrained`)."""
-    return from_pretrained(path, dtype, **overrides)
+    return from_pretrained(path, dtype, quantize, block, **overrides)
 
 
 def _save_pretrained_method(self, path, tokenizer=None) -> Path:

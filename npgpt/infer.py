@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import CheckpointError, ConfigError
-from .fields import at_least, check_fields, positive
+from .fields import at_least, check_fields, one_of, positive
 
 
 def _nonempty(v) -> bool:
@@ -41,12 +41,17 @@ class SampleOptions:
     #                                  None = all
     seed: int | None = None          # seed of sample i is seed + i; None = a fresh random seed
     num_samples: int = 1             # samples to generate, one after the other
+    quantize: str | None = None      # int8: weights quantized to int8 as they load (faster
+    #                                  decoding); None = as stored
 
     def __post_init__(self):
-        check_fields(self, {"max_new_tokens": positive, "num_samples": positive,
-                            "temperature": at_least(0), "top_k": positive,
-                            "top_p": (lambda v: 0 < v <= 1, "{t} in (0, 1]"),
-                            "seed": at_least(0)})
+        check_fields(self, SAMPLE_RULES)
+
+
+# what each option may hold (the type comes from the annotation; npgpt.fields)
+SAMPLE_RULES = {"max_new_tokens": positive, "num_samples": positive, "quantize": one_of("int8"),
+                "temperature": at_least(0), "top_k": positive,
+                "top_p": (lambda v: 0 < v <= 1, "{t} in (0, 1]"), "seed": at_least(0)}
 
 
 @dataclass
@@ -61,8 +66,10 @@ class EvalOptions:
     #                                  more context, at block/stride times the cost); None = block
 
     def __post_init__(self):
-        check_fields(self, {"data": _PATH, "adapter": _PATH, "block": positive,
-                            "stride": positive})
+        check_fields(self, EVAL_RULES)
+
+
+EVAL_RULES = {"data": _PATH, "adapter": _PATH, "block": positive, "stride": positive}
 
 
 def _options(cls, options: dict):
@@ -80,12 +87,16 @@ def _options(cls, options: dict):
     return cls(**given), ckpt
 
 
-def load(ckpt):
-    """(model, tokenizer or None) of a checkpoint path, or of a Run (its model and tokenizer)."""
+def load(ckpt, quantize: str | None = None):
+    """(model, tokenizer or None) of a checkpoint path, or of a Run (its model and tokenizer).
+    ``quantize``: the path's model quantized as it loads (see npgpt.checkpoints.load_model)."""
     if hasattr(ckpt, "model") and hasattr(ckpt, "tokenizer"):
+        if quantize is not None:
+            raise ConfigError("quantize applies to a checkpoint path, not to a Run's model in "
+                              "memory (npgpt.layers.quantized.quantize_model quantizes that)")
         return ckpt.model, ckpt.tokenizer
     from .checkpoints import load_model
-    model, tokenizer, _, _ = load_model(Path(ckpt))
+    model, tokenizer, _, _ = load_model(Path(ckpt), quantize)
     return model, tokenizer
 
 
@@ -115,7 +126,7 @@ def sample(stream=None, **options) -> list[str]:
 
     from .generate import generate
     o, ckpt = _options(SampleOptions, options)
-    model, tokenizer = load(ckpt)
+    model, tokenizer = load(ckpt, o.quantize)
     if tokenizer is None:
         raise CheckpointError(f"{ckpt} has no tokenizer to encode the prompt with")
     texts = []

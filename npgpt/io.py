@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import json
 import math
+import mmap
 import os
 import shutil
 import struct
@@ -95,6 +96,48 @@ def read_safetensors_header(path) -> dict:
     return header
 
 
+# safetensors dtype tag -> NumPy dtype (bfloat16, which NumPy lacks, as its raw 16 bits)
+NUMPY_DTYPES = {"BOOL": "|b1", "U8": "|u1", "I8": "|i1", "U16": "<u2", "I16": "<i2",
+                "F16": "<f2", "BF16": "<u2", "U32": "<u4", "I32": "<i4", "F32": "<f4",
+                "U64": "<u8", "I64": "<i8", "F64": "<f8"}
+
+
+def map_safetensors(path) -> tuple[dict, dict[str, np.ndarray]]:
+    """(header, name -> array) of a safetensors file, the arrays views of one private
+    (copy-on-write) memory map of it: nothing is read until an array is used, the pages are
+    the page cache's (a second process mapping the file shares them), and writing into an
+    array (training updates weights in place) copies that page into this process only: the
+    file never changes. A tensor whose offset is not a multiple of its item size is copied
+    out instead. bfloat16 arrives as its raw 16 bits (``<u2``).
+
+    The file is replaced by atomic writes (a new file renamed over it), which leaves a live
+    map on the old one; a file truncated in place under a live map would fault, and npgpt
+    never writes one in place.
+    """
+    path = Path(path)
+    header = read_safetensors_header(path)
+    unknown = sorted({info["dtype"] for info in header.values()} - set(NUMPY_DTYPES))
+    if unknown:
+        raise CheckpointError(f"{path}: tensors of dtype {', '.join(unknown)} cannot be read")
+    try:
+        with open(path, "rb") as f:
+            (n,) = struct.unpack("<Q", f.read(8))
+            buf = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_COPY)
+    except (OSError, ValueError) as e:
+        raise CheckpointError(f"cannot map {path}: {getattr(e, 'strerror', None) or e}") from None
+    start = 8 + n
+    arrays = {}
+    for name, info in header.items():
+        dtype = np.dtype(NUMPY_DTYPES[info["dtype"]])
+        begin, end = info["data_offsets"]
+        count = (end - begin) // dtype.itemsize
+        a = np.frombuffer(buf, dtype=dtype, count=count, offset=start + begin)
+        if (start + begin) % dtype.itemsize:
+            a = a.copy()                       # unaligned: NumPy and BLAS want aligned data
+        arrays[name] = a.reshape(info["shape"])
+    return header, arrays
+
+
 def save_safetensors(path, tensors: dict, metadata: dict | None = None) -> None:
     """Write ``tensors`` (name -> NumPy array) to ``path`` atomically (temp file + rename)."""
     from safetensors.numpy import save
@@ -113,8 +156,9 @@ def save_safetensors(path, tensors: dict, metadata: dict | None = None) -> None:
     atomic_write(path, payload)
 
 
-def load_safetensors(path, expected: dict | None = None) -> dict[str, np.ndarray]:
-    """Read a safetensors file (no pickle), checking its header first.
+def load_safetensors(path, expected: dict | None = None, mmap: bool = False) -> dict[str, np.ndarray]:
+    """Read a safetensors file (no pickle), checking its header first; with ``mmap`` the
+    arrays are views of a private memory map of it (:func:`map_safetensors`), not copies.
 
     ``expected``: name -> array or shape; when given, the file must hold exactly those names
     with those shapes (and, for arrays, that dtype), or a :class:`CheckpointError` names every
@@ -126,10 +170,15 @@ def load_safetensors(path, expected: dict | None = None) -> dict[str, np.ndarray
     header = read_safetensors_header(path)
     if expected is not None:
         check_tensors({k: tuple(v["shape"]) for k, v in header.items()}, expected, str(path))
-    try:
-        tensors = load_file(str(path))
-    except Exception as e:  # the header checked out, yet the library refuses the file
-        raise CheckpointError(f"{path}: cannot read safetensors data ({e})") from None
+    if mmap:
+        _, tensors = map_safetensors(path)
+        if any(info["dtype"] == "BF16" for info in header.values()):
+            raise CheckpointError(f"{path}: bfloat16 tensors are not read here")
+    else:
+        try:
+            tensors = load_file(str(path))
+        except Exception as e:  # the header checked out, yet the library refuses the file
+            raise CheckpointError(f"{path}: cannot read safetensors data ({e})") from None
     for name, value in tensors.items():
         want = getattr((expected or {}).get(name), "dtype", None)
         if want is not None and value.dtype != want:
@@ -348,13 +397,14 @@ def resolve_checkpoint(path) -> Path:
 
 
 def load_checkpoint(path, expect_model: dict | None = None,
-                    expect_optimizer: dict | None = None) -> Checkpoint:
+                    expect_optimizer: dict | None = None, mmap: bool = False) -> Checkpoint:
     """Read a checkpoint directory written by :func:`save_checkpoint` (never unpickles).
 
     ``path`` is resolved by :func:`resolve_checkpoint` (an output directory, or a save
     interrupted between its renames, is found). ``expect_model`` / ``expect_optimizer``:
     name -> array or shape (e.g. ``model.state_dict()``); when given, the stored tensors
-    must match them exactly (:class:`CheckpointError` otherwise).
+    must match them exactly (:class:`CheckpointError` otherwise). ``mmap``: the model's
+    tensors are views of a private memory map of its file (:func:`map_safetensors`).
     """
     path = resolve_checkpoint(path)
     missing = [name for name in (CONFIG, MODEL, OPTIMIZER, TRAINER) if not (path / name).is_file()]
@@ -366,7 +416,7 @@ def load_checkpoint(path, expect_model: dict | None = None,
                               f"{[t.name for t in tokenizers]}")
     return Checkpoint(
         config=load_json(path / CONFIG),
-        model_state=load_safetensors(path / MODEL, expect_model),
+        model_state=load_safetensors(path / MODEL, expect_model, mmap=mmap),
         optimizer_state=load_safetensors(path / OPTIMIZER, expect_optimizer),
         trainer_state=load_json(path / TRAINER),
         tokenizer_path=tokenizers[0] if tokenizers else None,

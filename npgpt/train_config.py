@@ -78,8 +78,10 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, d: dict, source=None, required: bool = False) -> TrainConfig:
-        """From a file's dict (trainer.json's ``train_config``), naming ``source``."""
-        return from_dict(cls, d, None if source is None else str(source), required)
+        """From a file's dict (trainer.json's ``train_config``), naming ``source``; with
+        ``required``, a field missing from it must be one of ``ADDED_FIELDS``."""
+        return from_dict(cls, d, None if source is None else str(source), required,
+                         ADDED_FIELDS)
 
 
 # what each TrainConfig field may hold (the type comes from the annotation; npgpt.fields)
@@ -99,4 +101,13 @@ _TRAIN_RULES = {
     "optimizer": one_of("adamw", "muon"), "muon_lr": at_least(0),
     "muon_momentum": in_range(0, 1, hi_open=True), "muon_weight_decay": at_least(0),
     "stats_interval": at_least(0),
+}
+
+# fields added after trainer.json files were first written, each with the value an older file,
+# which lacks it, meant (the run as it was then trained, which need not be today's default):
+# such a run resumes as it would have
+ADDED_FIELDS = {
+    "schedule": "cosine", "cooldown_frac": 0.2, "cooldown": "linear", "time_budget": None,
+    "optimizer": "adamw", "muon_lr": 0.02, "muon_momentum": 0.95, "muon_weight_decay": 0.0,
+    "stats_interval": 0, "probe_prompt": "",
 }

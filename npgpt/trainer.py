@@ -29,6 +29,7 @@ from . import __version__, distributed, metrics
 from .adapters import lora_config, save_adapter
 from .data import TokenData, check_length, get_batch, tokenizer_identity
 from .errors import CheckpointError, ConfigError, TrainingError
+from .layers.quantized import is_quantized
 from .interrupt import StopSignals
 from .io import TRAINER, load_checkpoint, load_json, resolve_checkpoint, save_checkpoint
 from .runtime.memory import retain_freed_memory
@@ -74,6 +75,9 @@ class Trainer:
                     isinstance(data, np.ndarray) and data.ndim == 1 and data.dtype.kind in "iu"):
                 raise ConfigError(f"{what} is a {type(data).__name__}, expected token ids: a "
                                   "TokenData or a 1-D integer array (npgpt.data.tokenize)")
+        if is_quantized(model):
+            raise ConfigError("the model holds int8 (quantized) weights, which are for "
+                              "inference only: train the float model, then quantize it")
         self.model = model
         if config.data_parallel == "on":
             DataParallel(model, 2)          # refuses a model it cannot split, before any step
@@ -225,9 +229,9 @@ class Trainer:
         c = self.config
         if self.clock.budget is None:          # (under a budget, max_steps is not used)
             until = c.max_steps if until is None else min(until, c.max_steps)
+        self.stats = training_stats(self)     # None when stats_interval is 0 (npgpt.glassbox.stats)
         self.out_dir.mkdir(parents=True, exist_ok=True)
         self._trim_metrics()
-        self.stats = training_stats(self)     # None when stats_interval is 0 (npgpt.glassbox.stats)
         retain_freed_memory()         # each step reuses the last one's pages (npgpt.runtime.memory)
         self.model.train()
         bar = self._progress_bar(until)

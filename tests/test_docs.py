@@ -9,6 +9,7 @@ the moment it is written."""
 from __future__ import annotations
 
 import contextlib
+import functools
 import io
 import re
 import shlex
@@ -108,6 +109,11 @@ def strip_prefix(words: list[str]) -> list[str]:
     return words
 
 
+@functools.lru_cache(maxsize=1)
+def parser():
+    return build_parser()     # parse_args leaves it as it was: one serves every line
+
+
 def check_command(line: str) -> str | None:
     """None when the line is fine (or not a command this test knows), else what is wrong."""
     try:
@@ -120,7 +126,7 @@ def check_command(line: str) -> str | None:
         err = io.StringIO()
         try:
             with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
-                build_parser().parse_args(words[1:])
+                parser().parse_args(words[1:])
         except SystemExit as e:
             if e.code not in (0, None):             # 0: --help
                 return f"{line!r}: {err.getvalue().strip()}"

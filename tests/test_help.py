@@ -9,7 +9,7 @@ import pytest
 from npgpt.cli import PARAMS_PRESET, build_parser
 from npgpt.cli_flags import show
 from npgpt.fields import field_comments
-from npgpt.infer import EvalOptions, SampleOptions
+from npgpt.infer import EVAL_RULES, SAMPLE_RULES, EvalOptions, SampleOptions
 from npgpt.models import GPTConfig
 from npgpt.models.gpt import _RULES
 from npgpt.run import RUN_RULES, RunOptions, prepare
@@ -108,7 +108,8 @@ def test_the_stated_default_is_what_a_run_without_the_flag_uses(cmd, action, app
 NOT_FLAGS = {"vocab_size", "block_size", "dtype"}
 OPTION_CLASSES = [(GPTConfig, _RULES, {"train": NOT_FLAGS, "params": {"dtype"}}),
                   (TrainConfig, _TRAIN_RULES, {"train": ()}), (RunOptions, RUN_RULES, {"train": ()}),
-                  (SampleOptions, {}, {"sample": ()}), (EvalOptions, {}, {"eval": ()})]
+                  (SampleOptions, SAMPLE_RULES, {"sample": ()}),
+                  (EvalOptions, EVAL_RULES, {"eval": ()})]
 
 
 @pytest.mark.parametrize("cls,rules,commands", OPTION_CLASSES,

@@ -104,7 +104,7 @@ def test_a_second_ctrl_c_exits_at_once_keeping_the_last_good_checkpoint(corpus, 
     # steps long enough for the second Ctrl-C to land in the step the first one let finish
     # (two signals sent at once would arrive as one); a checkpoint every 2 steps
     argv = ["train", "--data", corpus, "--out", "run", "--max-steps", "100000", *TINY,
-            "--eval-interval", "2", "--n-embd", "128", "--n-layer", "2", "--batch-size", "16",
+            "--eval-interval", "2", "--n-embd", "256", "--n-layer", "4", "--batch-size", "32",
             "--block-size", "64"]
     code, out, err = interrupt(tmp_path, argv, [signal.SIGINT, signal.SIGINT], after_lines=4,
                                gap=0.05)

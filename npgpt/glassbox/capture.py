@@ -70,9 +70,9 @@ class Recorder:
                     keep(args, result)
                 return result
 
-            had = method in vars(module)
+            had = vars(module).get(method)      # an instance's own method, put back after
             setattr(module, method, wrapper)      # an instance attribute shadows the class's
-            self._wrapped[key] = (module, method, listeners, had, vars(module).get(method))
+            self._wrapped[key] = (module, method, listeners, had)
         listeners = self._wrapped[key][2]
 
         def keep(args, result):
@@ -82,9 +82,11 @@ class Recorder:
 
     def close(self) -> None:
         """Give every module back its own methods."""
-        for module, method, _, had, _ in self._wrapped.values():
-            if not had:
+        for module, method, _, had in self._wrapped.values():
+            if had is None:
                 delattr(module, method)
+            else:
+                setattr(module, method, had)
         self._wrapped.clear()
 
 

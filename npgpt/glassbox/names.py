@@ -28,7 +28,6 @@ from __future__ import annotations
 import numpy as np
 
 from .. import kernels
-from ..kernels.softmax import causal_mask, check_padding_mask, masked_softmax_backward
 from ..layers.ffn import SwiGLU
 from ..layers.norm import RMSNorm
 from .capture import Site, arg0, result0
@@ -57,6 +56,7 @@ def _heads_last(a):
 def _scores(sdpa):
     """scale * q k^T with -inf where the causal or padding mask forbids (B, H, T, S)."""
     def forward(args, result):
+        from ..kernels.softmax import causal_mask, check_padding_mask   # numba: not at import
         q, k = args[0], args[1]
         mask = args[3] if len(args) > 3 else None
         B, H, T, hs = q.shape
@@ -71,6 +71,11 @@ def _scores(sdpa):
         s[~np.broadcast_to(allowed, s.shape)] = -np.inf
         return s
     return forward
+
+
+def _dscores(args):
+    from ..kernels.softmax import masked_softmax_backward             # numba: not at import
+    return masked_softmax_backward(args[4], _dpattern(args))
 
 
 def _dpattern(args):
@@ -95,7 +100,7 @@ def attention_sites(prefix: str, attn) -> dict[str, Site]:
         f"{prefix}.v": Site((*fwd, lambda a, r: _heads_last(a[2])),
                             (*bwd, lambda a, r: _heads_last(r[2]))),
         f"{prefix}.scores": Site((*fwd, _scores(sdpa)),
-                                 (*bwd, lambda a, r: masked_softmax_backward(a[4], _dpattern(a)))),
+                                 (*bwd, lambda a, r: _dscores(a))),
         f"{prefix}.pattern": Site((*fwd, lambda a, r: r[1][3]), (*bwd, lambda a, r: _dpattern(a))),
         f"{prefix}.z": Site((attn.c_proj, "forward", lambda a, r: z_shape(a[0])),
                             (attn.c_proj, "backward", lambda a, r: z_shape(r))),
@@ -117,7 +122,7 @@ def mlp_sites(prefix: str, mlp) -> dict[str, Site]:
 
 
 def sublayer_sites(p: str, layer, norm_name: str | None, branch: str, prenorm: bool,
-                   resid_in: Site, out_name: str) -> tuple[dict[str, Site], Site]:
+                   out_name: str) -> tuple[dict[str, Site], Site]:
     """The names of one residual sub-layer ``x -> x + branch(...)`` (see models.residual), and
     the Site of the residual after it."""
     norm = getattr(layer, norm_name) if norm_name else None
@@ -146,7 +151,7 @@ def block_sites(p: str, block, subs: list[tuple[str | None, str, str, str]], pre
     """A block of residual sub-layers; ``subs``: (norm, branch, output name, residual name)."""
     sites = {f"{p}resid_pre": Site((block, "forward", arg0), (block, "backward", result0))}
     for n, (norm, branch, out_name, resid_name) in enumerate(subs):
-        more, after = sublayer_sites(p, block, norm, branch, prenorm, None, out_name)
+        more, after = sublayer_sites(p, block, norm, branch, prenorm, out_name)
         sites.update(more)
         last = n == len(subs) - 1
         if last:
@@ -198,11 +203,11 @@ def classifier_sites(model) -> dict[str, Site]:
              "wpe": Site((model.wpe, "forward", result0), None),
              "resid_pre": Site((model.attn, "forward", arg0), (model.wpe, "backward", arg0))}
     ln_1, ln_2 = ("ln_1", "ln_2") if model.layernorm else (None, None)
-    more, mid = sublayer_sites("", model, ln_1, "attn", False, None, "attn_out")
+    more, mid = sublayer_sites("", model, ln_1, "attn", False, "attn_out")
     sites.update(more)
     mid.forward = mid.forward or (model.mlp, "forward", arg0)
     sites["resid_mid"] = mid
-    more, post = sublayer_sites("", model, ln_2, "mlp", False, None, "mlp_out")
+    more, post = sublayer_sites("", model, ln_2, "mlp", False, "mlp_out")
     sites.update(more)
     if post.forward is not None:            # without ln_2 no layer reads the last residual whole
         sites["resid_post"] = post

@@ -88,6 +88,8 @@ class TrainingStats:
         self.sample = np.stack([np.asarray(data[s:s + T]) for s in starts]).astype(np.int64)
         self.probe_ids = self._probe_ids(c.probe_prompt, data)
         self._before: dict | None = None
+        self._start_step = trainer.step
+        self._started = False
 
     def _probe_ids(self, prompt: str, data) -> np.ndarray:
         block = self.model.config.block_size
@@ -111,6 +113,9 @@ class TrainingStats:
     def _write(self, record: dict) -> None:
         if not self.writes:
             return
+        if not self._started:       # the first line of this run: the meta line before it
+            self._started = True
+            self.start()
         try:
             metrics.append(self.path, record)
         except OSError as e:
@@ -118,12 +123,17 @@ class TrainingStats:
 
     # --- the run -------------------------------------------------------------------------
     def start(self) -> None:
-        """The meta line (after dropping lines beyond the step a resumed run restarts at)."""
+        """The meta line (after dropping lines beyond the step a resumed run restarts at);
+        written with the run's first statistics, so a run stopped before any writes none."""
+        self._started = True
         if not self.writes:
             return
-        metrics.trim(self.path, self.trainer.step)
+        try:
+            metrics.trim(self.path, self._start_step)
+        except OSError as e:
+            raise TrainingError(f"cannot write {self.path}: {e.strerror or e}") from None
         c = self.model.config
-        self._write({"kind": "meta", "version": VERSION, "step": self.trainer.step,
+        self._write({"kind": "meta", "version": VERSION, "step": self._start_step,
                      "stats_interval": self.interval, "n_layer": c.n_layer, "n_head": c.n_head,
                      "n_embd": c.n_embd, "mlp": c.mlp, "hist_edges": HIST_EDGES.tolist(),
                      "params": [n for n, p in self.model.named_parameters() if p.requires_grad],
@@ -199,9 +209,8 @@ class TrainingStats:
 
 
 def training_stats(trainer) -> TrainingStats | None:
-    """The Trainer's TrainingStats, started, or None when ``stats_interval`` is 0."""
+    """The Trainer's TrainingStats (its probe prompt checked, nothing written yet), or None
+    when ``stats_interval`` is 0."""
     if not trainer.config.stats_interval:
         return None
-    stats = TrainingStats(trainer)
-    stats.start()
-    return stats
+    return TrainingStats(trainer)

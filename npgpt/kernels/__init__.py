@@ -120,6 +120,13 @@ def attention_backward(dout, q, k, v, probs, scale=None, causal=False, dq=None, 
     return kernel("attention_backward")(dout, q, k, v, probs, scale, causal, dq, dk, dv)
 
 
+def int8_matmul(x, q, s):
+    """y = x @ dequantize(q, s)^T: x (M, K) float, q (N, K) int8 weights stored (out, in),
+    s (N, K / bs) the scale of each block of bs inputs -> y (M, N) in x's dtype
+    (:mod:`npgpt.kernels.int8`)."""
+    return kernel("int8_matmul")(x, q, s)
+
+
 __all__ = [
     "BACKENDS",
     "KERNELS",
@@ -133,6 +140,7 @@ __all__ = [
     "gelu_tanh_backward",
     "gelu_tanh_forward",
     "get_backend",
+    "int8_matmul",
     "kernel",
     "layernorm_backward",
     "layernorm_forward",

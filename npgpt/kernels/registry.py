@@ -174,6 +174,20 @@ def _attention_cached_forward(shape, dtype, rng, scale=1.0):
     return q[:, :, shape["T"] // 2:], k, v, causal, None, s
 
 
+def _int8_matmul(shape, dtype, rng, scale=1.0, rows=None):
+    """x (M, K) against int8 weights (N, K) in blocks of 32 with their scales; M = B * T
+    (a prompt) unless ``rows`` says (decoding)."""
+    K, N = 32 * (1 + shape["C"] % 3), shape["V"]
+    M = shape["B"] * shape["T"] if rows is None else rows(shape)
+    q, s = importlib.import_module(f"{__package__}.int8").quantize_ref(
+        _normal(rng, (N, K), np.float32, 0.02), 32)
+    return _normal(rng, (M, K), dtype, scale), q, s
+
+
+def _int8_matmul_decode(shape, dtype, rng, scale=1.0):
+    return _int8_matmul(shape, dtype, rng, scale, rows=lambda d: d["B"])
+
+
 def _softmax_window_forward(shape, dtype, rng, scale=1.0):
     """A sliding window of half the keys (at least one), as in Gemma's and Mistral's local layers."""
     scores, causal, mask, s = _softmax_masked_forward(shape, dtype, rng, scale)
@@ -208,6 +222,7 @@ _ENTRIES = [
     Kernel("rope_backward", "rope", _rope),
     Kernel("attention_forward", "attention", _attention_forward),
     Kernel("attention_backward", "attention", _attention_backward),
+    Kernel("int8_matmul", "int8", _int8_matmul),
 ]
 KERNELS: dict[str, Kernel] = {k.name: k for k in _ENTRIES}
 
@@ -223,6 +238,7 @@ VARIANTS: dict[str, tuple[str, Callable]] = {
     "attention_forward[sliding window]": ("attention_forward", _attention_window_forward),
     "attention_forward[window, kv cache]": ("attention_forward", _attention_window_cached_forward),
     "attention_backward[causal]": ("attention_backward", _attention_backward_causal),
+    "int8_matmul[decode]": ("int8_matmul", _int8_matmul_decode),
 }
 
 

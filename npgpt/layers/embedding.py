@@ -47,6 +47,12 @@ class Embedding(Module):
         self.save(idx)
         return self.weight.data[idx]
 
+    def attend(self, x: np.ndarray) -> np.ndarray:
+        """x @ W^T: scores of x (..., C) against every row (..., V), e.g. a tied LM head.
+        (B, T, C) is flattened to (B·T, C) so BLAS sees one large product."""
+        C = self.embedding_dim
+        return (x.reshape(-1, C) @ self.weight.data.T).reshape(x.shape[:-1] + (-1,))
+
     def backward(self, dy: np.ndarray) -> None:
         (idx,) = self.saved()
         if not self.weight.requires_grad:      # frozen (under LoRA)

@@ -1,16 +1,36 @@
 """Linear layer, and ``matmul_accumulate`` (out += a @ b in blocks: no weight-sized temporary)."""
 from __future__ import annotations
 
+import contextlib
+
 import numpy as np
 
 from ..errors import InputError
 from ..module import Module, Parameter
 
+_SKIP_INIT = False
+
+
+@contextlib.contextmanager
+def no_init():
+    """Models built inside get uninitialised weights (``np.empty``): for a model whose every
+    weight is about to be read from a file, drawing GPT-2's 124M normals first would cost
+    more than the read (and fresh empty pages cost no memory until written)."""
+    global _SKIP_INIT
+    previous, _SKIP_INIT = _SKIP_INIT, True
+    try:
+        yield
+    finally:
+        _SKIP_INIT = previous
+
 
 def normal_init(shape, std: float, dtype, rng: np.random.Generator) -> np.ndarray:
     """N(0, std²) weights drawn directly in float32 or float64: no float64 temporary for a
-    float32 model (GPT-2's 124M parameters would need 1 GB more to build)."""
+    float32 model (GPT-2's 124M parameters would need 1 GB more to build). Inside
+    :func:`no_init`, an uninitialised array."""
     dtype = np.dtype(dtype)
+    if _SKIP_INIT:
+        return np.empty(shape, dtype)
     w = rng.standard_normal(shape, dtype=dtype if dtype in (np.float32, np.float64) else np.float64)
     w *= std
     return w.astype(dtype, copy=False)

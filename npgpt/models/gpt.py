@@ -113,9 +113,10 @@ class GPTConfig:
 
     @classmethod
     def from_dict(cls, d: dict, source=None, required: bool = False) -> "GPTConfig":
-        """From a file's dict: unknown fields (and, with ``required``, missing ones) and bad
-        values are refused, naming ``source``."""
-        return from_dict(cls, d, None if source is None else str(source), required)
+        """From a file's dict: unknown fields (and, with ``required``, missing ones other than
+        ``ADDED_FIELDS``) and bad values are refused, naming ``source``."""
+        return from_dict(cls, d, None if source is None else str(source), required,
+                         ADDED_FIELDS)
 
     @classmethod
     def preset(cls, name: str, **overrides) -> "GPTConfig":
@@ -138,6 +139,16 @@ _RULES = {
     "rope_theta": above(0), "norm_eps": above(0), "init_std": at_least(0),
     "dtype": one_of("float32", "float64"),
     "logit_softcap": above(0),
+}
+
+# fields added after config.json files were first written, each with the value an older file,
+# which lacks it, meant (the model as it was then): such a file loads as it was written
+ADDED_FIELDS = {
+    "head_dim": None, "qkv_bias": None, "qk_norm": False, "norm_plus_one": False,
+    "sandwich_norm": False, "embed_scale": False, "attn_scalar": None, "sliding_window": None,
+    "layer_types": None, "rope_layers": None, "rope_local_theta": None, "rope_scaling": "none",
+    "rope_factor": 1.0, "rope_low_freq_factor": 1.0, "rope_high_freq_factor": 4.0,
+    "rope_original_context": 8192, "zero_init_proj": False, "logit_softcap": None,
 }
 
 PRESETS: dict[str, dict] = {
@@ -264,8 +275,7 @@ class GPT(Model):
     # weight's gradient is accumulated by gemm itself (no (V, C) temporary)
     def _head_forward(self, x):
         if self.config.tie_embeddings:
-            C = x.shape[-1]
-            return (x.reshape(-1, C) @ self.wte.weight.data.T).reshape(x.shape[:-1] + (-1,))
+            return self.wte.attend(x)            # x @ wte^T (an int8 wte brings its own)
         return self.lm_head(x)
 
     def _head_backward(self, dlogits, x):

@@ -1,7 +1,8 @@
 """Chat templates in the styles of the families' own (written for these tests): ChatML
 (SmolLM2, Qwen2.5), LLaMA-3 headers with a dated system block, Gemma turns with the "model"
 role and alternation enforced, and one that exercises the environment itself (block tags on
-their own indented lines, loop controls, namespace, dict, tojson, generation blocks)."""
+their own indented lines, loop controls, namespace, dict, tojson, generation blocks), and a
+Qwen3-style one that splits reasoning out of earlier replies (string methods, reversed loops)."""
 
 CHATML = (
     "{% for message in messages %}"
@@ -78,8 +79,41 @@ first={{ messages[0] | tojson(indent=1, sort_keys=true) }}
 [next] assistant:
 {% endif %}"""
 
-ALL = {"chatml": CHATML, "llama3": LLAMA3, "gemma": GEMMA, "environment": ENVIRONMENT}
+THINKING = """{%- set ns = namespace(last_user=messages | length - 1) %}
+{%- for message in messages[::-1] %}
+    {%- set index = (messages | length - 1) - loop.index0 %}
+    {%- if message.role == 'user' and ns.last_user == messages | length - 1 %}
+        {%- set ns.last_user = index %}
+    {%- endif %}
+{%- endfor %}
+{%- for message in messages %}
+    {%- set content = message.content if message.content is string else '' %}
+    {%- if message.role == 'assistant' %}
+        {%- set reasoning = message.reasoning_content | default('') %}
+        {%- if '</think>' in content %}
+            {%- set reasoning = content.split('</think>')[0].rstrip('\n').split('<think>')[-1].lstrip('\n') %}
+            {%- set content = content.split('</think>')[-1].lstrip('\n') %}
+        {%- endif %}
+        {%- if loop.index0 > ns.last_user and reasoning %}
+            {{- '<|im_start|>assistant\n<think>\n' + reasoning.strip('\n') + '\n</think>\n\n' + content.lstrip('\n') + '<|im_end|>\n' }}
+        {%- else %}
+            {{- '<|im_start|>assistant\n' + content + '<|im_end|>\n' }}
+        {%- endif %}
+    {%- else %}
+        {{- '<|im_start|>' + message.role + '\n' + content + '<|im_end|>\n' }}
+    {%- endif %}
+{%- endfor %}
+{%- if add_generation_prompt %}
+    {{- '<|im_start|>assistant\n' }}
+    {%- if enable_thinking is defined and enable_thinking is false %}
+        {{- '<think>\n\n</think>\n\n' }}
+    {%- endif %}
+{%- endif %}
+"""
+
+ALL = {"chatml": CHATML, "llama3": LLAMA3, "gemma": GEMMA, "environment": ENVIRONMENT,
+       "thinking": THINKING}
 VARIABLES = {"chatml": {"eos_token": "<|im_end|>"},
              "llama3": {"bos_token": "<|begin_of_text|>", "eos_token": "<|eot_id|>"},
              "gemma": {"bos_token": "<bos>", "eos_token": "<eos>"},
-             "environment": {}}
+             "environment": {}, "thinking": {"enable_thinking": False}}

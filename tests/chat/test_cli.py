@@ -27,23 +27,33 @@ def test_scripted_conversation_from_stdin_streams_the_replies(chat_dir):
     assert done.stdout == expect
 
 
-def test_empty_stdin_and_a_model_without_template_are_one_line_errors(chat_dir, tmp_path):
-    done = run_chat(["--model", str(chat_dir)], "\n\n")
-    assert done.returncode == 2 and done.stderr.count("\n") == 1
-    assert "no message" in done.stderr
-    done = run_chat(["--model", str(tmp_path / "nothing")], "hi\n")
-    assert done.returncode == 2 and done.stderr.count("\n") == 1
+def run_in_process(args, stdin, monkeypatch, capsys):
+    """``npgpt chat ARGS`` in this process, with ``stdin`` as its (non-terminal) input."""
+    from npgpt.cli import main
+    monkeypatch.setattr(sys, "stdin", io.StringIO(stdin))
+    code = main(["chat", *args])
+    out, err = capsys.readouterr()
+    return code, out, err
 
 
-def test_template_flag_replaces_the_models_template(chat_dir, tmp_path):
-    (tmp_path / "t.jinja").write_text(
-        "{% for m in messages %}{{ m['content'] }}\n{% endfor %}", encoding="utf-8")
-    done = run_chat(["--model", str(chat_dir), "--template", str(tmp_path / "t.jinja"),
-                     "--temperature", "0", "--max-new-tokens", "4"], "hello\n")
-    assert done.returncode == 0, done.stderr
-    chat = Chat.from_pretrained(chat_dir, template="{% for m in messages %}{{ m['content'] }}\n"
-                                "{% endfor %}", temperature=0, max_new_tokens=4)
-    assert done.stdout == chat.send("hello") + "\n\n"
+def test_empty_stdin_and_a_model_without_template_are_one_line_errors(chat_dir, tmp_path,
+                                                                      monkeypatch, capsys):
+    code, out, err = run_in_process(["--model", str(chat_dir)], "\n\n", monkeypatch, capsys)
+    assert code == 2 and err.count("\n") == 1 and "no message" in err and out == ""
+    code, _, err = run_in_process(["--model", str(tmp_path / "nothing")], "hi\n", monkeypatch,
+                                  capsys)
+    assert code == 2 and err.count("\n") == 1
+
+
+def test_template_flag_replaces_the_models_template(chat_dir, tmp_path, monkeypatch, capsys):
+    template = "{% for m in messages %}{{ m['content'] }}\n{% endfor %}"
+    (tmp_path / "t.jinja").write_text(template, encoding="utf-8")
+    code, out, err = run_in_process(["--model", str(chat_dir), "--template", str(tmp_path / "t.jinja"),
+                                     "--temperature", "0", "--max-new-tokens", "4"], "hello\n",
+                                    monkeypatch, capsys)
+    assert code == 0, err
+    chat = Chat.from_pretrained(chat_dir, template=template, temperature=0, max_new_tokens=4)
+    assert out == chat.send("hello") + "\n\n"
 
 
 def test_terminal_loop_ctrl_c_at_the_prompt_and_in_a_reply_then_ctrl_d(chat_dir):

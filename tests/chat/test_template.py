@@ -24,7 +24,13 @@ def conversations(draw, alternate=True):
         messages.append({"role": "system", "content": draw(TEXT)})
     for i in range(draw(st.integers(1, 5))):
         role = ("user", "assistant")[i % 2] if alternate else draw(st.sampled_from(["user", "assistant", "tool"]))
-        messages.append({"role": role, "content": draw(TEXT)})
+        content = draw(TEXT)
+        if role == "assistant" and draw(st.booleans()):      # a reply that thought first
+            content = f"<think>\n{draw(TEXT)}\n</think>\n\n{content}"
+        message = {"role": role, "content": content}
+        if role == "assistant" and draw(st.booleans()):
+            message["reasoning"] = draw(TEXT)
+        messages.append(message)
     return messages
 
 

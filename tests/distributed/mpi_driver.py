@@ -2,7 +2,8 @@
 
 Trains a 2-layer GPT on seeded random tokens with the Trainer, as ``npgpt train`` does on
 each rank, and writes (rank 0) ``OUT/weights.npz`` and ``OUT/history.json``. Fault options
-make one rank fail the way the tests need: SIGKILL at a step, or a NaN loss at a step.
+make one rank fail the way the tests need: SIGKILL at a step, a NaN loss at a step, or a
+SIGTERM (a stop request) at a step.
 """
 import argparse
 import json
@@ -42,6 +43,9 @@ def main(args):
         if rank == args.fault_rank and trainer.step + 1 == args.fault_step:
             if args.fault == "kill":
                 os.kill(os.getpid(), signal.SIGKILL)
+            if args.fault == "sigterm":      # this rank only: the step ends, all ranks stop
+                os.kill(os.getpid(), signal.SIGTERM)
+                return step()
             forward = trainer.model.forward
 
             def nan_forward(*a, **k):
@@ -77,7 +81,7 @@ if __name__ == "__main__":
     ap.add_argument("--zero", type=int, default=0)
     ap.add_argument("--eval-interval", type=int, default=5)
     ap.add_argument("--resume", default=None)
-    ap.add_argument("--fault", choices=["kill", "nan"], default=None)
+    ap.add_argument("--fault", choices=["kill", "nan", "sigterm"], default=None)
     ap.add_argument("--fault-rank", type=int, default=1)
     ap.add_argument("--fault-step", type=int, default=0)
     ap.add_argument("--budget", default=None)

@@ -137,6 +137,20 @@ def test_resuming_on_the_same_ranks_is_bit_identical(tmp_path, half_on_two):
     assert all(np.array_equal(a[k], b[k]) for k in a)
 
 
+def test_a_sigterm_on_one_rank_stops_every_rank_at_its_step_and_resumes_bit_for_bit(tmp_path):
+    import json
+
+    from npgpt.io import load_checkpoint
+    common = ("--max-steps", 8, "--eval-interval", 4, "--steps", 8)
+    run(2, tmp_path / "run", *common, "--fault", "sigterm", "--fault-step", 3)
+    assert load_checkpoint(tmp_path / "run" / "checkpoint").trainer_state["step"] == 3
+    assert json.loads((tmp_path / "run" / "history.json").read_text())[-1]["step"] == 3
+    run(2, tmp_path / "run", *common, "--resume", tmp_path / "run" / "checkpoint")
+    run(2, tmp_path / "whole", *common)
+    a, b = weights(tmp_path / "run"), weights(tmp_path / "whole")
+    assert all(np.array_equal(a[k], b[k]) for k in a)
+
+
 def test_a_killed_rank_ends_the_job_and_the_checkpoint_loads(tmp_path):
     from npgpt.io import load_checkpoint
     done = run(2, tmp_path, "--eval-interval", 2, "--fault", "kill", "--fault-step", 6,

@@ -115,6 +115,7 @@ def _cases():
     cases += module_cases("npgpt.layers.BatchNorm", _fresh(L.BatchNorm, C), [f32(B * T, C)])
     cases += module_cases("npgpt.layers.MLP", _fresh(L.MLP, C, 16), [f32(B, T, C)])
     cases += module_cases("npgpt.layers.SwiGLU", _fresh(L.SwiGLU, C, 16), [f32(B, T, C)])
+    cases += module_cases("npgpt.layers.GeGLU", _fresh(L.GeGLU, C, 16), [f32(B, T, C)])
     cases += module_cases("npgpt.layers.MultiHeadAttention", _fresh(L.MultiHeadAttention, C, H),
                           [f32(B, T, C)], generic_lead=False)
     cases += module_cases("npgpt.layers.RotaryEmbedding", _fresh(L.RotaryEmbedding, 4),
@@ -156,7 +157,8 @@ def _cases():
                lambda: L.CrossAttention(C, H).forward("x", f32(B, T, C)))]
     # constructors: a count that is not a positive integer
     for cls, args in (("Linear", (C, 4)), ("Embedding", (V, C)), ("LayerNorm", (C,)),
-                      ("RMSNorm", (C,)), ("MLP", (C, 16)), ("MultiHeadAttention", (C, H))):
+                      ("RMSNorm", (C,)), ("MLP", (C, 16)), ("SwiGLU", (C, 16)),
+                      ("GeGLU", (C, 16)), ("MultiHeadAttention", (C, H))):
         for bad in ("x", 2.5, 0, -1):
             cases.append((f"npgpt.layers.{cls}", f"first argument {bad!r}",
                           lambda cls=cls, args=args, bad=bad: getattr(L, cls)(bad, *args[1:])))

@@ -11,6 +11,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from npgpt.models import GPTConfig
+from npgpt.models.gpt import ADDED_FIELDS as CONFIG_ADDED
+from npgpt.train_config import ADDED_FIELDS as TRAIN_ADDED
 from npgpt.trainer import TrainConfig
 from npgpt.trainer_state import OPTIONAL, TRAINER_FIELDS
 
@@ -199,6 +201,11 @@ CONFIG_RANGES = {
     "mlp": ["tanh"], "mlp_hidden": [0, -1], "dropout": [1.0, -0.1], "rope_theta": [0.0, -1.0],
     "rope_layout": ["diagonal"], "norm_eps": [0.0, -1e-5], "init_std": [-0.02],
     "dtype": ["float16", "int32"], "logit_softcap": [0.0, -30.0],
+    "head_dim": [0, -8], "attn_scalar": [0.0, -1.0], "sliding_window": [0, -4],
+    "layer_types": ["s", "ff", "g"], "rope_layers": ["2", "11"], "rope_local_theta": [0.0, -1.0],
+    "rope_scaling": ["ntk", "linear"], "rope_factor": [0.0, -2.0],
+    "rope_low_freq_factor": [0.0, -1.0], "rope_high_freq_factor": [0.0, -4.0],
+    "rope_original_context": [0, -1],
 }
 TRAIN_RANGES = {
     "batch_size": [0, -2], "block_size": [0, 17], "max_steps": [0, 1], "lr": [-1.0],
@@ -208,9 +215,14 @@ TRAIN_RANGES = {
     "data_parallel": ["sometimes"], "schedule": ["step"], "cooldown": ["cubic"],
     "cooldown_frac": [0.0, 1.5], "time_budget": ["0", "-1m", "5x"], "optimizer": ["sgd"],
     "muon_lr": [-1.0], "muon_momentum": [1.0, -0.5], "muon_weight_decay": [-0.1],
+    "stats_interval": [-1],
 }
 # fields whose default is null: the wrong types of the value they hold when set
 NULLABLE_WRONG = {"logit_softcap": [("type", "x"), ("type", [30.0]), ("type", True)],
+                  **{f: [("type", "x"), ("type", [7.0]), ("type", True)]
+                     for f in ("attn_scalar", "rope_local_theta")},
+                  **{f: [("type", "x"), ("type", 7.5), ("type", True)]
+                     for f in ("head_dim", "sliding_window")},
                   "time_budget": [("type", [300]), ("type", True), ("type", {"m": 5})]}
 TRAINER_VALUES = {
     "step": [-1, 10**9, "2", 2.0, None], "sampler_rng": [{}, "pcg", {"bit_generator": "Nope"}],
@@ -229,7 +241,8 @@ def _config_cases():
             yield field, label, bad
         for bad in CONFIG_RANGES.get(field, []):
             yield field, "range", bad
-        yield field, "removed", None
+        if field not in CONFIG_ADDED:    # (an added one, removed, is an older file: it loads)
+            yield field, "removed", None
 
 
 def _train_cases():
@@ -238,7 +251,8 @@ def _train_cases():
             yield field, label, bad
         for bad in TRAIN_RANGES.get(field, []):
             yield field, "range", bad
-        yield field, "removed", None
+        if field not in TRAIN_ADDED:
+            yield field, "removed", None
 
 
 def _edit_json(path, field, label, bad, within=None):
@@ -260,7 +274,8 @@ def test_every_field_has_cases():
     assert {f for f, _, _ in TRAIN_CASES} == set(TrainConfig.__dataclass_fields__)
     assert set(TRAINER_VALUES) == set(TRAINER_FIELDS)
     for field in GPTConfig.__dataclass_fields__:   # a range case for every field that has one
-        if field not in ("prenorm", "bias", "tie_embeddings", "zero_init_proj"):
+        if field not in ("prenorm", "bias", "tie_embeddings", "zero_init_proj", "qkv_bias",
+                         "qk_norm", "norm_plus_one", "sandwich_norm", "embed_scale"):
             assert field in CONFIG_RANGES, field
 
 

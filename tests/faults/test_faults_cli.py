@@ -1,6 +1,7 @@
 """Every flag of every command given a value of the wrong type, a negative, zero, NaN and
 infinity: exit 2 with one line, or exit 0 only for the values the flag really accepts."""
 import argparse
+import io
 
 import pytest
 
@@ -41,6 +42,16 @@ ACCEPTS = {
     ("train", "--logit-softcap"): {"2.5"}, ("params", "--logit-softcap"): {"2.5"},
     ("train", "--muon-lr"): {"0", "2.5"}, ("train", "--muon-weight-decay"): {"0", "2.5"},
     ("train", "--muon-momentum"): {"0"},
+    # the model-family fields: a base, a scale or a factor of 2.5 is a valid one
+    **{(cmd, flag): {"2.5"} for cmd in ("train", "params")
+       for flag in ("--attn-scalar", "--rope-local-theta", "--rope-factor",
+                    "--rope-low-freq-factor", "--rope-high-freq-factor")},
+    ("train", "--stats-interval"): {"0"},                 # 0 = no statistics
+    ("train", "--probe-prompt"): ANY_TEXT | {""},         # "" = the validation text's start
+    ("report", "--out"): ANY_TEXT,
+    ("inspect", "--prompt"): ANY_TEXT, ("inspect", "--layer"): {"0"},
+    ("chat", "--system"): ANY_TEXT | {""},                # "": an empty system message
+    ("chat", "--temperature"): {"0", "2.5"}, ("chat", "--seed"): {"0"},
     ("tokenizer", "train", "--pattern"): ANY_TEXT, ("tokenizer", "train", "--special"): ANY_TEXT,
     ("tokenizer", "train", "--out"): ANY_TEXT,
 }
@@ -71,7 +82,22 @@ def base_argv(cmd, corpus, trained, tmp_path):
         return ["export", trained, tmp_path / "hf"]
     if cmd == ("lora", "merge"):     # (no adapter here: only bad flag values are tried)
         return ["lora", "merge", tmp_path / "base", tmp_path / "adapter", tmp_path / "merged"]
+    if cmd == ("report",):
+        return ["report", trained, "--out", tmp_path / "report.html"]
+    if cmd == ("inspect",):
+        return ["inspect", "--ckpt", trained, "--prompt", "ROMEO:"]
+    if cmd == ("quantize",):        # (blocks of 16: the tiny model's widths are 16 and 64)
+        return ["quantize", trained, tmp_path / "int8", "--block", "16"]
+    if cmd == ("chat",):            # one message from stdin (CHAT_STDIN), a template the
+        template = tmp_path / "chat.jinja"   # char tokenizer can encode
+        template.write_text(CHAT_TEMPLATE, encoding="utf-8")
+        return ["chat", "--model", trained, "--template", template, "--max-new-tokens", "2",
+                "--seed", "0"]
     raise AssertionError(cmd)
+
+
+CHAT_TEMPLATE = "{% for m in messages %}{{ m['content'] }}\n{% endfor %}"
+CHAT_STDIN = "ROMEO\n"
 
 
 CASES = [(cmd, flag, value) for cmd, flag, boolean in FLAGS
@@ -100,6 +126,8 @@ def test_every_flag_with_a_bad_value(cmd, flag, value, corpus, trained, tmp_path
                                      monkeypatch):
     monkeypatch.chdir(tmp_path)               # a path-like value lands here
     argv = base_argv(cmd, corpus, trained, tmp_path)
+    if cmd == ("chat",):
+        monkeypatch.setattr("sys.stdin", io.StringIO(CHAT_STDIN))
     if cmd == ("tokenizer",):
         argv = ["tokenizer", f"{flag}={value}", "inspect", "--tokenizer",
                 trained / "checkpoint" / "tokenizer.json"]
@@ -117,10 +145,13 @@ def test_every_flag_with_a_bad_value(cmd, flag, value, corpus, trained, tmp_path
 
 
 @pytest.mark.parametrize("where", ["before", "after"])
-@pytest.mark.parametrize("cmd", [("train",), ("sample",), ("params",), ("tokenizer", "encode")])
+@pytest.mark.parametrize("cmd", [("train",), ("sample",), ("params",), ("tokenizer", "encode"),
+                                 ("report",), ("inspect",), ("chat",), ("quantize",)])
 def test_global_options_before_or_after_the_subcommand(cmd, where, corpus, trained, tmp_path,
-                                                       capsys, restore_threads):
+                                                       capsys, restore_threads, monkeypatch):
+    # (also: each base_argv is a valid command line, so a refusal above is the flag's)
     argv = [str(a) for a in base_argv(cmd, corpus, trained, tmp_path)]
+    monkeypatch.setattr("sys.stdin", io.StringIO(CHAT_STDIN))
     argv = ["--threads", "1", *argv] if where == "before" else [*argv, "--threads", "1"]
     code, err = run_cli(argv, capsys)
     assert code == 0, err

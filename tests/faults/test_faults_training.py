@@ -113,7 +113,7 @@ def test_resume_on_other_data_is_refused(run, tmp_path, capsys):
 
 
 @pytest.mark.parametrize("flags,named", [
-    (["--num-samples", "0"], "--num-samples"), (["--max-new-tokens", "0"], "--max-new-tokens"),
+    (["--num-samples", "0"], "num_samples=0"), (["--max-new-tokens", "0"], "max_new_tokens=0"),
     (["--temperature", "nan"], "temperature=nan"), (["--temperature", "-1"], "temperature"),
     (["--top-k", "0"], "top_k"), (["--top-p", "0"], "top_p"), (["--top-p", "nan"], "top_p"),
 ])

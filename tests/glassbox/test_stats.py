@@ -109,3 +109,10 @@ def test_stats_on_a_llama_style_model(tmp_path):
     trainer.train()
     step = [r for r in _lines(trainer) if r["kind"] == "step"][-1]
     assert "h.1.mlp.gate_proj.weight" in step["params"] and len(step["layers"]["h.1"]["attn_entropy"]) == 4
+
+
+def test_a_bad_probe_prompt_leaves_no_output_directory(tmp_path):
+    trainer = _trainer(tmp_path, stats_interval=2, probe_prompt="ZZZ")
+    with pytest.raises(NpgptError):
+        trainer.train()
+    assert not trainer.out_dir.exists()

@@ -1,0 +1,142 @@
+"""int8 weights: blockwise symmetric quantization, and the int8 x float product that decodes.
+
+    w: (N, K) float, stored (out, in): each row is one output's weights over the K inputs
+    q: (N, K) int8;  s: (N, K / bs) float32, one scale per block of bs consecutive inputs
+    x: (M, K) float;  y = x @ dequantize(q, s)^T: (M, N)
+
+quantize (the definition, Q8_0-style):
+    s[n, b] = max_k |w[n, k]| / 127 over block b     (rounded to the storage dtype of s)
+    q[n, k] = round(w[n, k] / s[n, b])                (0 where the block is all zeros)
+dequantize:   w~[n, k] = s[n, b] q[n, k]
+
+Decoding reads every weight once a token, so its speed is the bytes streamed: 1 + 4/bs bytes
+a weight here against 4 for float32. Two numba kernels compute the product, each tested equal
+to ``int8_matmul_ref`` (dequantize, then matmul):
+
+- a few rows (decoding: M <= ``ROWS_MAX``): each output's row of q is read once, each weight
+  converted once for four rows of x; per block, the bs products are summed and then scaled
+  (``y[m, n] = sum_b s[n, b] sum_k x[m, k] q[n, k]``). Blocks are sliced, not indexed from
+  the row's start: a slice's index from 0 needs no negative-index check, so the loop
+  vectorises;
+- many rows (a prompt): each thread dequantizes ``_TILE`` rows of q into a float buffer in
+  cache and multiplies it by x with BLAS's gemm, so the prompt runs at matmul speed.
+"""
+import numpy as np
+from numba import prange
+
+from ..runtime.blas import gemm
+from ..runtime.jit import row_kernel
+
+QMAX = 127
+ROWS_MAX = 8            # up to this many rows of x: the decoding kernel; beyond: tiles + gemm
+_TILE = 64              # rows of q dequantized at once by the prompt kernel (64 x K floats)
+
+
+def quantize_ref(w, block: int, scale_dtype=np.float32):
+    """(q int8 (N, K), s (N, K / block)) of w (N, K), K a multiple of ``block``. The scales
+    are rounded to ``scale_dtype`` first and q computed from the rounded scales, so
+    dequantizing with the stored scales is what the rounding to int8 assumed."""
+    N, K = w.shape
+    blocks = np.ascontiguousarray(w, np.float32).reshape(N, K // block, block)
+    s = (np.abs(blocks).max(axis=-1) / QMAX).astype(scale_dtype)
+    s32 = s.astype(np.float32)
+    safe = np.where(s32 > 0, s32, 1.0)[..., None]
+    q = np.where(s32[..., None] > 0, np.clip(np.rint(blocks / safe), -QMAX, QMAX), 0)
+    return np.ascontiguousarray(q.reshape(N, K), np.int8), np.ascontiguousarray(s)
+
+
+def dequantize_ref(q, s, dtype=np.float32):
+    """w~ (N, K) in ``dtype`` from q (N, K) int8 and s (N, K / bs)."""
+    N, K = q.shape
+    nb = s.shape[1]
+    w = q.reshape(N, nb, K // nb).astype(dtype) * np.asarray(s, dtype)[..., None]
+    return w.reshape(N, K)
+
+
+def int8_matmul_ref(x, q, s):
+    """y = x @ dequantize(q, s)^T in x's dtype.   x: (M, K), q: (N, K) int8, s: (N, K/bs)."""
+    return x @ dequantize_ref(q, s, x.dtype).T
+
+
+@row_kernel
+def _rows(x, q, s, y, zero):
+    """y = x @ dequantize(q, s)^T for few rows of x: outputs in parallel blocks of 16; rows of
+    x four at a time, so each int8 weight is converted once for four products."""
+    M, K = x.shape
+    N, nb = s.shape
+    bs = K // nb
+    for c in prange((N + 15) // 16):
+        for n in range(c * 16, min(N, c * 16 + 16)):
+            qn, sn = q[n], s[n]
+            m = 0
+            while m + 4 <= M:
+                x0, x1, x2, x3 = x[m], x[m + 1], x[m + 2], x[m + 3]
+                a0 = a1 = a2 = a3 = zero
+                for b in range(nb):
+                    lo = b * bs
+                    qb = qn[lo:lo + bs]
+                    x0b, x1b = x0[lo:lo + bs], x1[lo:lo + bs]
+                    x2b, x3b = x2[lo:lo + bs], x3[lo:lo + bs]
+                    p0 = p1 = p2 = p3 = zero
+                    for k in range(bs):
+                        w = np.float32(qb[k])
+                        p0 += x0b[k] * w
+                        p1 += x1b[k] * w
+                        p2 += x2b[k] * w
+                        p3 += x3b[k] * w
+                    sb = sn[b]
+                    a0 += sb * p0
+                    a1 += sb * p1
+                    a2 += sb * p2
+                    a3 += sb * p3
+                y[m, n], y[m + 1, n], y[m + 2, n], y[m + 3, n] = a0, a1, a2, a3
+                m += 4
+            while m < M:
+                xm = x[m]
+                acc = zero
+                for b in range(nb):
+                    lo = b * bs
+                    xb, qb = xm[lo:lo + bs], qn[lo:lo + bs]
+                    part = zero
+                    for k in range(bs):
+                        part += xb[k] * np.float32(qb[k])
+                    acc += sn[b] * part
+                y[m, n] = acc
+                m += 1
+
+
+@row_kernel
+def _tiles(x, q, s, y):
+    """y = x @ dequantize(q, s)^T for many rows of x: tiles of q dequantized, then gemm."""
+    M, K = x.shape
+    N, nb = s.shape
+    bs = K // nb
+    for t in prange((N + _TILE - 1) // _TILE):
+        lo = t * _TILE
+        hi = min(N, lo + _TILE)
+        w = np.empty((hi - lo, K), y.dtype)
+        for n in range(lo, hi):
+            qn, sn, wn = q[n], s[n], w[n - lo]
+            for b in range(nb):
+                qb, wb, sb = qn[b * bs:(b + 1) * bs], wn[b * bs:(b + 1) * bs], sn[b]
+                for k in range(bs):
+                    wb[k] = sb * np.float32(qb[k])
+        gemm(x, False, w, True, y[:, lo:hi], 1.0, 0.0)
+
+
+def int8_matmul_numba(x, q, s):
+    x = np.ascontiguousarray(x)
+    q = np.ascontiguousarray(q)
+    s = np.ascontiguousarray(s, dtype=x.dtype)
+    M, N = x.shape[0], q.shape[0]
+    y = np.empty((M, N), x.dtype)
+    if M == 0 or N == 0:
+        return y
+    if x.shape[1] == 0:
+        y.fill(0)
+        return y
+    if M <= ROWS_MAX:
+        _rows.pick(q.size)(x, q, s, y, x.dtype.type(0))
+    else:
+        _tiles.pick(q.size)(x, q, s, y)
+    return y

@@ -1,0 +1,262 @@
+"""int8 weights for inference: the quantized Linear and Embedding, and :func:`quantize_model`,
+which swaps them in for every Linear and Embedding of a model, whatever its family.
+
+Weight-only, symmetric, in blocks along the input dimension (Q8_0-style; the definition is
+:func:`npgpt.kernels.int8.quantize_ref`): each block of ``block`` consecutive inputs of one
+output gets one scale, ``max |w| / 127``, and its weights become ``round(w / scale)`` in
+-127..127. Activations, norms, biases and the KV cache stay float32.
+
+    QuantizedLinear     x: (..., in) -> y: (..., out) = x @ dequantize(qweight, scales)^T + b
+                        qweight: (out, in) int8, scales: (out, in / block) float32
+    QuantizedEmbedding  idx: (...) -> rows (..., C);  attend(x (..., C)) -> (..., V), the
+                        tied LM head; qweight: (V, C) int8, scales: (V, C / block), so each
+                        row is quantized on its own (row-wise), in blocks along C
+
+The int8 weight is stored (out, in), unlike the float Linear's (in, out): a block is then
+``block`` contiguous bytes, and the Linear and the tied head (an embedding table is (V, C),
+already (out, in)) share one kernel. Scales are rounded to float16 when quantizing (files
+keep them so: 1 + 2/32 bytes a weight) and held as float32.
+
+These layers are for inference: their backward raises, and the Trainer refuses a model that
+holds them (train the float model, then quantize).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .. import kernels
+from ..errors import BackwardError, ConfigError, InputError
+from ..module import Module, ModuleList, Parameter
+from .embedding import Embedding, LearnedPositionalEmbedding
+from .linear import Linear
+
+SCHEMES = ("int8",)
+BLOCKS = (8, 16, 32, 64, 128, 256)
+SCALE_DTYPE = np.float16            # what scales are rounded to (and stored as in files)
+
+
+def check_quantization(scheme, block) -> None:
+    """Refuse a scheme or block size npgpt does not implement."""
+    if scheme not in SCHEMES:
+        raise ConfigError(f"unknown quantization scheme {scheme!r}; known: {', '.join(SCHEMES)}")
+    if isinstance(block, bool) or not isinstance(block, (int, np.integer)) or block not in BLOCKS:
+        raise ConfigError(f"quantization block size {block!r} must be one of "
+                          f"{', '.join(map(str, BLOCKS))}")
+
+
+def _quantize(w_out_in: np.ndarray, block: int) -> tuple[np.ndarray, np.ndarray]:
+    from ..kernels.int8 import quantize_ref
+    q, s = quantize_ref(w_out_in, block, SCALE_DTYPE)
+    if not np.isfinite(s).all():
+        raise ConfigError("a block's scale (max |w| / 127) is beyond float16's range: these "
+                          "weights cannot be stored as int8 with float16 scales")
+    return q, s.astype(np.float32)
+
+
+def _inference_only(layer) -> BackwardError:
+    return BackwardError(f"{type(layer).__name__} holds int8 weights and is for inference "
+                         "only: train the float model, then quantize it")
+
+
+class QuantizedLinear(Module):
+    """y = x @ dequantize(qweight, scales)^T + b.   x: (..., in), y: (..., out)
+
+    qweight: (out, in) int8; scales: (out, in / block) float32; bias: (out,) float, frozen.
+    """
+
+    quantization = "int8"
+
+    def __init__(self, in_features: int, out_features: int, bias: bool = True,
+                 block: int = 32, dtype=np.float32):
+        super().__init__(dtype)
+        check_quantization("int8", block)
+        if in_features % block:
+            raise ConfigError(f"in_features={in_features} is not a multiple of the "
+                              f"quantization block {block}")
+        self.in_features, self.out_features, self.block = in_features, out_features, block
+        self.qweight = np.zeros((out_features, in_features), np.int8)
+        self.scales = np.zeros((out_features, in_features // block), np.float32)
+        self.bias = Parameter(np.zeros(out_features, dtype), requires_grad=False) if bias else None
+
+    @classmethod
+    def from_linear(cls, linear: Linear, block: int = 32) -> "QuantizedLinear":
+        layer = cls(linear.in_features, linear.out_features, linear.bias is not None, block,
+                    linear.dtype)
+        layer.qweight, layer.scales = _quantize(linear.weight.data.T, block)
+        if linear.bias is not None:
+            layer.bias.data = linear.bias.data
+        return layer
+
+    @property
+    def buffer_nbytes(self) -> int:
+        """Bytes of the int8 weight and its scales (they are not Parameters)."""
+        return self.qweight.nbytes + self.scales.nbytes
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        if x.shape[-1] != self.in_features:
+            raise InputError(f"QuantizedLinear expects inputs with last dimension "
+                             f"{self.in_features}, got shape {x.shape}")
+        y = kernels.int8_matmul(x.reshape(-1, self.in_features), self.qweight, self.scales)
+        if self.bias is not None:
+            y += self.bias.data
+        return y.reshape(x.shape[:-1] + (self.out_features,))
+
+    def backward(self, dy):
+        raise _inference_only(self)
+
+    def __repr__(self):
+        return (f"QuantizedLinear(in={self.in_features}, out={self.out_features}, "
+                f"block={self.block}, bias={self.bias is not None})")
+
+
+class QuantizedEmbedding(Module):
+    """rows = dequantize(qweight, scales)[idx];  attend(x) = x @ dequantize(...)^T (the head).
+
+    idx: (...) int in [0, V) -> (..., C); qweight: (V, C) int8; scales: (V, C / block).
+    ``positional``: a learned position table (ids are positions 0..block_size-1).
+    """
+
+    quantization = "int8"
+
+    def __init__(self, num_embeddings: int, embedding_dim: int, block: int = 32,
+                 positional: bool = False, dtype=np.float32):
+        super().__init__(dtype)
+        check_quantization("int8", block)
+        if embedding_dim % block:
+            raise ConfigError(f"embedding_dim={embedding_dim} is not a multiple of the "
+                              f"quantization block {block}")
+        self.num_embeddings, self.embedding_dim, self.block = num_embeddings, embedding_dim, block
+        self.positional = positional
+        self.qweight = np.zeros((num_embeddings, embedding_dim), np.int8)
+        self.scales = np.zeros((num_embeddings, embedding_dim // block), np.float32)
+
+    @classmethod
+    def from_embedding(cls, emb: Embedding, block: int = 32) -> "QuantizedEmbedding":
+        layer = cls(emb.num_embeddings, emb.embedding_dim, block,
+                    isinstance(emb, LearnedPositionalEmbedding), emb.dtype)
+        layer.qweight, layer.scales = _quantize(emb.weight.data, block)
+        return layer
+
+    @property
+    def buffer_nbytes(self) -> int:
+        return self.qweight.nbytes + self.scales.nbytes
+
+    @property
+    def weight(self):
+        raise BackwardError("QuantizedEmbedding has no float weight (it holds int8 rows and "
+                            "their scales): it is for inference only")
+
+    def forward(self, idx) -> np.ndarray:
+        idx = np.asarray(idx)
+        if not np.issubdtype(idx.dtype, np.integer):
+            raise InputError(f"QuantizedEmbedding expects integer ids, got dtype {idx.dtype}")
+        if idx.size and (idx.min() < 0 or idx.max() >= self.num_embeddings):
+            what = "position" if self.positional else "id"
+            bad = int(idx.min() if idx.min() < 0 else idx.max())
+            raise InputError(f"QuantizedEmbedding: {what} {bad} is outside [0, "
+                             f"{self.num_embeddings})")
+        from ..kernels.int8 import dequantize_ref
+        flat = idx.reshape(-1)
+        rows = dequantize_ref(self.qweight[flat], self.scales[flat], self.dtype)
+        return rows.reshape(idx.shape + (self.embedding_dim,))
+
+    def attend(self, x: np.ndarray) -> np.ndarray:
+        """x @ W^T against every row: the tied LM head.  x: (..., C) -> (..., V)"""
+        C = self.embedding_dim
+        y = kernels.int8_matmul(x.reshape(-1, C), self.qweight, self.scales)
+        return y.reshape(x.shape[:-1] + (self.num_embeddings,))
+
+    def backward(self, dy):
+        raise _inference_only(self)
+
+    def __repr__(self):
+        return (f"QuantizedEmbedding(num_embeddings={self.num_embeddings}, "
+                f"embedding_dim={self.embedding_dim}, block={self.block})")
+
+
+def is_quantized(model: Module) -> bool:
+    """Whether any layer of ``model`` holds quantized weights."""
+    return any(isinstance(m, (QuantizedLinear, QuantizedEmbedding)) for m in model.modules())
+
+
+def _slots(module: Module):
+    """(parent, key, child) for every direct child: key is an attribute name, or an index
+    into a ModuleList."""
+    if isinstance(module, ModuleList):
+        return [(module, i, m) for i, m in enumerate(module._items)]
+    return [(module, name, m) for name, m in module.named_children()]
+
+
+def _replace(parent, key, new) -> None:
+    if isinstance(parent, ModuleList):
+        parent._items[key] = new
+    else:
+        setattr(parent, key, new)          # an existing attribute keeps its place (and name)
+
+
+def _targets(model: Module):
+    """(name, parent, key, module) of every float Linear and Embedding, depth first."""
+    out = []
+
+    def walk(module, prefix):
+        for parent, key, child in _slots(module):
+            name = f"{prefix}.{key}" if prefix else str(key)
+            if type(child) in (Linear, Embedding, LearnedPositionalEmbedding):
+                out.append((name, parent, key, child))
+            else:
+                walk(child, name)
+    walk(model, "")
+    return out
+
+
+def quantize_model(model: Module, scheme: str = "int8", block: int = 32,
+                   empty: bool = False) -> Module:
+    """Swap every Linear for a :class:`QuantizedLinear` and every Embedding (positions too)
+    for a :class:`QuantizedEmbedding`, in place; returns the model. A tied head needs nothing
+    more: the model's head calls its embedding's ``attend``.
+
+    ``empty``: the quantized layers are left zero (their weights are about to be read from a
+    file), and the float weights are not read. Every layer is checked before any changes,
+    so a model that cannot be quantized (a width not a multiple of ``block``, float64, LoRA
+    adapters, already quantized) is left as it was.
+    """
+    check_quantization(scheme, block)
+    if is_quantized(model):
+        raise ConfigError("the model is already quantized")
+    if np.dtype(model.dtype) != np.float32:
+        raise ConfigError(f"only float32 models are quantized; this one is {model.dtype}")
+    targets = _targets(model)
+    adapters = [n for n, m in model.named_modules() if type(m).__name__.startswith("LoRA")]
+    if adapters:
+        raise ConfigError(f"the model has LoRA adapters ({adapters[0]}, ...): merge them into "
+                          "the weights first, then quantize")
+    widths = [f"{name} ({m.in_features if isinstance(m, Linear) else m.embedding_dim})"
+              for name, _, _, m in targets
+              if (m.in_features if isinstance(m, Linear) else m.embedding_dim) % block]
+    if widths:
+        raise ConfigError(f"quantization block {block} does not divide the input width of "
+                          f"{', '.join(widths)}")
+    for _, parent, key, m in targets:
+        if isinstance(m, Linear):
+            new = (QuantizedLinear(m.in_features, m.out_features, m.bias is not None, block)
+                   if empty else QuantizedLinear.from_linear(m, block))
+        else:
+            new = (QuantizedEmbedding(m.num_embeddings, m.embedding_dim, block,
+                                      isinstance(m, LearnedPositionalEmbedding))
+                   if empty else QuantizedEmbedding.from_embedding(m, block))
+        new.training = m.training
+        _replace(parent, key, new)
+    model._quantization = {"scheme": scheme, "block": block}
+    return model
+
+
+def quantized_tensors(model: Module) -> dict[str, np.ndarray]:
+    """Name -> array of everything a quantized model's file holds: ``<layer>.qweight`` and
+    ``<layer>.scales`` of each quantized layer, and every float parameter by its name."""
+    out = {}
+    for name, m in model.named_modules():
+        if isinstance(m, (QuantizedLinear, QuantizedEmbedding)):
+            out[f"{name}.qweight"] = m.qweight
+            out[f"{name}.scales"] = m.scales
+    out.update(model.state_dict())
+    return out
