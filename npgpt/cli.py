@@ -102,9 +102,10 @@ def add_train_parser(sub) -> None:
     from .models import GPTConfig
     from .run import DEFAULT_PRESET, DEFAULT_TOKENIZER, MODEL_FIELDS_NOT_OPTIONS, RUN_RULES, \
         RunOptions
-    from .train_config import _TRAIN_RULES, TrainConfig
+    from .train_config import _TRAIN_RULES, TRAIN_PRESETS, TrainConfig
     from .models.gpt import _RULES
-    p = sub.add_parser("train", help="train a GPT (default: the baby char-level Shakespeare model)")
+    p = sub.add_parser("train", help="train a GPT (default: the speedrun-1m char-level "
+                       "Shakespeare recipe, one minute of training)")
     lora = [f.name for f in dataclasses.fields(RunOptions) if f.name.startswith("lora_")]
     add_dataclass_flags(p, RunOptions, skip=lora, group_title="run", rules=RUN_RULES,
                         defaults={"tokenizer": DEFAULT_TOKENIZER, "preset": DEFAULT_PRESET},
@@ -113,8 +114,10 @@ def add_train_parser(sub) -> None:
                         group_title=f"model (defaults: the {DEFAULT_PRESET} preset's; with "
                         "--preset, --resume or --init-from, theirs)",
                         defaults=preset_defaults(DEFAULT_PRESET))
-    add_dataclass_flags(p, TrainConfig, group_title="training (with --resume: the checkpoint's)",
-                        rules=_TRAIN_RULES, flag_names={"out_dir": ["--out", "--out-dir"]})
+    add_dataclass_flags(p, TrainConfig, group_title=f"training (defaults: the {DEFAULT_PRESET} "
+                        "recipe's; with --preset, its recipe's; with --resume, the checkpoint's)",
+                        rules=_TRAIN_RULES, flag_names={"out_dir": ["--out", "--out-dir"]},
+                        defaults=TRAIN_PRESETS.get(DEFAULT_PRESET, {}))
     add_dataclass_flags(p, RunOptions, skip=[f.name for f in dataclasses.fields(RunOptions)
                                              if f.name not in lora],
                         group_title="LoRA fine-tuning (with --init-from)", rules=RUN_RULES,

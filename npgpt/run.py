@@ -23,11 +23,13 @@ from .checkpoints import check_resumable, load_model, refuse_overridden
 from .errors import CheckpointError, ConfigError
 from .fields import check_fields, one_of, positive
 from .models import GPT, PRESETS, GPTConfig
-from .train_config import TrainConfig
+from .train_config import TrainConfig, preset_training
 
 # GPTConfig fields a run sets itself (from the tokenizer and the TrainConfig), not options
 MODEL_FIELDS_NOT_OPTIONS = ("vocab_size", "block_size", "dtype")
-DEFAULT_PRESET = "baby"
+# a new run without --preset: the speedrun-1m recipe (one minute of training, Muon, the
+# modern block; docs/performance.md, "Time to quality")
+DEFAULT_PRESET = "speedrun-1m"
 DEFAULT_TOKENIZER = "char"
 # the Linears LoRA adapts when lora_targets is not given: PEFT's own defaults (q_proj,v_proj
 # for the LLaMA-like families)
@@ -179,6 +181,10 @@ def prepare(**options) -> Prepared:
     run, model_overrides, train_overrides = split_options(options)
     if "time_budget" in train_overrides and "max_steps" in train_overrides:
         raise ConfigError("--time-budget and --max-steps both say when the run ends: give one")
+    # a recipe's training settings: the preset's, or a new run's default recipe
+    new_run = run.resume is None and run.init_from is None
+    train_overrides = preset_training(run.preset or (DEFAULT_PRESET if new_run else None),
+                                      train_overrides)
     if run.resume is None:
         config = TrainConfig(**train_overrides)    # refused before anything is written
     if run.resume is not None and run.init_from is not None:

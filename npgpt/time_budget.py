@@ -6,6 +6,9 @@ or a number with a unit (``90s``, ``5m``, ``1.5h``). The run trains until that m
 rate decays over the elapsed share of the budget instead of the share of the steps, so
 warmup, the stable phase and the decay fit the budget on a fast machine and a slow one alike.
 
+``budget_clock="cpu"`` counts the process's CPU time instead of the time that passed: on a
+machine shared with other work, it measures the compute the run actually got.
+
 The time spent is saved in trainer.json (``train_time``), so a resumed run counts the whole
 run against its budget. Under mpiexec rank 0's clock decides: its elapsed time is sent to
 every rank after each step, so all ranks use the same learning rate and stop at the same step.
@@ -64,15 +67,22 @@ class TrainClock:
     elapsed time at each lap (one small sum over the ranks, only when there is a budget).
     """
 
-    def __init__(self, budget: float | None = None, elapsed: float = 0.0, world=None):
+    def __init__(self, budget: float | None = None, elapsed: float = 0.0, world=None,
+                 kind: str = "wall"):
         self.budget, self.elapsed, self.world = budget, float(elapsed), world
-        self._start = time.perf_counter()
+        self.kind = kind
+        self._start = self._now()
+
+    def _now(self) -> float:
+        # cpu: this process's CPU time (all its threads), the compute it actually got on a
+        # machine it shares; wall: the time that passed
+        return time.process_time() if self.kind == "cpu" else time.perf_counter()
 
     def mark(self) -> None:
-        self._start = time.perf_counter()
+        self._start = self._now()
 
     def lap(self) -> None:
-        now = time.perf_counter()
+        now = self._now()
         self.elapsed += now - self._start
         self._start = now
         if self.world is not None and self.budget is not None:
@@ -89,7 +99,8 @@ class TrainClock:
         return 0.0 if self.budget is None else min(self.elapsed / self.budget, 1.0)
 
     def banner(self) -> str:
-        return (f"time budget: {describe(self.budget)} of training (evaluation and checkpoints "
+        what = "training" if self.kind == "wall" else "training CPU time (all threads)"
+        return (f"time budget: {describe(self.budget)} of {what} (evaluation and checkpoints "
                 f"not counted); the learning rate decays over the elapsed share of it"
                 + (f"; {self.elapsed:.1f} s already spent" if self.elapsed else ""))
 

@@ -22,13 +22,15 @@ class TrainConfig:
     block_size: int = 64          # T: tokens per training window (<= the model's block_size)
     max_steps: int = 2000         # optimizer steps of the whole run
     lr: float = 1e-3              # peak learning rate, reached after warmup
-    min_lr: float = 1e-4          # learning rate at the end of the cosine decay
+    min_lr: float = 1e-4          # learning rate at the end of the decay (cosine or wsd)
     warmup_steps: int = 100       # steps of linear warmup from lr / warmup_steps to lr
     schedule: str = "cosine"      # the decay after warmup: cosine, or wsd (warmup-stable-decay)
     cooldown_frac: float = 0.2    # wsd: the last fraction of the run, where lr falls to min_lr
     cooldown: str = "linear"      # wsd: the fall's shape, linear or sqrt (1 - sqrt)
     time_budget: str | None = None  # train this long instead of max_steps: 300, 90s, 5m or 1h
     #                               (evaluation not counted); lr decays over the elapsed share
+    budget_clock: str = "wall"    # what time_budget counts: wall (time passed) or cpu (this
+    #                               process's CPU time: the compute it got on a shared machine)
     optimizer: str = "adamw"      # adamw, or muon: Muon on the hidden weight matrices, AdamW
     #                               (lr, betas) on embeddings, head, norms and biases
     muon_lr: float = 0.02         # muon: peak learning rate of the matrices (same schedule as lr)
@@ -98,7 +100,8 @@ _TRAIN_RULES = {
     "schedule": one_of(*SCHEDULES), "cooldown": one_of(*COOLDOWNS),
     "cooldown_frac": in_range(0, 1, lo_open=True),
     "time_budget": (is_duration, EXPECTED),
-    "optimizer": one_of("adamw", "muon"), "muon_lr": at_least(0),
+    "budget_clock": one_of("wall", "cpu"), "optimizer": one_of("adamw", "muon"),
+    "muon_lr": at_least(0),
     "muon_momentum": in_range(0, 1, hi_open=True), "muon_weight_decay": at_least(0),
     "stats_interval": at_least(0),
 }
@@ -108,6 +111,29 @@ _TRAIN_RULES = {
 # such a run resumes as it would have
 ADDED_FIELDS = {
     "schedule": "cosine", "cooldown_frac": 0.2, "cooldown": "linear", "time_budget": None,
-    "optimizer": "adamw", "muon_lr": 0.02, "muon_momentum": 0.95, "muon_weight_decay": 0.0,
+    "budget_clock": "wall", "optimizer": "adamw", "muon_lr": 0.02, "muon_momentum": 0.95,
+    "muon_weight_decay": 0.0,
     "stats_interval": 0, "probe_prompt": "",
 }
+
+# the training half of the recipes among the model presets (npgpt.models.gpt.PRESETS): a
+# preset named here also sets these TrainConfig fields (flags given beside it win)
+TRAIN_PRESETS: dict[str, dict] = {
+    # the best found for one minute and five minutes of training on two CPU cores
+    # (docs/performance.md, "Time to quality")
+    "speedrun-1m": dict(time_budget="1m", lr=3e-3, min_lr=0.0, warmup_steps=100,
+                        schedule="wsd", cooldown="sqrt", cooldown_frac=0.4,
+                        optimizer="muon", muon_lr=0.02),
+    "speedrun-5m": dict(time_budget="5m", lr=3e-3, min_lr=0.0, warmup_steps=100,
+                        schedule="wsd", cooldown="sqrt", cooldown_frac=0.4,
+                        optimizer="muon", muon_lr=0.02),
+}
+
+
+def preset_training(preset: str | None, given: dict) -> dict:
+    """The TrainConfig fields of ``preset``'s recipe under the ones ``given`` (by flag); a
+    recipe's time budget gives way to a given ``max_steps``."""
+    recipe = dict(TRAIN_PRESETS.get(preset) or {})
+    if "max_steps" in given:
+        recipe.pop("time_budget", None)
+    return {**recipe, **given}

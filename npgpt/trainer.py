@@ -113,7 +113,7 @@ class Trainer:
             self.dist = DistributedTraining(world, self)
         self.is_main = world is None or world.is_main     # writes logs and checkpoints
         # training time (evaluation excluded); ends the run under a time budget
-        self.clock = TrainClock(config.budget_seconds, world=world)
+        self.clock = TrainClock(config.budget_seconds, world=world, kind=config.budget_clock)
         self.stats = None                   # training statistics, set up by train()
 
     def _runner(self) -> DataParallel:

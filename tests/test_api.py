@@ -82,7 +82,10 @@ def test_resume_from_python_continues_bit_for_bit(corpus, tmp_path, capsys):
 
 def test_lora_fine_tune_from_python(corpus, tmp_path, capsys):
     from npgpt.adapters import lora_config
-    base = npgpt.train(data=str(corpus), out_dir=str(tmp_path / "base"), max_steps=3, **TINY)
+    # a GPT-2-shaped base (PEFT's adapter layout needs a HuggingFace family; the default
+    # speedrun-1m block has none)
+    base = npgpt.train(data=str(corpus), out_dir=str(tmp_path / "base"), max_steps=3,
+                       preset="baby", **TINY)
     run = npgpt.train(data=str(corpus), out_dir=str(tmp_path / "lora"), max_steps=3,
                       init_from=str(tmp_path / "base"), lora_rank=2, lora_targets="c_attn",
                       **{k: v for k, v in TINY.items() if k not in ("n_layer", "n_head",

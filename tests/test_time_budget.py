@@ -37,7 +37,9 @@ def test_a_budget_with_max_steps_is_refused():
 @pytest.fixture
 def fake_clock(monkeypatch):
     now = types.SimpleNamespace(t=0.0)
-    monkeypatch.setattr(tb, "time", types.SimpleNamespace(perf_counter=lambda: now.t))
+    monkeypatch.setattr(tb, "time", types.SimpleNamespace(perf_counter=lambda: now.t,
+                                                          process_time=lambda: now.cpu))
+    now.cpu = 0.0
     return now
 
 
@@ -109,3 +111,36 @@ def test_cli_refuses_the_budget_with_max_steps_and_says_so_in_the_banner(tmp_pat
     out = capsys.readouterr().out
     assert "time budget: 1.5s of training (evaluation and checkpoints not counted)" in out
     assert json.loads((tmp_path / "checkpoint" / "trainer.json").read_text())["train_time"] >= 1.5
+
+
+def test_the_cpu_clock_counts_the_process_time(fake_clock):
+    clock = tb.TrainClock(5.0, kind="cpu")
+    fake_clock.t += 50.0             # time passes, but the process got no CPU
+    clock.lap()
+    assert clock.elapsed == 0.0 and not clock.spent
+    fake_clock.cpu += 5.0
+    clock.lap()
+    assert clock.elapsed == 5.0 and clock.spent
+    assert "training CPU time" in clock.banner()
+
+
+def test_the_speedrun_presets_set_the_model_and_the_training(tmp_path, capsys):
+    from npgpt.cli import main
+    from npgpt.models import PRESETS
+    from npgpt.train_config import TRAIN_PRESETS
+    assert set(TRAIN_PRESETS) <= set(PRESETS)
+    out = tmp_path / "a"
+    assert main(["train", "--preset", "speedrun-1m", "--time-budget", "1s", "--out", str(out),
+                 "--no-progress", "--no-plot", "--eval-steps", "1", "--lr", "2e-3"]) == 0
+    trainer = json.loads((out / "checkpoint" / "trainer.json").read_text())
+    model = json.loads((out / "checkpoint" / "config.json").read_text())
+    train = trainer["train_config"]
+    assert train["time_budget"] == "1s" and train["lr"] == 2e-3          # the flags win
+    assert train["schedule"] == TRAIN_PRESETS["speedrun-1m"]["schedule"]
+    assert all(model[k] == v for k, v in PRESETS["speedrun-1m"].items() if k != "vocab_size")
+    # a step count instead of the recipe's time budget
+    out = tmp_path / "b"
+    assert main(["train", "--preset", "speedrun-1m", "--max-steps", "2", "--out", str(out),
+                 "--no-progress", "--no-plot", "--eval-steps", "1"]) == 0
+    train = json.loads((out / "checkpoint" / "trainer.json").read_text())["train_config"]
+    assert train["time_budget"] is None and train["max_steps"] == 2

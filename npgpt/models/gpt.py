@@ -166,6 +166,15 @@ PRESETS: dict[str, dict] = {
                        bias=False, tie_embeddings=False, norm_eps=1e-6),
     # the baby char-level Shakespeare model (vocab_size is set from the tokenizer)
     "baby": dict(vocab_size=96, block_size=64, n_layer=4, n_head=4, n_embd=128),
+    # the time-to-quality recipes (training settings, Muon among them:
+    # npgpt.train_config.TRAIN_PRESETS): RoPE, RMSNorm with q/k norms, no biases, ReLU²,
+    # zero-initialised projections, soft-capped logits
+    "speedrun-1m": dict(vocab_size=96, block_size=64, n_layer=3, n_head=4, n_embd=128,
+                        pos="rope", norm="rmsnorm", bias=False, mlp="relu2",
+                        zero_init_proj=True, qk_norm=True, logit_softcap=15.0),
+    "speedrun-5m": dict(vocab_size=96, block_size=64, n_layer=4, n_head=6, n_embd=192,
+                        pos="rope", norm="rmsnorm", bias=False, mlp="relu2",
+                        zero_init_proj=True, qk_norm=True, logit_softcap=15.0),
 }
 
 

@@ -28,6 +28,7 @@ def make(args):
                          lr=3e-3, warmup_steps=2, grad_accum=args.accum, grad_clip=args.clip,
                          eval_interval=args.eval_interval, eval_steps=3, log_interval=1,
                          out_dir=args.out, progress=False, plot=False, zero=args.zero,
+                         optimizer=args.optimizer,
                          data_parallel="off")
     return Trainer(model, data[:5000], data[5000:], config)
 
@@ -85,6 +86,7 @@ if __name__ == "__main__":
     ap.add_argument("--fault-rank", type=int, default=1)
     ap.add_argument("--fault-step", type=int, default=0)
     ap.add_argument("--budget", default=None)
+    ap.add_argument("--optimizer", default="adamw")
     args = ap.parse_args()
     world = start("mpi_driver", threads=1)
     try:

@@ -54,6 +54,7 @@ def _parse(argv):
     ap.add_argument("--resume", default=None)
     ap.add_argument("--fault", default=None)
     ap.add_argument("--budget", default=None)
+    ap.add_argument("--optimizer", default="adamw")
     return ap.parse_args(argv)
 
 
@@ -77,9 +78,10 @@ def evals(out):
 CONFIGS = {
     "plain": ("--batch", 5),                                        # 3 ranks: 2, 1, 2 rows
     "zero-accum-clip": ("--batch", 4, "--zero", 1, "--accum", 2, "--clip", 0.3),
+    "muon": ("--batch", 5, "--optimizer", "muon"),
 }
 # the progress thread: forced on for one config; the other's 90 kB gradient goes without it
-POLL = {"plain": "1", "zero-accum-clip": None}
+POLL = {"plain": "1", "zero-accum-clip": None, "muon": None}
 
 
 @pytest.fixture(scope="module")

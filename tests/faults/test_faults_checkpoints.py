@@ -213,7 +213,7 @@ TRAIN_RANGES = {
     "beta2": [1.5], "eps": [0.0], "grad_clip": [-1.0], "grad_accum": [0], "eval_interval": [0],
     "eval_steps": [0], "log_interval": [0], "seed": [-1], "out_dir": [""],
     "data_parallel": ["sometimes"], "schedule": ["step"], "cooldown": ["cubic"],
-    "cooldown_frac": [0.0, 1.5], "time_budget": ["0", "-1m", "5x"], "optimizer": ["sgd"],
+    "cooldown_frac": [0.0, 1.5], "time_budget": ["0", "-1m", "5x"], "optimizer": ["sgd"], "budget_clock": ["gpu"],
     "muon_lr": [-1.0], "muon_momentum": [1.0, -0.5], "muon_weight_decay": [-0.1],
     "stats_interval": [-1],
 }
