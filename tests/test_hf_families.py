@@ -306,3 +306,33 @@ def test_full_and_lora_fine_tuning_lower_the_loss(fam, lora):
         model.backward()
         opt.step()
     assert all(b < a for a, b in zip(losses, losses[1:])) and losses[-1] < 0.95 * losses[0], losses
+
+
+def test_the_hubs_older_spellings_map_the_same():
+    """config.json files on the Hub predate rope_parameters: Llama 3.2's rope_scaling, Gemma
+    3's rope_theta / rope_local_base_freq / sliding_window_pattern, Qwen2.5's switched-off
+    sliding window."""
+    llama = config_from_hf(dict(
+        model_type="llama", vocab_size=V, hidden_size=64, intermediate_size=96,
+        num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2, head_dim=16,
+        max_position_embeddings=256, rope_theta=500000.0, tie_word_embeddings=True,
+        rope_scaling={"rope_type": "llama3", "factor": 32.0, "low_freq_factor": 1.0,
+                      "high_freq_factor": 4.0, "original_max_position_embeddings": 8192}))
+    assert (llama.rope_scaling, llama.rope_factor, llama.rope_original_context,
+            llama.rope_theta, llama.head_dim) == ("llama3", 32.0, 8192, 500000.0, None)
+    gemma = config_from_hf(dict(
+        model_type="gemma3_text", vocab_size=V, hidden_size=64, intermediate_size=96,
+        num_hidden_layers=7, num_attention_heads=4, num_key_value_heads=1, head_dim=32,
+        max_position_embeddings=256, rope_theta=1000000.0, rope_local_base_freq=10000.0,
+        rope_scaling=None, sliding_window=16, sliding_window_pattern=6,
+        query_pre_attn_scalar=32, final_logit_softcapping=None))
+    assert (gemma.layer_types, gemma.sliding_window, gemma.rope_theta, gemma.rope_local_theta,
+            gemma.attn_scalar, gemma.logit_softcap, gemma.tie_embeddings) == \
+        ("sssssfs", 16, 1e6, 1e4, 32.0, None, True)
+    qwen = config_from_hf(dict(
+        model_type="qwen2", vocab_size=V, hidden_size=64, intermediate_size=96,
+        num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
+        max_position_embeddings=256, rope_theta=1e6, use_sliding_window=False,
+        sliding_window=32768, max_window_layers=1, tie_word_embeddings=True))
+    assert (qwen.layer_types, qwen.sliding_window, qwen.qkv_bias, qwen.bias) == \
+        (None, None, True, False)

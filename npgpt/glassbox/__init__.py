@@ -3,8 +3,10 @@
     logits, cache = model.run_with_cache(idx, targets=None, names=None, grads=False)
     cache["h.3.attn.pattern"]; cache.logit_lens(); cache.decompose_resid()
 
-Importing this module (``import npgpt`` does) gives ``GPT``, ``Transformer`` and
-``TextClassifier`` their ``run_with_cache``; the models themselves know nothing of it.
+Importing this module gives ``GPT``, ``Transformer`` and ``TextClassifier`` their
+``run_with_cache``; the models themselves know nothing of it. ``import npgpt`` does not import
+it (it loads the numba kernels): it gives the three classes a ``run_with_cache`` that imports
+it at the first call.
 Names, shapes and the tools: docs/glassbox.md.
 """
 from __future__ import annotations

@@ -203,7 +203,7 @@ CONFIG_RANGES = {
     "dtype": ["float16", "int32"], "logit_softcap": [0.0, -30.0],
     "head_dim": [0, -8], "attn_scalar": [0.0, -1.0], "sliding_window": [0, -4],
     "layer_types": ["s", "ff", "g"], "rope_layers": ["2", "11"], "rope_local_theta": [0.0, -1.0],
-    "rope_scaling": ["ntk", "linear"], "rope_factor": [0.0, -2.0],
+    "rope_scaling": ["ntk", "yarn"], "rope_factor": [0.0, -2.0],
     "rope_low_freq_factor": [0.0, -1.0], "rope_high_freq_factor": [0.0, -4.0],
     "rope_original_context": [0, -1],
 }

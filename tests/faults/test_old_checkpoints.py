@@ -17,7 +17,7 @@ from npgpt.trainer_state import OPTIONAL
 
 from npgpt.cli import main
 
-from .conftest import run_cli
+from .conftest import TINY, run_cli
 
 # the fields of the first checkpoint format: every field since is declared in ADDED_FIELDS
 FIRST_CONFIG = {"vocab_size", "block_size", "n_layer", "n_head", "n_embd", "n_kv_head", "pos",
@@ -77,8 +77,19 @@ def _sample_and_resume(run, corpus, capsys):
     return text, load_file(str(run / "checkpoint" / "model.safetensors"))
 
 
-def test_a_checkpoint_of_the_first_format_loads_samples_and_resumes(trained, corpus, tmp_path,
-                                                                    capsys):
+@pytest.fixture(scope="module")
+def first_kind(tmp_path_factory, corpus):
+    """A 2-step run of a model and recipe the first format could hold (GPT-2-style, AdamW
+    with a cosine schedule: the baby preset), written today."""
+    out = tmp_path_factory.mktemp("first") / "run"
+    assert main(["train", "--data", str(corpus), "--out", str(out), "--preset", "baby",
+                 "--max-steps", "2", *TINY]) == 0
+    return out
+
+
+def test_a_checkpoint_of_the_first_format_loads_samples_and_resumes(first_kind, corpus,
+                                                                    tmp_path, capsys):
+    trained = first_kind
     old, spelled = tmp_path / "old", tmp_path / "spelled"
     shutil.copytree(trained, old)
     shutil.copytree(trained, spelled)
