@@ -9,8 +9,9 @@ from npgpt.cli import main
 TEXT = ("ROMEO:\nBut soft, what light through yonder window breaks?\n"
         "JULIET:\nO Romeo, Romeo, wherefore art thou Romeo?\n") * 40
 
-# a model small enough that a step is a few milliseconds, checkpointing at every step
-TINY = ["--n-layer", "1", "--n-head", "2", "--n-embd", "16", "--block-size", "16",
+# a model small enough that a step is a few milliseconds, checkpointing at every step; the
+# baby model's layout and TrainConfig's own training settings (not the default recipe's)
+TINY = ["--preset", "baby", "--n-layer", "1", "--n-head", "2", "--n-embd", "16", "--block-size", "16",
         "--batch-size", "2", "--eval-steps", "1", "--eval-interval", "1", "--no-progress",
         "--no-plot", "--warmup-steps", "0", "--log-interval", "100"]
 
