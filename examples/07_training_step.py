@@ -101,7 +101,7 @@ def main():
         model.backward()
         opt.step()
         losses.append(float(loss))
-    m = opt._param_state(0, model.parameters()[0]) if hasattr(opt, "_param_state") else None
+    m = opt.state[0]            # the first parameter's state arrays, made at its first step
     print("Adam: m = b1 m + (1-b1) g, v = b2 v + (1-b2) g², w -= lr m̂ / (sqrt(v̂) + eps)")
     if m:
         print("state kept per parameter:", ", ".join(f"{k} {v.shape}" for k, v in m.items()))
