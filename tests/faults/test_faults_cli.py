@@ -34,7 +34,7 @@ ACCEPTS = {
     ("train", "--init-std"): {"0", "2.5"}, ("train", "--min-lr"): {"0"},
     ("train", "--beta1"): {"0"}, ("train", "--beta2"): {"0"},
     ("train", "--rope-theta"): {"2.5"}, ("train", "--norm-eps"): {"2.5"},
-    ("train", "--lr"): {"0", "2.5"}, ("train", "--lora-dropout"): {"0"}, ("train", "--zero"): {"0"}, ("train", "--eps"): {"2.5"},
+    ("train", "--lr"): {"2.5"}, ("train", "--lora-dropout"): {"0"}, ("train", "--zero"): {"0"}, ("train", "--eps"): {"2.5"},
     ("sample", "--prompt"): {"nan", "inf", ""}, ("sample", "--temperature"): {"0", "2.5"},
     ("sample", "--seed"): {"0"},
     ("params", "--dropout"): {"0"}, ("params", "--init-std"): {"0", "2.5"},
@@ -46,9 +46,6 @@ ACCEPTS = {
     **{(cmd, flag): {"2.5"} for cmd in ("train", "params")
        for flag in ("--attn-scalar", "--rope-local-theta", "--rope-factor",
                     "--rope-low-freq-factor", "--rope-high-freq-factor")},
-    # lr 0 freezes what AdamW trains (under the default recipe Muon's matrices still learn);
-    # rope-layers 0: the default recipe's one RoPE layer made a NoPE one
-    ("train", "--rope-layers"): {"0"},
     ("train", "--stats-interval"): {"0"},                 # 0 = no statistics
     ("train", "--probe-prompt"): ANY_TEXT | {""},         # "" = the validation text's start
     ("report", "--out"): ANY_TEXT,
