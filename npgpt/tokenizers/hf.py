@@ -17,22 +17,9 @@ import os
 
 from ..errors import TokenizerError
 from .base import read_text
+from .byte_chars import bytes_to_unicode
 from .bytebpe import ByteBPE
 from .patterns import GPT2_PATTERN
-
-
-def bytes_to_unicode():
-    """byte -> the printable character GPT-2 writes for it: {33: '!', ..., 32: 'Ġ', ...}."""
-    keep = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + \
-        list(range(ord("®"), ord("ÿ") + 1))
-    table, extra = {}, 0
-    for b in range(256):
-        if b in keep:
-            table[b] = chr(b)
-        else:
-            table[b] = chr(256 + extra)
-            extra += 1
-    return table
 
 
 def _to_bytes(token, decoder, where):

@@ -13,7 +13,7 @@ original text (Metaspace's ``prepend_scheme: first`` adds its ``▁`` only there
 keeps the matches and the text between them by its ``behavior`` (Isolated: each its own piece;
 MergedWithPrevious / MergedWithNext: a match joins the text before / after it; Contiguous:
 runs of matches and of the rest; Removed: matches dropped), and empty pieces are dropped.
-ByteLevel writes each piece's UTF-8 bytes as GPT-2's printable characters (``hf.bytes_to_unicode``).
+ByteLevel writes each piece's UTF-8 bytes as GPT-2's printable characters (``byte_chars.bytes_to_unicode``).
 Anything else is refused with a TokenizerError naming it.
 """
 import unicodedata
@@ -31,7 +31,7 @@ def byte_chars():
     """byte -> the printable character byte-level BPE writes for it (GPT-2's table)."""
     global _BYTE_CHARS
     if _BYTE_CHARS is None:
-        from .hf import bytes_to_unicode
+        from .byte_chars import bytes_to_unicode
         table = bytes_to_unicode()
         _BYTE_CHARS = [table[b] for b in range(256)]
     return _BYTE_CHARS
