@@ -45,7 +45,7 @@ import numpy as np
 
 from ..errors import BackwardError, ConfigError, InputError
 from ..module import Module
-from .threads import init_threads
+from .threads import init_threads, serial
 
 
 MODES = ("auto", "on", "off")     # TrainConfig.data_parallel, --data-parallel
@@ -124,7 +124,6 @@ class DataParallel:
         self._replicas: list[_Replica] = []
         self._params = self._generators = None
         self._pool: ThreadPoolExecutor | None = None
-        self._blas = None
         self._active = 0          # shards of the last forward (0: no forward to differentiate)
         self._weights: list[float] = []
 
@@ -168,31 +167,13 @@ class DataParallel:
             init_threads()        # thread settings and SciPy's BLAS, before the pool starts
             self._pool = ThreadPoolExecutor(self.n_shards - 1, thread_name_prefix="npgpt-shard",
                                             initializer=_serial_thread)
-            from threadpoolctl import ThreadpoolController
-            self._blas = ThreadpoolController().select(user_api="blas").lib_controllers
-
-    @contextlib.contextmanager
-    def _serial(self):
-        """BLAS at one thread and this thread's numba kernels serial, for the span of a phase."""
-        import numba
-        saved_blas = [(lib, lib.get_num_threads()) for lib in self._blas or ()]
-        saved_numba = numba.get_num_threads()
-        for lib, _ in saved_blas:
-            lib.set_num_threads(1)
-        numba.set_num_threads(1)
-        try:
-            yield
-        finally:
-            numba.set_num_threads(saved_numba)
-            for lib, n in saved_blas:
-                lib.set_num_threads(n)
 
     def _run(self, own, tasks: list):
         """own() on this thread while each ``(fn, args)`` of ``tasks`` runs on the pool; all
         of them finish before the first error (own's, then the tasks' in order) is raised.
         Returns own's result and then the tasks'."""
         results, error = [], None
-        with self._serial():      # before the shards start: none of them may use 2 threads
+        with serial():      # before the shards start: none of them may use 2 threads
             futures = [self._pool.submit(fn, *args) for fn, args in tasks]
             try:
                 with _shard():
