@@ -162,3 +162,29 @@ def test_muon_on_a_model_without_hidden_matrices_is_one_error(tmp_path):
                                                  out_dir=str(tmp_path)))
     with pytest.raises(ConfigError, match="zero=1"):
         TrainConfig(optimizer="muon", zero=1)
+
+
+def test_muon_step_is_the_same_on_one_or_two_threads(rng):
+    """With two threads the matrices are orthogonalised side by side: bit for bit the update
+    of one thread, so the thread count does not change a run."""
+    from npgpt.runtime.threads import get_num_threads, set_num_threads
+    shapes = [(24, 40), (40, 24), (24, 24), (24, 96), (96, 24)]
+    start = [rng.standard_normal(s).astype(np.float32) for s in shapes]
+    grads = [[rng.standard_normal(s).astype(np.float32) for s in shapes] for _ in range(2)]
+    before = get_num_threads()["numba"]
+    results = []
+    try:
+        for n in (1, 2):
+            set_num_threads(n)
+            params = [Parameter(w.copy()) for w in start]
+            opt = Muon(params, lr=0.05, weight_decay=0.1)
+            for step in grads:
+                for p, g in zip(params, step):
+                    p.grad[...] = g
+                opt.step()
+            results.append([p.data for p in params])
+    finally:
+        set_num_threads(before)
+    for a, b in zip(*results):
+        np.testing.assert_array_equal(a, b)
+    assert not np.array_equal(results[0][0], start[0])

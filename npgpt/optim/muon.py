@@ -21,17 +21,23 @@ npgpt stores a Linear weight ``(in, out)``, PyTorch ``(out, in)``: the shape sca
 computed from ``fan_out / fan_in`` so the same layer gets the same step in both
 (NS5(Gᵀ) = NS5(G)ᵀ: the orthogonalisation does not care about the orientation).
 
-Matrices of one shape are stacked and orthogonalised together: each Newton–Schulz step is
-then one batched BLAS product (np.matmul) for all the layers.
+Each matrix is orthogonalised on its own, and with more than one thread (npgpt's thread
+count) the matrices are shared out among that many threads, each running single-threaded
+BLAS. The products are small (a few hundred rows), so cutting each one across two BLAS
+threads gains little, and on a busy machine a BLAS thread that is not scheduled stalls its
+partner: the matrices side by side keep both cores busy either way. Each matrix's result is
+the same whichever thread computes it, so the thread count does not change the run.
 """
 from __future__ import annotations
 
 import math
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
 from .. import kernels
 from ..errors import ConfigError
+from ..runtime.threads import serial
 from .base import Optimizer
 
 NS_COEFFICIENTS = (3.4445, -4.7750, 2.0315)
@@ -117,6 +123,8 @@ class Muon(Optimizer):
                     raise ConfigError(f"Muon orthogonalises 2-D weight matrices; a parameter of "
                                       f"shape {p.data.shape} belongs in an AdamW group "
                                       "(\"muon\": False)")
+        self._pool: ThreadPoolExecutor | None = None     # see _orthogonalise
+        self._pool_size = 0
         if not any(g["muon"] for g in self.param_groups):
             raise ConfigError("Muon got no 2-D hidden weight matrices to orthogonalise (every "
                               "group is AdamW's): use AdamW")
@@ -142,7 +150,6 @@ class Muon(Optimizer):
 
     def _muon_group(self, group: dict, states: list[dict]):
         mu, lr, wd = group["momentum"], group["lr"], group["weight_decay"]
-        by_shape: dict[tuple, list[int]] = {}
         updates = []
         for k, (p, st) in enumerate(zip(group["params"], states)):
             dt = p.data.dtype.type
@@ -150,14 +157,45 @@ class Muon(Optimizer):
             buf *= dt(mu)                          # B = mu B + (1 - mu) G
             buf += dt(1.0 - mu) * g
             updates.append(dt(1.0 - mu) * g + dt(mu) * buf if group["nesterov"] else buf)
-            by_shape.setdefault(p.data.shape, []).append(k)
-        for shape, ks in by_shape.items():         # one batched Newton–Schulz per shape
-            ortho = newton_schulz(np.stack([updates[k] for k in ks]), group["ns_steps"],
-                                  group["eps"])
-            step = lr * shape_scale(shape, group["adjust_lr"])
-            for k, o in zip(ks, ortho):
-                w = group["params"][k].data
-                dt = w.dtype.type
-                if wd:
-                    w *= dt(1.0 - lr * wd)
-                w -= dt(step) * o.astype(w.dtype, copy=False)
+        for p, o in zip(group["params"], self._orthogonalise(updates, group)):
+            w = p.data
+            dt = w.dtype.type
+            if wd:
+                w *= dt(1.0 - lr * wd)
+            w -= dt(lr * shape_scale(w.shape, group["adjust_lr"])) * o.astype(w.dtype, copy=False)
+
+    def _orthogonalise(self, updates: list, group: dict) -> list:
+        """NS5 of each update: on this thread, or shared out among npgpt's threads."""
+        ns = lambda u: newton_schulz(u, group["ns_steps"], group["eps"])     # noqa: E731
+        n = _threads() if len(updates) > 1 else 1
+        if n < 2:
+            return [ns(u) for u in updates]
+        if self._pool is None or self._pool_size != n:
+            if self._pool is not None:
+                self._pool.shutdown()
+            self._pool = ThreadPoolExecutor(n, thread_name_prefix="npgpt-muon")
+            self._pool_size = n
+        with serial():         # one BLAS thread each: the matrices run side by side
+            return list(self._pool.map(ns, updates))
+
+    def __deepcopy__(self, memo):       # a copy gets its own threads when it needs them
+        import copy
+        new = copy.copy(self)
+        memo[id(self)] = new
+        for k, v in self.__dict__.items():
+            if k not in ("_pool", "_pool_size"):
+                setattr(new, k, copy.deepcopy(v, memo))
+        new._pool, new._pool_size = None, 0
+        return new
+
+    def __getstate__(self):
+        return {k: v for k, v in self.__dict__.items() if k not in ("_pool", "_pool_size")}
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+        self._pool, self._pool_size = None, 0
+
+
+def _threads() -> int:
+    from ..runtime.jit import n_threads      # imports numba: only once Muon steps
+    return n_threads()
