@@ -175,13 +175,15 @@ def _attention_cached_forward(shape, dtype, rng, scale=1.0):
 
 
 def _int8_matmul(shape, dtype, rng, scale=1.0, rows=None):
-    """x (M, K) against int8 weights (N, K) in blocks of 32 with their scales; M = B * T
-    (a prompt) unless ``rows`` says (decoding)."""
+    """x (M, K) against int8 weights (N, K) in blocks of 32 with their scales, packed in
+    panels; M = B * T (a prompt) unless ``rows`` says (decoding). N = V, so the last panel
+    is partial unless V is a multiple of the panel."""
     K, N = 32 * (1 + shape["C"] % 3), shape["V"]
     M = shape["B"] * shape["T"] if rows is None else rows(shape)
-    q, s = importlib.import_module(f"{__package__}.int8").quantize_ref(
-        _normal(rng, (N, K), np.float32, 0.02), 32)
-    return _normal(rng, (M, K), dtype, scale), q, s
+    int8 = importlib.import_module(f"{__package__}.int8")
+    q, s = int8.quantize_ref(_normal(rng, (N, K), np.float32, 0.02), 32)
+    qp, sp = int8.pack(q, s)
+    return _normal(rng, (M, K), dtype, scale), qp, sp, N
 
 
 def _int8_matmul_decode(shape, dtype, rng, scale=1.0):
