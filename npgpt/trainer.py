@@ -75,9 +75,10 @@ class Trainer:
                     isinstance(data, np.ndarray) and data.ndim == 1 and data.dtype.kind in "iu"):
                 raise ConfigError(f"{what} is a {type(data).__name__}, expected token ids: a "
                                   "TokenData or a 1-D integer array (npgpt.data.tokenize)")
-        if is_quantized(model):
-            raise ConfigError("the model holds int8 (quantized) weights, which are for "
-                              "inference only: train the float model, then quantize it")
+        if is_quantized(model) and lora_config(model) is None:   # int8 weights never train
+            raise ConfigError("the model holds int8 (quantized) weights, which are frozen: "
+                              "train LoRA adapters on it (--quantize int8 --lora-rank R), or "
+                              "train the float model, then quantize it")
         self.model = model
         if config.data_parallel == "on":
             DataParallel(model, 2)          # refuses a model it cannot split, before any step
