@@ -30,6 +30,7 @@ from .adapters import lora_config, save_adapter
 from .data import TokenData, check_length, get_batch, tokenizer_identity
 from .errors import CheckpointError, ConfigError, TrainingError
 from .layers.quantized import is_quantized
+from .quantized_io import file_tensors, with_quantization
 from .interrupt import StopSignals
 from .io import TRAINER, load_checkpoint, load_json, resolve_checkpoint, save_checkpoint
 from .runtime.memory import retain_freed_memory
@@ -334,8 +335,11 @@ class Trainer:
         lora = lora_config(self.model)
         if lora is not None:               # the model is rebuilt with these adapters on resume
             trainer_state["lora"] = lora.to_dict()
-        return save_checkpoint(path, _model_config(self.model), self.model.state_dict(),
-                               optimizer_state, trainer_state, tokenizer_file, tokenizer)
+        config, tensors = _model_config(self.model), self.model.state_dict()
+        if is_quantized(self.model):        # adapters on an int8 base: the base goes in too
+            config, tensors = with_quantization(self.model, config), file_tensors(self.model)
+        return save_checkpoint(path, config, tensors, optimizer_state, trainer_state,
+                               tokenizer_file, tokenizer)
 
     @staticmethod
     def _data_info(data):
@@ -353,7 +357,9 @@ class Trainer:
         both sides know it, must be the same; the step, optimizer moments, sampler and dropout
         RNGs are restored so that training continues exactly where it stopped.
         """
-        ckpt = load_checkpoint(path, expect_model=self.model.state_dict(),
+        params = self.model.state_dict()
+        ckpt = load_checkpoint(path, expect_model=file_tensors(self.model)
+                               if is_quantized(self.model) else params,
                                expect_optimizer=self.optimizer.state_dict())
         path = ckpt.path
         state = check_trainer_state(ckpt.trainer_state, path / TRAINER, TrainConfig)
@@ -368,7 +374,7 @@ class Trainer:
         if len(model_rngs) != len(generators):
             raise CheckpointError(f"{path} saved {len(model_rngs)} model RNGs, the model has "
                                   f"{len(generators)}")
-        self.model.load_state_dict(ckpt.model_state)
+        self.model.load_state_dict({k: v for k, v in ckpt.model_state.items() if k in params})
         self.optimizer.load_state_dict(ckpt.optimizer_state)
         try:
             self.rng.bit_generator.state = sampler

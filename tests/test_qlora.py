@@ -134,3 +134,101 @@ def test_a_quantized_model_trains_only_adapters():
                                                                               before[n][1])
     with pytest.raises(ConfigError, match="merge into the float base"):
         merge(model)
+
+
+# --- npgpt train --init-from DIR --quantize int8 --lora-rank R -----------------------------
+
+@pytest.fixture(scope="module")
+def base(tmp_path_factory):
+    """A small random GPT-2-layout HuggingFace directory (widths multiples of 32), its
+    embeddings scaled up: a head sharp enough that adapters move the loss in a few steps."""
+    from npgpt.data import shakespeare_text
+    from npgpt.hf import save_pretrained
+    from npgpt.tokenizers import get as get_tokenizer
+    path = tmp_path_factory.mktemp("base")
+    tok = get_tokenizer("bpe:300", text=shakespeare_text("val")[:20000])
+    model = GPT(GPTConfig(vocab_size=tok.vocab_size, block_size=32, n_layer=2, n_head=2,
+                          n_embd=32))
+    model.wte.weight.data *= 25
+    save_pretrained(model, path, tokenizer=tok)
+    return path
+
+
+def test_cli_lora_on_an_int8_base(base, tmp_path, capsys):
+    import json
+
+    from npgpt import from_pretrained
+    from npgpt.checkpoints import load_model
+    from npgpt.cli import main
+    from npgpt.data import shakespeare_text
+    from npgpt.io import load_safetensors
+    corpus = tmp_path / "plays.txt"
+    corpus.write_text(shakespeare_text("val")[:20000], encoding="utf-8")
+    run = tmp_path / "run"
+    args = ["train", "--data", str(corpus), "--init-from", str(base), "--out", str(run),
+            "--quantize", "int8", "--lora-rank", "4", "--lora-targets", "all-linear",
+            "--lr", "3e-2", "--warmup-steps", "0", "--batch-size", "4", "--block-size", "32",
+            "--eval-interval", "15", "--eval-steps", "4", "--log-interval", "1",
+            "--no-progress", "--no-plot"]
+    assert main(args + ["--max-steps", "30"]) == 0
+    assert "trainable parameters" in capsys.readouterr().out
+    lines = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
+    losses = [r["loss"] for r in lines if "loss" in r]
+    evals = [r["val_loss"] for r in lines if "val_loss" in r]
+    assert np.mean(losses[-5:]) < np.mean(losses[:5]) - 1.0, losses     # the loss falls
+    assert evals[-1] < evals[0], evals
+
+    # the checkpoint holds the int8 base, bit for bit what quantizing the base gives
+    ckpt = load_safetensors(run / "checkpoint" / "model.safetensors")
+    fresh, _, _, _ = load_model(base, quantize="int8")
+    for name, a in file_tensors_of(fresh).items():
+        assert ckpt[name].dtype == a.dtype and np.array_equal(ckpt[name], a), name
+
+    # the adapter is an ordinary PEFT adapter: on the int8 base it is the run's model, and it
+    # loads onto the float base too
+    idx = np.random.default_rng(0).integers(0, 300, (2, 16))
+    trained, _, state, _ = load_model(run)
+    assert state["step"] == 30
+    logits = trained.eval().forward(idx)[0]
+    on_int8 = from_pretrained(base, quantize="int8", adapter=run / "adapter").eval()
+    np.testing.assert_allclose(on_int8.forward(idx)[0], logits, rtol=1e-5, atol=1e-6)
+    on_float = from_pretrained(base, adapter=run / "adapter").eval().forward(idx)[0]
+    assert np.abs(on_float - logits).max() < 0.05 * np.abs(logits).max()
+    assert np.abs(logits - fresh.eval().forward(idx)[0]).max() > 1e-3     # it trained
+
+    # resumed from its checkpoint (the int8 base inside), the run goes on
+    assert main(["train", "--data", str(corpus), "--out", str(run), "--resume",
+                 "--max-steps", "32", "--no-progress", "--no-plot"]) == 0
+    assert json.loads((run / "checkpoint" / "trainer.json").read_text())["step"] == 32
+    capsys.readouterr()
+    for argv, message in (
+            (["--quantize", "int8"], "--quantize int8 freezes the base"),
+            (["--quantize", "int4", "--lora-rank", "2"], "quantize='int4' must be one of")):
+        out = tmp_path / "refused"
+        assert main(["train", "--data", str(corpus), "--init-from", str(base), "--out",
+                     str(out), "--max-steps", "1", *argv]) == 2
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and message in err, err
+        assert not out.exists()
+
+
+def file_tensors_of(model):
+    from npgpt.quantized_io import file_tensors
+    return {k: v for k, v in file_tensors(model).items() if k.endswith((".qweight", ".scales"))}
+
+
+def test_python_train_lora_on_an_int8_base_leaves_the_int8_tensors_as_they_were(base, tmp_path):
+    import npgpt
+    from npgpt.checkpoints import load_model
+    from npgpt.data import shakespeare_text
+    corpus = tmp_path / "plays.txt"
+    corpus.write_text(shakespeare_text("val")[:8000], encoding="utf-8")
+    run = npgpt.train(data=str(corpus), init_from=str(base), quantize="int8", lora_rank=2,
+                      max_steps=3, out_dir=str(tmp_path / "run"), batch_size=2, block_size=16,
+                      eval_steps=1, progress=False, plot=False)
+    assert run.step == 3 and (tmp_path / "run" / "adapter" / "adapter_config.json").is_file()
+    fresh = file_tensors_of(load_model(base, quantize="int8")[0])
+    trained = file_tensors_of(run.model)
+    assert trained.keys() == fresh.keys() and len(fresh) == 2 * (2 * 4 + 2)   # wte, wpe, 4 Linears a layer
+    for name, a in fresh.items():
+        assert np.array_equal(trained[name], a), name
