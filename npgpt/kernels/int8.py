@@ -116,12 +116,39 @@ def dequantize_rows(qp, sp, lo: int, hi: int, dtype=np.float32):
     return dequantize_ref(*take_rows(qp, sp, np.arange(lo, hi)), dtype)
 
 
-def int8_matmul_ref(x, qp, sp, n: int):
-    """y = Q(x) @ dequantize(q, s)^T in x's dtype.   x: (M, K), qp, sp: the packed weight
-    (:func:`pack`) of n outputs -> y (M, n)."""
+def int8_matmul_ref(x, qp, sp, n: int, quantize_x: bool = True):
+    """y = Q(x) @ dequantize(q, s)^T in x's dtype, or x @ ... without ``quantize_x``.
+    x: (M, K), qp, sp: the packed weight (:func:`pack`) of n outputs -> y (M, n)."""
     M, K = x.shape
-    xq, sx = quantize_acts_ref(x, K // sp.shape[1]) if K else (x, x[:, :0])
-    return dequantize_ref(xq, sx, x.dtype) @ dequantize_rows(qp, sp, 0, n, x.dtype).T
+    if quantize_x and K:
+        x = dequantize_ref(*quantize_acts_ref(x, K // sp.shape[1]), x.dtype)
+    return x @ dequantize_rows(qp, sp, 0, n, x.dtype).T
+
+
+def int8_matmul_t_ref(dy, qp, sp, n: int):
+    """dx = dy @ dequantize(q, s) in dy's dtype.   dy: (M, n), qp, sp: the packed weight of n
+    outputs -> (M, K). The product a frozen int8 layer's input gradient is (the transpose of
+    the forward's; the activations' rounding Q(x) is passed straight through)."""
+    return dy @ dequantize_rows(qp, sp, 0, n, dy.dtype)
+
+
+# float elements of w~ dequantized at once by int8_matmul_t: a panel of 4 MB in float32
+PANEL_ELEMENTS = 1 << 20
+
+
+def int8_matmul_t(dy, qp, sp, n: int, panel_elements: int = PANEL_ELEMENTS):
+    """:func:`int8_matmul_t_ref` by row panels of the weight: dx = sum over panels p of
+    dy[:, p] @ w~[p], each panel dequantized (``dequantize_rows``) and dropped in turn, so a
+    large layer's float weight never exists whole (GPT-2's tied head would be 154 MB)."""
+    K = qp.shape[1]
+    rows = max(1, panel_elements // max(1, K))
+    if n <= rows:
+        return int8_matmul_t_ref(dy, qp, sp, n)
+    dx = np.zeros((dy.shape[0], K), dy.dtype)
+    for lo in range(0, n, rows):
+        hi = min(n, lo + rows)
+        dx += dy[:, lo:hi] @ dequantize_rows(qp, sp, lo, hi, dy.dtype)
+    return dx
 
 
 # ---- numba ----
@@ -179,7 +206,8 @@ def _panels(xq, sx, qp, sp, y):
 
 @row_kernel
 def _tiles(xd, qp, sp, y):
-    """y = xd @ w~^T for many rows (xd the dequantized Q(x)): each panel dequantized, then gemm."""
+    """y = xd @ w~^T for many rows, or float x (xd: x, or the dequantized Q(x)): each panel
+    dequantized, then gemm."""
     M, K = xd.shape
     n_pan, nb, P = sp.shape
     N = y.shape[1]
@@ -198,7 +226,7 @@ def _tiles(xd, qp, sp, y):
         gemm(xd, False, w[:, :hi - lo], False, y[:, lo:hi], 1.0, 0.0)
 
 
-def int8_matmul_numba(x, qp, sp, n: int):
+def int8_matmul_numba(x, qp, sp, n: int, quantize_x: bool = True):
     x = np.ascontiguousarray(x)
     dt = x.dtype.type
     M, K = x.shape
@@ -210,6 +238,9 @@ def int8_matmul_numba(x, qp, sp, n: int):
         return y
     qp = np.ascontiguousarray(qp)
     sp = np.ascontiguousarray(sp, dtype=x.dtype)
+    if not quantize_x:
+        _tiles.pick(qp.size)(x, qp, sp, y)
+        return y
     bs = K // sp.shape[1]
     xq = np.empty((M, K), np.int16)
     sx = np.empty((M, K // bs), x.dtype)
@@ -217,6 +248,5 @@ def int8_matmul_numba(x, qp, sp, n: int):
     if M <= ROWS_MAX:
         _panels.pick(qp.size)(xq, sx, qp, sp, y)
     else:
-        xd = dequantize_ref(xq, sx, x.dtype)
-        _tiles.pick(qp.size)(xd, qp, sp, y)
+        _tiles.pick(qp.size)(dequantize_ref(xq, sx, x.dtype), qp, sp, y)
     return y

@@ -1,12 +1,15 @@
-"""int8 weights for inference: the quantized Linear and Embedding, and :func:`quantize_model`,
+"""int8 weights: the quantized Linear and Embedding, and :func:`quantize_model`,
 which swaps them in for every Linear and Embedding of a model, whatever its family.
 
 Weight-only, symmetric, in blocks along the input dimension (Q8_0-style; the definition is
 :func:`npgpt.kernels.int8.quantize_ref`): each block of ``block`` consecutive inputs of one
 output gets one scale, ``max |w| / 127``, and its weights become ``round(w / scale)`` in
--127..127. Activations, norms, biases and the KV cache stay float32.
+-127..127. Norms, biases and the KV cache stay float32. In inference (``eval()``) the
+layers' input is quantized too, per row in blocks of the same size (Q(x), see
+:mod:`npgpt.kernels.int8`: the products are then int8 x int8, which the decoding kernel
+runs fastest); in training mode it is not, so a gradient passes through the layer exactly.
 
-    QuantizedLinear     x: (..., in) -> y: (..., out) = x @ dequantize(qweight, scales)^T + b
+    QuantizedLinear     x: (..., in) -> y: (..., out) = Q(x) @ dequantize(qweight, scales)^T + b
                         qweight: (out, in) int8, scales: (out, in / block) float32
     QuantizedEmbedding  idx: (...) -> rows (..., C);  attend(x (..., C)) -> (..., V), the
                         tied LM head; qweight: (V, C) int8, scales: (V, C / block), so each
@@ -21,8 +24,17 @@ layer holds both packed in panels of outputs (``qpanels``, ``spanels``:
 and ``scales`` give them back as (out, in) arrays (copies, for saving and inspection), and
 :meth:`set_weights` packs new ones.
 
-These layers are for inference: their backward raises, and the Trainer refuses a model that
-holds them (train the float model, then quantize).
+The int8 weights are frozen: they get no gradient. The layers' backward gives the gradient
+of their input only, so LoRA adapters can train on a quantized base (QLoRA-style, in int8;
+:class:`npgpt.layers.lora.QuantizedLoRALinear`):
+
+    QuantizedLinear     dx = dy @ dequantize(qweight, scales)        (N, out) -> (N, in)
+    QuantizedEmbedding  backward: None (the ids are integers);
+                        attend_backward(dlogits (..., V)) = dlogits @ dequantize(...)  (..., C)
+
+both by :func:`npgpt.kernels.int8.int8_matmul_t`, which dequantizes the weight a row panel
+at a time, so the float weight never exists whole. The Trainer refuses a quantized model
+unless LoRA adapters are what trains (full training: train the float model, then quantize).
 """
 from __future__ import annotations
 
@@ -89,9 +101,12 @@ def _buffer_nbytes(layer) -> int:
     return layer.qpanels.nbytes + layer.spanels.nbytes
 
 
-def _inference_only(layer) -> BackwardError:
-    return BackwardError(f"{type(layer).__name__} holds int8 weights and is for inference "
-                         "only: train the float model, then quantize it")
+def _input_gradient(dy: np.ndarray, layer) -> np.ndarray:
+    """dy @ dequantize(qweight, scales): (..., N) -> (..., K), by panels of rows."""
+    from ..kernels.int8 import int8_matmul_t
+    N, K = _rows_of(layer), layer.qpanels.shape[1]
+    dx = int8_matmul_t(dy.reshape(-1, N), layer.qpanels, layer.spanels, N)
+    return dx.reshape(dy.shape[:-1] + (K,))
 
 
 class QuantizedLinear(Module):
@@ -101,6 +116,7 @@ class QuantizedLinear(Module):
     """
 
     quantization = "int8"
+    _shared = ("qweight", "scales")   # arrays a thread's replica shares (npgpt.runtime.parallel)
 
     def __init__(self, in_features: int, out_features: int, bias: bool = True,
                  block: int = 32, dtype=np.float32):
@@ -133,13 +149,15 @@ class QuantizedLinear(Module):
             raise InputError(f"QuantizedLinear expects inputs with last dimension "
                              f"{self.in_features}, got shape {x.shape}")
         y = kernels.int8_matmul(x.reshape(-1, self.in_features), self.qpanels, self.spanels,
-                                self.out_features)
+                                self.out_features, not self.training)
         if self.bias is not None:
             y += self.bias.data
         return y.reshape(x.shape[:-1] + (self.out_features,))
 
-    def backward(self, dy):
-        raise _inference_only(self)
+    def backward(self, dy: np.ndarray) -> np.ndarray:
+        """dx = dy @ dequantize(qweight, scales).   dy: (..., out) -> dx: (..., in); the int8
+        weight and the bias are frozen (no gradient)."""
+        return _input_gradient(dy, self)
 
     def __repr__(self):
         return (f"QuantizedLinear(in={self.in_features}, out={self.out_features}, "
@@ -154,6 +172,7 @@ class QuantizedEmbedding(Module):
     """
 
     quantization = "int8"
+    _shared = ("qweight", "scales")
 
     def __init__(self, num_embeddings: int, embedding_dim: int, block: int = 32,
                  positional: bool = False, dtype=np.float32):
@@ -182,7 +201,7 @@ class QuantizedEmbedding(Module):
     @property
     def weight(self):
         raise BackwardError("QuantizedEmbedding has no float weight (it holds int8 rows and "
-                            "their scales): it is for inference only")
+                            "their scales, frozen)")
 
     def forward(self, idx) -> np.ndarray:
         idx = np.asarray(idx)
@@ -201,11 +220,17 @@ class QuantizedEmbedding(Module):
         """x @ W^T against every row: the tied LM head.  x: (..., C) -> (..., V)"""
         C = self.embedding_dim
         y = kernels.int8_matmul(x.reshape(-1, C), self.qpanels, self.spanels,
-                                self.num_embeddings)
+                                self.num_embeddings, not self.training)
         return y.reshape(x.shape[:-1] + (self.num_embeddings,))
 
-    def backward(self, dy):
-        raise _inference_only(self)
+    def attend_backward(self, dlogits: np.ndarray) -> np.ndarray:
+        """The input gradient of :meth:`attend`: dlogits @ dequantize(qweight, scales).
+        dlogits: (..., V) -> (..., C); the rows are frozen (no gradient)."""
+        return _input_gradient(dlogits, self)
+
+    def backward(self, dy) -> None:
+        """The ids are integers and the rows frozen: nothing to return or accumulate."""
+        return None
 
     def __repr__(self):
         return (f"QuantizedEmbedding(num_embeddings={self.num_embeddings}, "
