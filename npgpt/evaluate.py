@@ -117,6 +117,10 @@ def perplexity(model, ids, block_size: int | None = None, stride: int | None = N
         raise DataError(f"ids must be a flat array of token ids, got shape {ids.shape} "
                         f"dtype {ids.dtype}")
     block_size, stride = check_window(model, len(ids), block_size, stride)
+    if isinstance(special_tokens, bool) or not isinstance(special_tokens, (int, np.integer)) \
+            or not 0 <= special_tokens < len(ids):
+        raise ConfigError(f"special_tokens={special_tokens!r} must be an integer in "
+                          f"0..{len(ids) - 1}: how many of the ids the tokenizer added")
     spans = windows(len(ids), block_size, stride)
     ids = ids.astype(np.int64)
     bar = None
