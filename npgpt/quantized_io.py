@@ -49,19 +49,31 @@ def quantization_entry(config: dict, where) -> dict | None:
     return entry
 
 
-def save_quantized(model: GPT, path, config: dict, copy_files=()) -> Path:
-    """Write quantized ``model`` to directory ``path`` (atomically: built beside it and
-    renamed), with ``config`` (a config.json dict) and the files ``copy_files`` beside."""
+def with_quantization(model: GPT, config: dict) -> dict:
+    """config.json's dict ``config`` with quantized ``model``'s ``quantization`` entry."""
     q = getattr(model, "_quantization", None)
     if q is None:
         raise ConfigError("the model is not quantized (npgpt.layers.quantized.quantize_model)")
-    tensors = {name: (a.astype(np.float16) if name.endswith(".scales") else a)
-               for name, a in quantized_tensors(model).items()}
+    return {**config, KEY: {**q, "scales": "float16"}}
+
+
+def file_tensors(model: GPT) -> dict[str, np.ndarray]:
+    """What quantized ``model``'s model.safetensors holds: ``quantized_tensors`` with the
+    scales as float16 (exact: they were rounded to float16 when quantized)."""
+    return {name: (a.astype(np.float16) if name.endswith(".scales") else a)
+            for name, a in quantized_tensors(model).items()}
+
+
+def save_quantized(model: GPT, path, config: dict, copy_files=()) -> Path:
+    """Write quantized ``model`` to directory ``path`` (atomically: built beside it and
+    renamed), with ``config`` (a config.json dict) and the files ``copy_files`` beside."""
+    config = with_quantization(model, config)
+    tensors = file_tensors(model)
     path = Path(path)
     with atomic_directory(path) as tmp:
         for f in copy_files:
             shutil.copyfile(f, tmp / Path(f).name)
-        save_json(tmp / CONFIG, {**config, KEY: {**q, "scales": "float16"}})
+        save_json(tmp / CONFIG, config)
         save_safetensors(tmp / WEIGHTS, tensors)
     return path
 
@@ -73,8 +85,10 @@ def _float(a: np.ndarray, tag: str) -> np.ndarray:
     return a if a.dtype == np.float32 else a.astype(np.float32)
 
 
-def load_quantized(path) -> GPT:
-    """The quantized :class:`GPT` in directory ``path`` (see the module docstring). Every
+def load_quantized(path, adapt=None) -> GPT:
+    """The quantized :class:`GPT` in directory ``path`` (see the module docstring).
+    ``adapt(model)``, when given, runs once the int8 layers exist and before the file is read:
+    a LoRA run's checkpoint (an int8 base, its adapters) puts the adapters on. Every
     missing, unexpected or mis-shaped tensor (scales that do not fit their weights among
     them), a wrong dtype and a non-finite or negative scale is a :class:`CheckpointError`
     naming the file and the tensors."""
@@ -92,6 +106,8 @@ def load_quantized(path) -> GPT:
     with no_init():
         model = GPT(config)
     quantize_model(model, entry["scheme"], entry["block"], empty=True)
+    if adapt is not None:
+        adapt(model)
     expected = quantized_tensors(model)
     header, arrays = map_safetensors(path / WEIGHTS)
     problems = []

@@ -53,6 +53,37 @@ def dequantize_ref(q, s, dtype=np.float32):
     return w.reshape(N, K)
 
 
+def dequantize_rows(q, s, lo, hi, dtype=np.float32):
+    """Rows ``lo:hi`` of w~ (hi - lo, K) in ``dtype``: the one place outside the kernels that
+    reads the stored layout of q and s (a panel of the weight, for :func:`int8_matmul_t`)."""
+    return dequantize_ref(q[lo:hi], s[lo:hi], dtype)
+
+
+def int8_matmul_t_ref(dy, q, s):
+    """dx = dy @ dequantize(q, s) in dy's dtype.   dy: (M, N), q: (N, K) int8 -> (M, K).
+    The product a frozen int8 layer's input gradient is (the transpose of the forward's)."""
+    return dy @ dequantize_ref(q, s, dy.dtype)
+
+
+# float elements of w~ dequantized at once by int8_matmul_t: a panel of 4 MB in float32
+PANEL_ELEMENTS = 1 << 20
+
+
+def int8_matmul_t(dy, q, s, panel_elements: int = PANEL_ELEMENTS):
+    """:func:`int8_matmul_t_ref` by row panels of q: dx = sum over panels p of
+    dy[:, p] @ w~[p], each panel dequantized (``dequantize_rows``) and dropped in turn, so a
+    large layer's float weight never exists whole (GPT-2's tied head would be 154 MB)."""
+    N, K = q.shape
+    rows = max(1, panel_elements // max(1, K))
+    if N <= rows:
+        return int8_matmul_t_ref(dy, q, s)
+    dx = np.zeros((dy.shape[0], K), dy.dtype)
+    for lo in range(0, N, rows):
+        hi = min(N, lo + rows)
+        dx += dy[:, lo:hi] @ dequantize_rows(q, s, lo, hi, dy.dtype)
+    return dx
+
+
 def int8_matmul_ref(x, q, s):
     """y = x @ dequantize(q, s)^T in x's dtype.   x: (M, K), q: (N, K) int8, s: (N, K/bs)."""
     return x @ dequantize_ref(q, s, x.dtype).T

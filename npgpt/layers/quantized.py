@@ -1,4 +1,4 @@
-"""int8 weights for inference: the quantized Linear and Embedding, and :func:`quantize_model`,
+"""int8 weights: the quantized Linear and Embedding, and :func:`quantize_model`,
 which swaps them in for every Linear and Embedding of a model, whatever its family.
 
 Weight-only, symmetric, in blocks along the input dimension (Q8_0-style; the definition is
@@ -17,8 +17,17 @@ The int8 weight is stored (out, in), unlike the float Linear's (in, out): a bloc
 already (out, in)) share one kernel. Scales are rounded to float16 when quantizing (files
 keep them so: 1 + 2/32 bytes a weight) and held as float32.
 
-These layers are for inference: their backward raises, and the Trainer refuses a model that
-holds them (train the float model, then quantize).
+The int8 weights are frozen: they get no gradient. The layers' backward gives the gradient
+of their input only, so LoRA adapters can train on a quantized base (QLoRA-style, in int8;
+:class:`npgpt.layers.lora.QuantizedLoRALinear`):
+
+    QuantizedLinear     dx = dy @ dequantize(qweight, scales)        (N, out) -> (N, in)
+    QuantizedEmbedding  backward: None (the ids are integers);
+                        attend_backward(dlogits (..., V)) = dlogits @ dequantize(...)  (..., C)
+
+both by :func:`npgpt.kernels.int8.int8_matmul_t`, which dequantizes the weight a row panel
+at a time, so the float weight never exists whole. The Trainer refuses a quantized model
+unless LoRA adapters are what trains (full training: train the float model, then quantize).
 """
 from __future__ import annotations
 
@@ -53,9 +62,12 @@ def _quantize(w_out_in: np.ndarray, block: int) -> tuple[np.ndarray, np.ndarray]
     return q, s.astype(np.float32)
 
 
-def _inference_only(layer) -> BackwardError:
-    return BackwardError(f"{type(layer).__name__} holds int8 weights and is for inference "
-                         "only: train the float model, then quantize it")
+def _input_gradient(dy: np.ndarray, qweight, scales) -> np.ndarray:
+    """dy @ dequantize(qweight, scales): (..., N) -> (..., K), by panels of rows."""
+    from ..kernels.int8 import int8_matmul_t
+    N, K = qweight.shape
+    dx = int8_matmul_t(dy.reshape(-1, N), qweight, scales)
+    return dx.reshape(dy.shape[:-1] + (K,))
 
 
 class QuantizedLinear(Module):
@@ -65,6 +77,7 @@ class QuantizedLinear(Module):
     """
 
     quantization = "int8"
+    _shared = ("qweight", "scales")   # arrays a thread's replica shares (npgpt.runtime.parallel)
 
     def __init__(self, in_features: int, out_features: int, bias: bool = True,
                  block: int = 32, dtype=np.float32):
@@ -101,8 +114,10 @@ class QuantizedLinear(Module):
             y += self.bias.data
         return y.reshape(x.shape[:-1] + (self.out_features,))
 
-    def backward(self, dy):
-        raise _inference_only(self)
+    def backward(self, dy: np.ndarray) -> np.ndarray:
+        """dx = dy @ dequantize(qweight, scales).   dy: (..., out) -> dx: (..., in); the int8
+        weight and the bias are frozen (no gradient)."""
+        return _input_gradient(dy, self.qweight, self.scales)
 
     def __repr__(self):
         return (f"QuantizedLinear(in={self.in_features}, out={self.out_features}, "
@@ -117,6 +132,7 @@ class QuantizedEmbedding(Module):
     """
 
     quantization = "int8"
+    _shared = ("qweight", "scales")
 
     def __init__(self, num_embeddings: int, embedding_dim: int, block: int = 32,
                  positional: bool = False, dtype=np.float32):
@@ -144,7 +160,7 @@ class QuantizedEmbedding(Module):
     @property
     def weight(self):
         raise BackwardError("QuantizedEmbedding has no float weight (it holds int8 rows and "
-                            "their scales): it is for inference only")
+                            "their scales, frozen)")
 
     def forward(self, idx) -> np.ndarray:
         idx = np.asarray(idx)
@@ -166,8 +182,14 @@ class QuantizedEmbedding(Module):
         y = kernels.int8_matmul(x.reshape(-1, C), self.qweight, self.scales)
         return y.reshape(x.shape[:-1] + (self.num_embeddings,))
 
-    def backward(self, dy):
-        raise _inference_only(self)
+    def attend_backward(self, dlogits: np.ndarray) -> np.ndarray:
+        """The input gradient of :meth:`attend`: dlogits @ dequantize(qweight, scales).
+        dlogits: (..., V) -> (..., C); the rows are frozen (no gradient)."""
+        return _input_gradient(dlogits, self.qweight, self.scales)
+
+    def backward(self, dy) -> None:
+        """The ids are integers and the rows frozen: nothing to return or accumulate."""
+        return None
 
     def __repr__(self):
         return (f"QuantizedEmbedding(num_embeddings={self.num_embeddings}, "
