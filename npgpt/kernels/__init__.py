@@ -127,6 +127,12 @@ def int8_matmul(x, q, s):
     return kernel("int8_matmul")(x, q, s)
 
 
+def int8_matmul_t(dy, q, s):
+    """dx = dy @ dequantize(q, s): dy (M, N) float, q (N, K) int8, s (N, K / bs) -> dx (M, K)
+    in dy's dtype; the input gradient of a frozen int8 layer (:mod:`npgpt.kernels.int8`)."""
+    return kernel("int8_matmul_t")(dy, q, s)
+
+
 __all__ = [
     "BACKENDS",
     "KERNELS",
@@ -141,6 +147,7 @@ __all__ = [
     "gelu_tanh_forward",
     "get_backend",
     "int8_matmul",
+    "int8_matmul_t",
     "kernel",
     "layernorm_backward",
     "layernorm_forward",

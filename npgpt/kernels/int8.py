@@ -20,16 +20,23 @@ to ``int8_matmul_ref`` (dequantize, then matmul):
   vectorises;
 - many rows (a prompt): each thread dequantizes ``_TILE`` rows of q into a float buffer in
   cache and multiplies it by x with BLAS's gemm, so the prompt runs at matmul speed.
+
+The input gradient of a frozen int8 layer, ``dx = dy @ dequantize(q, s)`` (LoRA on an int8
+base), has one kernel tested equal to ``int8_matmul_t_ref``: each thread takes a chunk of
+the rows of q, dequantizes ``_TILE_T`` of them at a time into a buffer and adds their
+product with the matching columns of dy into its own partial dx (gemm with beta = 1); the
+partials are summed at the end.
 """
 import numpy as np
 from numba import prange
 
 from ..runtime.blas import gemm
-from ..runtime.jit import row_kernel
+from ..runtime.jit import n_threads, row_kernel
 
 QMAX = 127
 ROWS_MAX = 8            # up to this many rows of x: the decoding kernel; beyond: tiles + gemm
 _TILE = 64              # rows of q dequantized at once by the prompt kernel (64 x K floats)
+_TILE_T = 256           # ... by the input-gradient kernel (a deeper product for gemm)
 
 
 def quantize_ref(w, block: int, scale_dtype=np.float32):
@@ -59,24 +66,21 @@ def dequantize_rows(q, s, lo, hi, dtype=np.float32):
     return dequantize_ref(q[lo:hi], s[lo:hi], dtype)
 
 
-def int8_matmul_t_ref(dy, q, s):
-    """dx = dy @ dequantize(q, s) in dy's dtype.   dy: (M, N), q: (N, K) int8 -> (M, K).
-    The product a frozen int8 layer's input gradient is (the transpose of the forward's)."""
-    return dy @ dequantize_ref(q, s, dy.dtype)
-
-
-# float elements of w~ dequantized at once by int8_matmul_t: a panel of 4 MB in float32
+# rows of q dequantized at once by int8_matmul_t_ref: a panel of 4 MB in float32 at most
 PANEL_ELEMENTS = 1 << 20
 
 
-def int8_matmul_t(dy, q, s, panel_elements: int = PANEL_ELEMENTS):
-    """:func:`int8_matmul_t_ref` by row panels of q: dx = sum over panels p of
-    dy[:, p] @ w~[p], each panel dequantized (``dequantize_rows``) and dropped in turn, so a
-    large layer's float weight never exists whole (GPT-2's tied head would be 154 MB)."""
+def int8_matmul_t_ref(dy, q, s, panel_elements: int = PANEL_ELEMENTS):
+    """dx = dy @ dequantize(q, s) in dy's dtype.   dy: (M, N), q: (N, K) int8 -> (M, K).
+
+    The input gradient of a frozen int8 layer (the transpose of the forward's product),
+    summed over panels of rows of q: dx = sum over panels p of dy[:, p] @ w~[p], each panel
+    dequantized (``dequantize_rows``) and dropped in turn, so a large layer's float weight
+    never exists whole (GPT-2's tied head would be 154 MB)."""
     N, K = q.shape
     rows = max(1, panel_elements // max(1, K))
     if N <= rows:
-        return int8_matmul_t_ref(dy, q, s)
+        return dy @ dequantize_ref(q, s, dy.dtype)
     dx = np.zeros((dy.shape[0], K), dy.dtype)
     for lo in range(0, N, rows):
         hi = min(N, lo + rows)
@@ -171,3 +175,42 @@ def int8_matmul_numba(x, q, s):
     else:
         _tiles.pick(q.size)(x, q, s, y)
     return y
+
+
+@row_kernel
+def _tiles_t(dy, q, s, parts):
+    """parts[c] += dy[:, tile] @ dequantize(q[tile], s[tile]) over the tiles of rows of q in
+    chunk c: each thread its own chunk of rows and its own partial sum (M, K)."""
+    M, N = dy.shape
+    K = q.shape[1]
+    nb = s.shape[1]
+    bs = K // nb
+    n_parts = parts.shape[0]
+    per = (N + n_parts - 1) // n_parts
+    for c in prange(n_parts):
+        w = np.empty((_TILE_T, K), parts.dtype)
+        end = min(N, (c + 1) * per)
+        for lo in range(c * per, end, _TILE_T):
+            hi = min(end, lo + _TILE_T)
+            for n in range(lo, hi):
+                qn, sn, wn = q[n], s[n], w[n - lo]
+                for b in range(nb):
+                    qb, wb, sb = qn[b * bs:(b + 1) * bs], wn[b * bs:(b + 1) * bs], sn[b]
+                    for k in range(bs):
+                        wb[k] = sb * qb[k]
+            gemm(dy[:, lo:hi], False, w[:hi - lo], False, parts[c], 1.0, 1.0)
+
+
+def int8_matmul_t_numba(dy, q, s):
+    dy = np.ascontiguousarray(dy)
+    q = np.ascontiguousarray(q)
+    s = np.ascontiguousarray(s, dtype=dy.dtype)
+    M, N = dy.shape
+    K = q.shape[1]
+    if M == 0 or K == 0 or N == 0:
+        return np.zeros((M, K), dy.dtype)
+    kernel = _tiles_t.pick(q.size)
+    n_parts = min(N, n_threads()) if kernel is _tiles_t.parallel else 1
+    parts = np.zeros((n_parts, M, K), dy.dtype)
+    kernel(dy, q, s, parts)
+    return parts[0] if n_parts == 1 else parts.sum(axis=0)

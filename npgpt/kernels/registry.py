@@ -184,6 +184,12 @@ def _int8_matmul(shape, dtype, rng, scale=1.0, rows=None):
     return _normal(rng, (M, K), dtype, scale), q, s
 
 
+def _int8_matmul_t(shape, dtype, rng, scale=1.0):
+    """dy (M, N) against int8 weights (N, K): the input gradient of an int8 layer."""
+    x, q, s = _int8_matmul(shape, dtype, rng, scale)
+    return _normal(rng, (x.shape[0], q.shape[0]), dtype, scale), q, s
+
+
 def _int8_matmul_decode(shape, dtype, rng, scale=1.0):
     return _int8_matmul(shape, dtype, rng, scale, rows=lambda d: d["B"])
 
@@ -223,6 +229,7 @@ _ENTRIES = [
     Kernel("attention_forward", "attention", _attention_forward),
     Kernel("attention_backward", "attention", _attention_backward),
     Kernel("int8_matmul", "int8", _int8_matmul),
+    Kernel("int8_matmul_t", "int8", _int8_matmul_t),
 ]
 KERNELS: dict[str, Kernel] = {k.name: k for k in _ENTRIES}
 

@@ -25,8 +25,8 @@ of their input only, so LoRA adapters can train on a quantized base (QLoRA-style
     QuantizedEmbedding  backward: None (the ids are integers);
                         attend_backward(dlogits (..., V)) = dlogits @ dequantize(...)  (..., C)
 
-both by :func:`npgpt.kernels.int8.int8_matmul_t`, which dequantizes the weight a row panel
-at a time, so the float weight never exists whole. The Trainer refuses a quantized model
+both by ``kernels.int8_matmul_t`` (:mod:`npgpt.kernels.int8`), which dequantizes the weight
+a tile or panel of rows at a time, so the float weight never exists whole. The Trainer refuses a quantized model
 unless LoRA adapters are what trains (full training: train the float model, then quantize).
 """
 from __future__ import annotations
@@ -64,9 +64,8 @@ def _quantize(w_out_in: np.ndarray, block: int) -> tuple[np.ndarray, np.ndarray]
 
 def _input_gradient(dy: np.ndarray, qweight, scales) -> np.ndarray:
     """dy @ dequantize(qweight, scales): (..., N) -> (..., K), by panels of rows."""
-    from ..kernels.int8 import int8_matmul_t
     N, K = qweight.shape
-    dx = int8_matmul_t(dy.reshape(-1, N), qweight, scales)
+    dx = kernels.int8_matmul_t(dy.reshape(-1, N), qweight, scales)
     return dx.reshape(dy.shape[:-1] + (K,))
 
 
