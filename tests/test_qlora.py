@@ -11,7 +11,7 @@ from npgpt import GPT, GPTConfig, gradcheck, kernels
 from npgpt.adapters import LoraConfig, apply_lora, merge
 from npgpt.errors import ConfigError
 from npgpt.kernels.int8 import (dequantize_ref, dequantize_rows, int8_matmul_t_numba,
-                                int8_matmul_t_ref, quantize_ref)
+                                int8_matmul_t_ref, pack, quantize_ref)
 from npgpt.layers.lora import QuantizedLoRALinear
 from npgpt.layers.quantized import QuantizedEmbedding, QuantizedLinear, quantize_model
 from npgpt.trainer import TrainConfig, Trainer
@@ -28,25 +28,27 @@ def _int8(shape, rng, block=8):
 
 def test_input_gradient_by_panels_is_its_definition():
     rng = np.random.default_rng(0)
-    q, s = _int8((50, 24), rng)
-    dy = rng.standard_normal((7, 50))
+    q, s = _int8((150, 24), rng)               # two panels of the in-memory layout
+    qp, sp = pack(q, s)
+    dy = rng.standard_normal((7, 150))
     want = dy @ dequantize_ref(q, s, np.float64)
-    assert np.array_equal(int8_matmul_t_ref(dy, q, s), want)          # one panel
+    assert np.array_equal(int8_matmul_t_ref(dy, qp, sp, 150), want)       # one panel
     for panel in (24, 24 * 7):                  # one row a panel, uneven panels
-        np.testing.assert_allclose(int8_matmul_t_ref(dy, q, s, panel), want, rtol=1e-12)
-    assert np.array_equal(dequantize_rows(q, s, 3, 9), dequantize_ref(q, s)[3:9])
-    # the kernel (its parity at model shapes: tests/kernels) across several of its tiles
+        np.testing.assert_allclose(int8_matmul_t_ref(dy, qp, sp, 150, panel), want, rtol=1e-12)
+    assert np.array_equal(dequantize_rows(qp, sp, 3, 9), dequantize_ref(q, s)[3:9])
+    # the kernel (its parity at model shapes: tests/kernels), across chunks of panels
+    np.testing.assert_allclose(int8_matmul_t_numba(dy, qp, sp, 150), want, rtol=1e-10)
     q, s = _int8((700, 64), rng, block=32)
     dy = rng.standard_normal((5, 700)).astype(np.float32)
-    np.testing.assert_allclose(int8_matmul_t_numba(dy, q, s), int8_matmul_t_ref(dy, q, s),
-                               rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(int8_matmul_t_numba(dy, *pack(q, s), 700),
+                               dy @ dequantize_ref(q, s), rtol=1e-4, atol=1e-5)
 
 
 @pytest.mark.parametrize("bias", [True, False])
 def test_quantized_linear_input_gradient_matches_finite_differences(bias):
     rng = np.random.default_rng(1)
     layer = QuantizedLinear(16, 12, bias=bias, block=8, dtype=np.float64)
-    layer.qweight, layer.scales = _int8((12, 16), rng)
+    layer.set_weights(*_int8((12, 16), rng))
     if bias:
         layer.bias.data = rng.standard_normal(12)
     report = gradcheck(layer, rng.standard_normal((2, 3, 16)), max_elements=None)
@@ -57,7 +59,7 @@ def test_quantized_linear_input_gradient_matches_finite_differences(bias):
 def test_quantized_embedding_head_input_gradient():
     rng = np.random.default_rng(2)
     emb = QuantizedEmbedding(20, 16, block=8, dtype=np.float64)
-    emb.qweight, emb.scales = _int8((20, 16), rng)
+    emb.set_weights(*_int8((20, 16), rng))
     x, g = rng.standard_normal((2, 3, 16)), rng.standard_normal((2, 3, 20))
     dx = emb.attend_backward(g)
     eps, numeric = 1e-6, np.zeros_like(x)
@@ -156,8 +158,8 @@ def test_thread_replicas_share_the_int8_weights():
         runner.close()
     mine, theirs = dict(model.named_modules()), dict(replica.named_modules())
     shared = [n for n, m in mine.items() if isinstance(m, (QuantizedLinear, QuantizedEmbedding))]
-    assert len(shared) == 6 and all(theirs[n].qweight is mine[n].qweight
-                                    and theirs[n].scales is mine[n].scales for n in shared)
+    assert len(shared) == 6 and all(theirs[n].qpanels is mine[n].qpanels
+                                    and theirs[n].spanels is mine[n].spanels for n in shared)
     grads = [p.grad for n, p in model.named_parameters() if n.endswith(".B")]   # (A's: 0,
     assert len(grads) == 2 and all(np.abs(g).max() > 0 for g in grads)         # as B is)
 

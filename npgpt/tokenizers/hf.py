@@ -16,6 +16,7 @@ import json
 import os
 
 from ..errors import TokenizerError
+from . import hf_post
 from .base import read_text
 from .byte_chars import bytes_to_unicode
 from .bytebpe import ByteBPE
@@ -31,7 +32,7 @@ def _to_bytes(token, decoder, where):
 
 
 def from_vocab_merges_dicts(vocab, merges, pattern=GPT2_PATTERN, special_tokens=None,
-                            ignore_merges=False, where="<vocab>"):
+                            ignore_merges=False, where="<vocab>", post_processor=None):
     """vocab {token string: id}, merges [(a, b) strings] -> ByteBPE."""
     decoder = {c: b for b, c in bytes_to_unicode().items()}
     byte_ids = [None] * 256
@@ -53,9 +54,8 @@ def from_vocab_merges_dicts(vocab, merges, pattern=GPT2_PATTERN, special_tokens=
     for tok, i in vocab.items():
         if i not in known and tok not in specials:
             _to_bytes(tok, decoder, where)  # a byte-level token nobody can form: ignore it
-    tok = ByteBPE(table, pattern=pattern, special_tokens=specials, byte_ids=byte_ids,
-                  ignore_merges=ignore_merges)
-    return tok
+    return ByteBPE(table, pattern=pattern, special_tokens=specials, byte_ids=byte_ids,
+                   ignore_merges=ignore_merges, post_processor=post_processor)
 
 
 def from_vocab_merges(vocab_path, merges_path, special_tokens=None):
@@ -121,8 +121,10 @@ def _as_bytebpe(obj, where):
     formed = {table[b] for b in range(256)} | {a + b for a, b in merges}
     if any(tok not in formed for tok in vocab) or set(specials.values()) & set(vocab.values()):
         return None
+    post = hf_post.post_processor(obj.get("post_processor"), where)
     return from_vocab_merges_dicts(vocab, merges, pattern, specials,
-                                   ignore_merges=model.get("ignore_merges", False), where=where)
+                                   ignore_merges=model.get("ignore_merges", False), where=where,
+                                   post_processor=post)
 
 
 def from_tokenizer_json(path):
@@ -238,7 +240,8 @@ def to_tokenizer_json(tok):
     model["vocab"].update(tok.special_tokens)
     return {"version": "1.0", "truncation": None, "padding": None,
             "added_tokens": _added_tokens(tok.special_tokens), "normalizer": None,
-            "pre_tokenizer": pre, "post_processor": None, "decoder": decoder, "model": model}
+            "pre_tokenizer": pre, "decoder": decoder, "model": model,
+            "post_processor": tok.post_processor.spec if tok.post_processor else None}
 
 
 def tokenizer_config(tok, model_max_length=None):
