@@ -8,9 +8,10 @@
     tokenizer files    copied from the source
 
 The tensors carry npgpt's names, not a family's, so any model npgpt builds is written and
-read the same way. Reading maps the file (``npgpt.io.map_safetensors``): the int8 weights are
-used where they lie in the page cache, never copied or widened to float; the scales (1/16 of
-the int8 bytes) are converted to float32 once.
+read the same way. Reading maps the file (``npgpt.io.map_safetensors``) and packs each int8
+weight straight from the map into the panels the kernels read (``npgpt.kernels.int8.pack``:
+the same bytes, never widened to float); the scales (1/16 of the int8 bytes) are converted
+to float32 once. The map is dropped after loading, so the process holds one int8 copy.
 """
 from __future__ import annotations
 
@@ -79,7 +80,7 @@ def save_quantized(model: GPT, path, config: dict, copy_files=()) -> Path:
 
 
 def _float(a: np.ndarray, tag: str) -> np.ndarray:
-    """A float parameter from the file: the mapped array itself when already float32."""
+    """A float parameter from the file (the mapped array itself when already float32)."""
     if tag == "BF16":
         return (a.astype(np.uint32) << 16).view(np.float32)
     return a if a.dtype == np.float32 else a.astype(np.float32)
@@ -108,7 +109,7 @@ def load_quantized(path, adapt=None) -> GPT:
     quantize_model(model, entry["scheme"], entry["block"], empty=True)
     if adapt is not None:
         adapt(model)
-    expected = quantized_tensors(model)
+    expected = quantized_tensors(model, shapes_only=True)
     header, arrays = map_safetensors(path / WEIGHTS)
     problems = []
     missing = [n for n in expected if n not in header]
@@ -121,10 +122,10 @@ def load_quantized(path, adapt=None) -> GPT:
         if name not in header:
             continue
         shape, tag = tuple(header[name]["shape"]), header[name]["dtype"]
-        if shape != want.shape:
+        if shape != want:
             what = (f"scales do not match their weights (block {entry['block']})"
                     if name.endswith(".scales") else "mis-shaped")
-            problems.append(f"{name}: {what}: file {shape} vs expected {want.shape}")
+            problems.append(f"{name}: {what}: file {shape} vs expected {want}")
         elif name.endswith(".qweight") and tag != "I8":
             problems.append(f"{name}: dtype {tag}, expected I8")
         elif name.endswith(".scales") and tag not in _SCALE_TAGS:
@@ -140,9 +141,11 @@ def load_quantized(path, adapt=None) -> GPT:
             if not (np.isfinite(scales).all() and (scales >= 0).all()):
                 raise CheckpointError(f"{path / WEIGHTS}: {name}.scales holds negative, NaN "
                                       "or infinite scales: the file is damaged")
-            m.qweight, m.scales = arrays[f"{name}.qweight"], scales
+            m.set_weights(arrays[f"{name}.qweight"], scales)
     for name, p in model.named_parameters():
-        p.data = _float(arrays[name], header[name]["dtype"])
+        # a copy: the int8 weights were packed out of the map, and with the few float
+        # arrays (norms, biases) copied too, nothing holds the map after loading
+        p.data = np.array(_float(arrays[name], header[name]["dtype"]))
         if not np.isfinite(p.data).all():
             raise CheckpointError(f"{path / WEIGHTS}: {name} holds NaN or infinite values")
     if "model_type" in config_dict:

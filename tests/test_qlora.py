@@ -11,7 +11,7 @@ from npgpt import GPT, GPTConfig, gradcheck, kernels
 from npgpt.adapters import LoraConfig, apply_lora, merge
 from npgpt.errors import ConfigError
 from npgpt.kernels.int8 import (dequantize_ref, dequantize_rows, int8_matmul_t,
-                                int8_matmul_t_ref, quantize_ref)
+                                int8_matmul_t_ref, pack, quantize_ref)
 from npgpt.layers.lora import QuantizedLoRALinear
 from npgpt.layers.quantized import QuantizedEmbedding, QuantizedLinear, quantize_model
 from npgpt.trainer import TrainConfig, Trainer
@@ -28,20 +28,21 @@ def _int8(shape, rng, block=8):
 
 def test_input_gradient_by_panels_is_its_definition():
     rng = np.random.default_rng(0)
-    q, s = _int8((50, 24), rng)
-    dy = rng.standard_normal((7, 50))
+    q, s = _int8((150, 24), rng)               # two panels of the in-memory layout
+    qp, sp = pack(q, s)
+    dy = rng.standard_normal((7, 150))
     want = dy @ dequantize_ref(q, s, np.float64)
-    assert np.array_equal(int8_matmul_t_ref(dy, q, s), want)
+    assert np.array_equal(int8_matmul_t_ref(dy, qp, sp, 150), want)
     for panel in (24, 24 * 7, 10 ** 6):        # one row a panel, uneven panels, one panel
-        np.testing.assert_allclose(int8_matmul_t(dy, q, s, panel), want, rtol=1e-12)
-    assert np.array_equal(dequantize_rows(q, s, 3, 9), dequantize_ref(q, s)[3:9])
+        np.testing.assert_allclose(int8_matmul_t(dy, qp, sp, 150, panel), want, rtol=1e-12)
+    assert np.array_equal(dequantize_rows(qp, sp, 3, 9), dequantize_ref(q, s)[3:9])
 
 
 @pytest.mark.parametrize("bias", [True, False])
 def test_quantized_linear_input_gradient_matches_finite_differences(bias):
     rng = np.random.default_rng(1)
     layer = QuantizedLinear(16, 12, bias=bias, block=8, dtype=np.float64)
-    layer.qweight, layer.scales = _int8((12, 16), rng)
+    layer.set_weights(*_int8((12, 16), rng))
     if bias:
         layer.bias.data = rng.standard_normal(12)
     report = gradcheck(layer, rng.standard_normal((2, 3, 16)), max_elements=None)
@@ -52,7 +53,7 @@ def test_quantized_linear_input_gradient_matches_finite_differences(bias):
 def test_quantized_embedding_head_input_gradient():
     rng = np.random.default_rng(2)
     emb = QuantizedEmbedding(20, 16, block=8, dtype=np.float64)
-    emb.qweight, emb.scales = _int8((20, 16), rng)
+    emb.set_weights(*_int8((20, 16), rng))
     x, g = rng.standard_normal((2, 3, 16)), rng.standard_normal((2, 3, 20))
     dx = emb.attend_backward(g)
     eps, numeric = 1e-6, np.zeros_like(x)

@@ -182,7 +182,7 @@ class QuantizedLoRALinear(_Adapted, QuantizedLinear):
             raise ConfigError(f"QuantizedLoRALinear adapts a QuantizedLinear, not "
                               f"{type(linear).__name__}")
         self = cls.__new__(cls)
-        self.qweight, self.scales, self.block = linear.qweight, linear.scales, linear.block
+        self.qpanels, self.spanels, self.block = linear.qpanels, linear.spanels, linear.block
         self._adapt(linear, r, alpha, dropout, slices, rng, rslora)
         return self
 
