@@ -10,7 +10,7 @@ import pytest
 from npgpt import GPT, GPTConfig, gradcheck, kernels
 from npgpt.adapters import LoraConfig, apply_lora, merge
 from npgpt.errors import ConfigError
-from npgpt.kernels.int8 import (dequantize_ref, dequantize_rows, int8_matmul_t,
+from npgpt.kernels.int8 import (dequantize_ref, dequantize_rows, int8_matmul_t_numba,
                                 int8_matmul_t_ref, pack, quantize_ref)
 from npgpt.layers.lora import QuantizedLoRALinear
 from npgpt.layers.quantized import QuantizedEmbedding, QuantizedLinear, quantize_model
@@ -32,10 +32,16 @@ def test_input_gradient_by_panels_is_its_definition():
     qp, sp = pack(q, s)
     dy = rng.standard_normal((7, 150))
     want = dy @ dequantize_ref(q, s, np.float64)
-    assert np.array_equal(int8_matmul_t_ref(dy, qp, sp, 150), want)
-    for panel in (24, 24 * 7, 10 ** 6):        # one row a panel, uneven panels, one panel
-        np.testing.assert_allclose(int8_matmul_t(dy, qp, sp, 150, panel), want, rtol=1e-12)
+    assert np.array_equal(int8_matmul_t_ref(dy, qp, sp, 150), want)       # one panel
+    for panel in (24, 24 * 7):                  # one row a panel, uneven panels
+        np.testing.assert_allclose(int8_matmul_t_ref(dy, qp, sp, 150, panel), want, rtol=1e-12)
     assert np.array_equal(dequantize_rows(qp, sp, 3, 9), dequantize_ref(q, s)[3:9])
+    # the kernel (its parity at model shapes: tests/kernels), across chunks of panels
+    np.testing.assert_allclose(int8_matmul_t_numba(dy, qp, sp, 150), want, rtol=1e-10)
+    q, s = _int8((700, 64), rng, block=32)
+    dy = rng.standard_normal((5, 700)).astype(np.float32)
+    np.testing.assert_allclose(int8_matmul_t_numba(dy, *pack(q, s), 700),
+                               dy @ dequantize_ref(q, s), rtol=1e-4, atol=1e-5)
 
 
 @pytest.mark.parametrize("bias", [True, False])
@@ -135,6 +141,27 @@ def test_a_quantized_model_trains_only_adapters():
                                                                               before[n][1])
     with pytest.raises(ConfigError, match="merge into the float base"):
         merge(model)
+
+
+def test_thread_replicas_share_the_int8_weights():
+    from npgpt.runtime.parallel import DataParallel
+    model = GPT(GPTConfig(**GPT2_TINY), seed=0)
+    quantize_model(model, block=16)
+    apply_lora(model, LoraConfig(r=2, target_modules=("c_attn", "c_fc")))
+    rng = np.random.default_rng(0)
+    idx, targets = rng.integers(0, 40, (4, 8)), rng.integers(0, 40, (4, 8))
+    runner = DataParallel(model, 2)
+    try:
+        runner.forward_backward(idx, targets)
+        (replica,) = [r.module for r in runner._replicas]
+    finally:
+        runner.close()
+    mine, theirs = dict(model.named_modules()), dict(replica.named_modules())
+    shared = [n for n, m in mine.items() if isinstance(m, (QuantizedLinear, QuantizedEmbedding))]
+    assert len(shared) == 6 and all(theirs[n].qpanels is mine[n].qpanels
+                                    and theirs[n].spanels is mine[n].spanels for n in shared)
+    grads = [p.grad for n, p in model.named_parameters() if n.endswith(".B")]   # (A's: 0,
+    assert len(grads) == 2 and all(np.abs(g).max() > 0 for g in grads)         # as B is)
 
 
 # --- npgpt train --init-from DIR --quantize int8 --lora-rank R -----------------------------

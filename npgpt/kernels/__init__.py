@@ -128,6 +128,13 @@ def int8_matmul(x, qp, sp, n, quantize_x=True):
     return kernel("int8_matmul")(x, qp, sp, n, quantize_x)
 
 
+def int8_matmul_t(dy, qp, sp, n):
+    """dx = dy @ dequantize(q, s): dy (M, n) float; qp, sp the int8 weights (n, K) and their
+    block scales packed in panels (``npgpt.kernels.int8.pack``) -> dx (M, K) in dy's dtype;
+    the input gradient of a frozen int8 layer (:mod:`npgpt.kernels.int8`)."""
+    return kernel("int8_matmul_t")(dy, qp, sp, n)
+
+
 __all__ = [
     "BACKENDS",
     "KERNELS",
@@ -142,6 +149,7 @@ __all__ = [
     "gelu_tanh_forward",
     "get_backend",
     "int8_matmul",
+    "int8_matmul_t",
     "kernel",
     "layernorm_backward",
     "layernorm_forward",

@@ -33,12 +33,18 @@ multiply-add per output. Two numba kernels, each tested equal to ``int8_matmul_r
   read once for all M rows (it stays in the L2 cache between rows);
 - many rows (a prompt): ``_tiles``, each panel dequantized into a (K, PANEL) float buffer in
   cache and multiplied by the dequantized Q(x) with BLAS's gemm, at matmul speed.
+
+The input gradient of a frozen int8 layer, ``dx = dy @ dequantize(q, s)`` (LoRA on an int8
+base), has one kernel, ``_tiles_t``, tested equal to ``int8_matmul_t_ref``: each thread takes
+a chunk of the panels, dequantizes one at a time into a buffer as ``_tiles`` does and adds
+its product with the matching columns of dy into its own partial dx (gemm with beta = 1);
+the partials are summed at the end.
 """
 import numpy as np
 from numba import prange
 
 from ..runtime.blas import gemm
-from ..runtime.jit import jit, row_kernel
+from ..runtime.jit import jit, n_threads, row_kernel
 
 QMAX = 127
 ROWS_MAX = 8            # up to this many rows of x: the decoding kernel; beyond: tiles + gemm
@@ -125,25 +131,21 @@ def int8_matmul_ref(x, qp, sp, n: int, quantize_x: bool = True):
     return x @ dequantize_rows(qp, sp, 0, n, x.dtype).T
 
 
-def int8_matmul_t_ref(dy, qp, sp, n: int):
-    """dx = dy @ dequantize(q, s) in dy's dtype.   dy: (M, n), qp, sp: the packed weight of n
-    outputs -> (M, K). The product a frozen int8 layer's input gradient is (the transpose of
-    the forward's; the activations' rounding Q(x) is passed straight through)."""
-    return dy @ dequantize_rows(qp, sp, 0, n, dy.dtype)
-
-
-# float elements of w~ dequantized at once by int8_matmul_t: a panel of 4 MB in float32
+# float elements of w~ dequantized at once by int8_matmul_t_ref: 4 MB in float32 at most
 PANEL_ELEMENTS = 1 << 20
 
 
-def int8_matmul_t(dy, qp, sp, n: int, panel_elements: int = PANEL_ELEMENTS):
-    """:func:`int8_matmul_t_ref` by row panels of the weight: dx = sum over panels p of
-    dy[:, p] @ w~[p], each panel dequantized (``dequantize_rows``) and dropped in turn, so a
-    large layer's float weight never exists whole (GPT-2's tied head would be 154 MB)."""
+def int8_matmul_t_ref(dy, qp, sp, n: int, panel_elements: int = PANEL_ELEMENTS):
+    """dx = dy @ dequantize(q, s) in dy's dtype.   dy: (M, n), qp, sp: the packed weight of n
+    outputs -> (M, K). The product a frozen int8 layer's input gradient is (the transpose of
+    the forward's; the activations' rounding Q(x) is passed straight through), summed over
+    panels of rows: dx = sum over panels p of dy[:, p] @ w~[p], each panel dequantized
+    (``dequantize_rows``) and dropped in turn, so a large layer's float weight never exists
+    whole (GPT-2's tied head would be 154 MB)."""
     K = qp.shape[1]
     rows = max(1, panel_elements // max(1, K))
     if n <= rows:
-        return int8_matmul_t_ref(dy, qp, sp, n)
+        return dy @ dequantize_rows(qp, sp, 0, n, dy.dtype)
     dx = np.zeros((dy.shape[0], K), dy.dtype)
     for lo in range(0, n, rows):
         hi = min(n, lo + rows)
@@ -250,3 +252,44 @@ def int8_matmul_numba(x, qp, sp, n: int, quantize_x: bool = True):
     else:
         _tiles.pick(qp.size)(dequantize_ref(xq, sx, x.dtype), qp, sp, y)
     return y
+
+
+@row_kernel
+def _tiles_t(dy, qp, sp, parts):
+    """parts[c] += dy[:, panel] @ w~[panel] over the panels of chunk c: each thread its own
+    chunk of panels, each panel dequantized into a (K, PANEL) buffer, and its own partial
+    sum (M, K), added into by gemm (beta = 1)."""
+    M, N = dy.shape
+    n_pan, nb, P = sp.shape
+    K = qp.shape[1]
+    bs = K // nb
+    n_parts = parts.shape[0]
+    per = (n_pan + n_parts - 1) // n_parts
+    for c in prange(n_parts):
+        w = np.empty((K, P), parts.dtype)
+        for p in range(c * per, min(n_pan, (c + 1) * per)):
+            qc, sc = qp[p], sp[p]
+            for b in range(nb):
+                sb = sc[b]
+                for k in range(b * bs, (b + 1) * bs):
+                    qk, wk = qc[k], w[k]
+                    for j in range(P):
+                        wk[j] = sb[j] * qk[j]
+            lo = p * P
+            hi = min(N, lo + P)
+            gemm(dy[:, lo:hi], False, w[:, :hi - lo], True, parts[c], 1.0, 1.0)
+
+
+def int8_matmul_t_numba(dy, qp, sp, n: int):
+    dy = np.ascontiguousarray(dy)
+    M = dy.shape[0]
+    K = qp.shape[1]
+    if M == 0 or K == 0 or n == 0:
+        return np.zeros((M, K), dy.dtype)
+    qp = np.ascontiguousarray(qp)
+    sp = np.ascontiguousarray(sp, dtype=dy.dtype)
+    kernel = _tiles_t.pick(qp.size)
+    n_parts = min(qp.shape[0], n_threads()) if kernel is _tiles_t.parallel else 1
+    parts = np.zeros((n_parts, M, K), dy.dtype)
+    kernel(dy, qp, sp, parts)
+    return parts[0] if n_parts == 1 else parts.sum(axis=0)

@@ -187,6 +187,12 @@ def _int8_matmul(shape, dtype, rng, scale=1.0, rows=None, quantize_x=True):
     return _normal(rng, (M, K), dtype, scale), qp, sp, N, quantize_x
 
 
+def _int8_matmul_t(shape, dtype, rng, scale=1.0):
+    """dy (M, N) against packed int8 weights (N, K): the input gradient of an int8 layer."""
+    x, qp, sp, n, _ = _int8_matmul(shape, dtype, rng, scale)
+    return _normal(rng, (x.shape[0], n), dtype, scale), qp, sp, n
+
+
 def _int8_matmul_decode(shape, dtype, rng, scale=1.0):
     return _int8_matmul(shape, dtype, rng, scale, rows=lambda d: d["B"])
 
@@ -230,6 +236,7 @@ _ENTRIES = [
     Kernel("attention_forward", "attention", _attention_forward),
     Kernel("attention_backward", "attention", _attention_backward),
     Kernel("int8_matmul", "int8", _int8_matmul),
+    Kernel("int8_matmul_t", "int8", _int8_matmul_t),
 ]
 KERNELS: dict[str, Kernel] = {k.name: k for k in _ENTRIES}
 

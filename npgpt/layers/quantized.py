@@ -32,8 +32,8 @@ of their input only, so LoRA adapters can train on a quantized base (QLoRA-style
     QuantizedEmbedding  backward: None (the ids are integers);
                         attend_backward(dlogits (..., V)) = dlogits @ dequantize(...)  (..., C)
 
-both by :func:`npgpt.kernels.int8.int8_matmul_t`, which dequantizes the weight a row panel
-at a time, so the float weight never exists whole. The Trainer refuses a quantized model
+both by ``kernels.int8_matmul_t`` (:mod:`npgpt.kernels.int8`), which dequantizes the weight
+a panel of rows at a time, so the float weight never exists whole. The Trainer refuses a quantized model
 unless LoRA adapters are what trains (full training: train the float model, then quantize).
 """
 from __future__ import annotations
@@ -103,9 +103,8 @@ def _buffer_nbytes(layer) -> int:
 
 def _input_gradient(dy: np.ndarray, layer) -> np.ndarray:
     """dy @ dequantize(qweight, scales): (..., N) -> (..., K), by panels of rows."""
-    from ..kernels.int8 import int8_matmul_t
     N, K = _rows_of(layer), layer.qpanels.shape[1]
-    dx = int8_matmul_t(dy.reshape(-1, N), layer.qpanels, layer.spanels, N)
+    dx = kernels.int8_matmul_t(dy.reshape(-1, N), layer.qpanels, layer.spanels, N)
     return dx.reshape(dy.shape[:-1] + (K,))
 
 
@@ -116,7 +115,7 @@ class QuantizedLinear(Module):
     """
 
     quantization = "int8"
-    _shared = ("qweight", "scales")   # arrays a thread's replica shares (npgpt.runtime.parallel)
+    _shared = ("qpanels", "spanels")  # arrays a thread's replica shares (npgpt.runtime.parallel)
 
     def __init__(self, in_features: int, out_features: int, bias: bool = True,
                  block: int = 32, dtype=np.float32):
@@ -172,7 +171,7 @@ class QuantizedEmbedding(Module):
     """
 
     quantization = "int8"
-    _shared = ("qweight", "scales")
+    _shared = ("qpanels", "spanels")
 
     def __init__(self, num_embeddings: int, embedding_dim: int, block: int = 32,
                  positional: bool = False, dtype=np.float32):

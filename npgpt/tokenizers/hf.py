@@ -10,10 +10,12 @@ printable Latin-1 bytes stand for themselves, the other 68 bytes map to U+0100 o
 space is ``Ġ``).  Loading inverts that table, turns every merge line ``"Ġ t"`` into the ids
 (a, b) -> vocab["Ġt"] with its line number as rank, and builds a ByteBPE.  Supported
 pre-tokenizers on that path: ByteLevel (with its GPT-2 regex) and a Sequence of Split
-(a regex, as LLaMA-3 style files have) + ByteLevel without regex.
+(a regex, as LLaMA-3 style files have) + ByteLevel without regex.  Either keeps the file's
+``post_processor`` (``hf_post``: Llama 3's BOS), which ``encode`` applies and export writes back.
 """
 import json
 import os
+import re
 
 from ..errors import TokenizerError
 from . import hf_post
@@ -161,12 +163,16 @@ def from_pretrained_dir(folder):
 TOKENIZER_JSON, TOKENIZER_CONFIG = "tokenizer.json", "tokenizer_config.json"
 
 
+_POSSESSIVE_BOUND = re.compile(r"(\{\d+(?:,\d*)?\})\+")
+
+
 def _onig_pattern(pattern):
     """The split regex as HuggingFace's tokenizers (Oniguruma, Ruby syntax) reads it to match
     what Python's ``regex`` matches: ``{1,3}+`` is possessive in ``regex`` but "one or more
-    of {1,3}" in Ruby (a bounded greedy run that nothing follows matches the same), and
-    ``$`` is end of line in Ruby, ``\\z`` end of text in both."""
-    return pattern.replace("}+", "}").replace("$", r"\z")
+    of {1,3}" in Ruby (a bounded greedy run that nothing follows matches the same; only a
+    bound's ``}`` is meant: ``\\p{L}+`` is a letter run in both), and ``$`` is end of line
+    in Ruby, ``\\z`` end of text in both."""
+    return _POSSESSIVE_BOUND.sub(r"\1", pattern).replace("$", r"\z")
 
 
 def _added_tokens(specials):

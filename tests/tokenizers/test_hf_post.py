@@ -62,7 +62,7 @@ def test_llama3_and_gemma_add_a_bos_and_qwen_nothing(family):
 
 def test_the_post_processor_survives_saving_and_export(family, tmp_path):
     kind, hf, ours = family
-    sample = "Hello  world 123 😀"
+    sample = "Hello  world 123 😀 To be, or not to be: that is the question."
     ours.save(tmp_path / "tok")
     again = load(tmp_path / "tok")
     assert again.encode(sample) == ours.encode(sample) == hf.encode(sample).ids
