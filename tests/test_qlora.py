@@ -199,7 +199,8 @@ def test_cli_lora_on_an_int8_base(base, tmp_path, capsys):
             "--eval-interval", "15", "--eval-steps", "4", "--log-interval", "1",
             "--no-progress", "--no-plot"]
     assert main(args + ["--max-steps", "30"]) == 0
-    assert "trainable parameters" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "trainable parameters" in out and " and 35,200 int8 weights (" in out
     lines = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
     losses = [r["loss"] for r in lines if "loss" in r]
     evals = [r["val_loss"] for r in lines if "val_loss" in r]
