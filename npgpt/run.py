@@ -23,7 +23,7 @@ from pathlib import Path
 from .checkpoints import check_resumable, load_model, refuse_overridden
 from .errors import CheckpointError, ConfigError
 from .fields import check_fields, one_of, positive
-from .layers.quantized import SCHEMES
+from .layers.quantized import SCHEMES, int8_weights
 from .models import GPT, PRESETS, GPTConfig
 from .train_config import TrainConfig, preset_training
 
@@ -296,8 +296,10 @@ def train(**options) -> Run:
     from .models import count_params
     from .trainer import Trainer
     model, tokenizer, config = p.model, p.tokenizer, p.config
-    say(f"model: {model.num_parameters():,} parameters ({count_params(model.config)['total']:,} "
-        f"by formula), {model.config.n_layer} layers, {model.config.n_head} heads, "
+    n_int8 = int8_weights(model)
+    int8 = f" and {n_int8:,} int8 weights" if n_int8 else ""
+    say(f"model: {model.num_parameters():,} parameters{int8} "
+        f"({count_params(model.config)['total']:,} by formula), {model.config.n_layer} layers, {model.config.n_head} heads, "
         f"{model.config.n_embd} channels; tokenizer {tokenizer.name} "
         f"(vocab {tokenizer.vocab_size}); {len(p.train_data):,} training tokens", flush=True)
     trainer = Trainer(model, p.train_data, p.val_data, config, tokenizer=tokenizer)

@@ -199,7 +199,8 @@ def test_cli_lora_on_an_int8_base(base, tmp_path, capsys):
             "--eval-interval", "15", "--eval-steps", "4", "--log-interval", "1",
             "--no-progress", "--no-plot"]
     assert main(args + ["--max-steps", "30"]) == 0
-    assert "trainable parameters" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "trainable parameters" in out and " and 35,200 int8 weights (" in out
     lines = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
     losses = [r["loss"] for r in lines if "loss" in r]
     evals = [r["val_loss"] for r in lines if "val_loss" in r]
@@ -238,6 +239,56 @@ def test_cli_lora_on_an_int8_base(base, tmp_path, capsys):
         err = capsys.readouterr().err.strip()
         assert len(err.splitlines()) == 1 and message in err, err
         assert not out.exists()
+
+
+def file_tensors_of(model):
+    from npgpt.quantized_io import file_tensors
+    return {k: v for k, v in file_tensors(model).items() if k.endswith((".qweight", ".scales"))}
+
+
+@pytest.fixture(scope="module")
+def python_run(base, tmp_path_factory):
+    """npgpt.train's LoRA run on the int8 base of ``base``: (the Run, its output directory)."""
+    import npgpt
+    from npgpt.data import shakespeare_text
+    root = tmp_path_factory.mktemp("python-run")
+    (root / "plays.txt").write_text(shakespeare_text("val")[:8000], encoding="utf-8")
+    run = npgpt.train(data=str(root / "plays.txt"), init_from=str(base), quantize="int8",
+                      lora_rank=2, lora_targets="c_attn,c_fc", max_steps=3, lr=1e-2,
+                      out_dir=str(root / "run"), batch_size=2, block_size=16, eval_steps=1,
+                      progress=False, plot=False)
+    return run, root / "run"
+
+
+def test_python_train_lora_on_an_int8_base_leaves_the_int8_tensors_as_they_were(base,
+                                                                                python_run):
+    from npgpt.checkpoints import load_model
+    run, out = python_run
+    assert run.step == 3 and (out / "adapter" / "adapter_config.json").is_file()
+    fresh = file_tensors_of(load_model(base, quantize="int8")[0])
+    trained = file_tensors_of(run.model)
+    assert trained.keys() == fresh.keys() and len(fresh) == 2 * (2 * 4 + 2)   # wte, wpe, 4
+    for name, a in fresh.items():                                           # Linears a layer
+        assert np.array_equal(trained[name], a), name
+
+
+def test_peft_reads_the_adapter_trained_on_an_int8_base(base, python_run):
+    """An ordinary PEFT adapter: peft.PeftModel puts it on transformers' float base and
+    gives npgpt's logits with the same adapter on the same float base."""
+    torch = pytest.importorskip("torch")
+    transformers = pytest.importorskip("transformers")
+    peft = pytest.importorskip("peft")
+    from npgpt import from_pretrained
+    adapter = python_run[1] / "adapter"
+    hf = transformers.AutoModelForCausalLM.from_pretrained(str(base), torch_dtype=torch.float32)
+    theirs = peft.PeftModel.from_pretrained(hf, str(adapter)).eval()
+    idx = np.random.default_rng(5).integers(0, 300, (2, 16))
+    with torch.no_grad():
+        want = theirs(torch.from_numpy(idx)).logits.numpy()
+    ours = from_pretrained(base, adapter=adapter).eval().forward(idx)[0]
+    np.testing.assert_allclose(ours, want, rtol=1e-4, atol=1e-4)
+    plain = from_pretrained(base).eval().forward(idx)[0]
+    assert np.abs(ours - plain).max() > 1e-3                 # the adapter changes the logits
 
 
 def file_tensors_of(model):

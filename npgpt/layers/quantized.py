@@ -249,6 +249,13 @@ def is_quantized(model: Module) -> bool:
     return any(isinstance(m, (QuantizedLinear, QuantizedEmbedding)) for m in model.modules())
 
 
+def int8_weights(model: Module) -> int:
+    """How many int8 weights ``model`` holds (they are not Parameters, so
+    ``num_parameters`` leaves them out)."""
+    return sum(_rows_of(m) * m.qpanels.shape[1] for m in model.modules()
+               if isinstance(m, (QuantizedLinear, QuantizedEmbedding)))
+
+
 def _slots(module: Module):
     """(parent, key, child) for every direct child: key is an attribute name, or an index
     into a ModuleList."""

@@ -51,31 +51,49 @@ class PostProcessor:
         return f"PostProcessor(prefix={self.prefix}, suffix={self.suffix})"
 
 
+def _ids(values, what, where):
+    """A list of token ids as the file gives them, or TokenizerError naming ``what``."""
+    if not isinstance(values, list) or not all(
+            isinstance(i, int) and not isinstance(i, bool) for i in values):
+        raise TokenizerError(f"{where}: post_processor {what} has ids {values!r}, expected a "
+                             "list of integers")
+    return list(values)
+
+
+def _list(spec, key, where):
+    value = spec.get(key) or []
+    if not isinstance(value, list):
+        raise TokenizerError(f"{where}: post_processor {spec.get('type')} {key}={value!r} "
+                             "is not a list")
+    return value
+
+
 def _token_pair(spec, key, where):
     """``["<s>", 0]`` (Roberta / Bert's ``cls`` and ``sep``) -> [0]."""
-    try:
-        _, i = spec[key]
-        return [int(i)]
-    except (KeyError, TypeError, ValueError):
+    pair = spec.get(key)
+    if not isinstance(pair, list) or len(pair) != 2:
         raise TokenizerError(f"{where}: post_processor {spec.get('type')} has no valid "
-                             f"{key!r} (expected [token, id]): {spec.get(key)!r}") from None
+                             f"{key!r} (expected [token, id]): {pair!r}")
+    return _ids(pair[1:], f"{spec.get('type')} {key}", where)
 
 
 def _template(spec, where):
     """(prefix, suffix) of a TemplateProcessing's ``single`` template."""
     table = spec.get("special_tokens") or {}
     prefix, suffix, seen = [], [], 0
-    for piece in spec.get("single") or []:
+    for piece in _list(spec, "single", where):
         kind, value = next(iter(piece.items())) if isinstance(piece, dict) and piece \
             else (None, None)
         if kind == "Sequence":
             seen += 1
         elif kind == "SpecialToken":
             name = value.get("id") if isinstance(value, dict) else None
-            if name not in table or not isinstance(table[name].get("ids"), list):
+            token = table.get(name) if isinstance(table, dict) and isinstance(name, str) \
+                else None
+            if not isinstance(token, dict):
                 raise TokenizerError(f"{where}: the post_processor template names special "
                                      f"token {name!r}, which its special_tokens do not define")
-            (suffix if seen else prefix).extend(int(i) for i in table[name]["ids"])
+            (suffix if seen else prefix).extend(_ids(token.get("ids"), repr(name), where))
         else:
             raise TokenizerError(f"{where}: post_processor template piece {piece!r} is neither "
                                  "a Sequence nor a SpecialToken")
@@ -86,7 +104,9 @@ def _template(spec, where):
 
 
 def _parts(spec, where):
-    kind = spec.get("type") if isinstance(spec, dict) else None
+    if not isinstance(spec, dict):
+        raise TokenizerError(f"{where}: post_processor {spec!r} is not a JSON object")
+    kind = spec.get("type")
     if kind == "TemplateProcessing":
         return _template(spec, where)
     if kind in ("RobertaProcessing", "BertProcessing"):
@@ -94,7 +114,7 @@ def _parts(spec, where):
     if kind == "ByteLevel":
         return [], []
     if kind == "Sequence":
-        adding = [p for p in (_parts(step, where) for step in spec.get("processors") or [])
+        adding = [p for p in (_parts(step, where) for step in _list(spec, "processors", where))
                   if p[0] or p[1]]
         if len(adding) > 1:     # the reference hands the second one the pieces the first
             raise TokenizerError(  # made, as several sequences: not a wrapping

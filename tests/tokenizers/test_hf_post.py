@@ -118,6 +118,18 @@ def test_eos_and_the_other_processors(make, tmp_path, tmp_path_factory):
     ({"type": "BertProcessing", "cls": ["<x>", 99], "sep": ["<y>", 0]}, "adds id 99, outside"),
     ({"type": "Sequence", "processors": [{"type": "BertProcessing", "cls": ["a", 0],
                                           "sep": ["b", 1]}] * 2}, "2 processors that add"),
+    ({"type": "Sequence", "processors": 5}, "processors=5 is not a list"),
+    ({"type": "TemplateProcessing", "single": 5}, "single=5 is not a list"),
+    ({"type": "TemplateProcessing", "single": ["$A"]}, "neither a Sequence nor a SpecialToken"),
+    ({"type": "TemplateProcessing", "single": [{"SpecialToken": {"id": "<x>"}},
+                                               {"Sequence": {"id": "A"}}],
+      "special_tokens": {"<x>": {"ids": ["1"]}}}, "expected a list of integers"),
+    ({"type": "TemplateProcessing", "single": [{"SpecialToken": {"id": "<x>"}}],
+      "special_tokens": ["<x>"]}, "do not define"),
+    ({"type": "RobertaProcessing", "cls": ["<s>", True], "sep": ["</s>", 1]}, "list of integers"),
+    ({"type": "RobertaProcessing", "cls": "<s>", "sep": ["</s>", 1]}, "no valid 'cls'"),
+    ({"type": "BertProcessing", "cls": ["<x>", -1], "sep": ["<y>", 0]}, "adds id -1, outside"),
+    ("TemplateProcessing", "'TemplateProcessing' is not a JSON object"),
 ])
 def test_a_bad_post_processor_is_refused_by_name(post, match, tmp_path):
     obj = {"model": {"type": "BPE", "vocab": {"a": 0, "b": 1}, "merges": []},
