@@ -25,6 +25,9 @@ work is the model, not the sampler). Reported per row:
                 bytes read + bytes written (STREAM's convention), best of 5
 - ``share``     GB/s / ceiling
 
+Where npgpt float32 and int8 both ran, a last line per shape and batch gives int8's tokens/s
+over float32's, the ratio of their decoding steps, and of their CPU time a step.
+
 Each (system, shape, batch) runs alone in a fresh process, the systems taking turns for
 ``--rounds`` rounds (a neighbour's load hits each alike); the figures are the medians over
 rounds of each process's median of ``--repeat`` generations, after a warm-up one. The KV
@@ -251,6 +254,23 @@ def available(systems: list[str]) -> list[str]:
     return keep
 
 
+def int8_ratios(rows: list[dict]) -> list[str]:
+    """One line per (shape, batch) that ran both npgpt float32 and int8: int8's tokens/s
+    over float32's, the decoding steps' alone, and their CPU time per step."""
+    by = {(r["shape"], r["batch"], r["system"]): r for r in rows}
+    lines = []
+    for (shape, batch, system), i8 in by.items():
+        f32 = by.get((shape, batch, "npgpt"))
+        if system != "npgpt-int8" or f32 is None:
+            continue
+        cpu = (f"{f32['cpu_ms_per_step'] / i8['cpu_ms_per_step']:.2f}x"
+               if f32["cpu_ms_per_step"] and i8["cpu_ms_per_step"] else "n/a")
+        lines.append(f"int8 / float32, {shape} batch {batch}: tokens/s "
+                     f"{i8['tokens_per_s'] / f32['tokens_per_s']:.2f}x, decoding steps "
+                     f"{f32['ms_per_step'] / i8['ms_per_step']:.2f}x, CPU time a step {cpu}")
+    return lines
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--configs", default="small,gpt2",
@@ -314,6 +334,8 @@ def main(argv=None):
                        ("ms_per_step", "ms/step", ".2f"), ("cpu_ms_per_step", "CPU ms", ".2f"),
                        ("mb_per_step", "MB/step", ",.1f"), ("gb_per_s", "GB/s", ".1f"), ("ceiling_gb_per_s", "ceiling", ".1f"),
                        ("share", "share", ".0%")])
+    for ratio in int8_ratios(rows):
+        print(ratio)
     suspect = report_load(load_before, load_after, args.threads, LOAD_LIMIT)
     result = {"benchmark": "generate", "suspect": suspect, "threads": args.threads,
               "prompt": args.prompt, "new_tokens": args.new, "repeat": args.repeat,

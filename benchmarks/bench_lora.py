@@ -1,8 +1,14 @@
-"""LoRA fine-tuning against full fine-tuning: step time and peak memory, each in its own process.
+"""LoRA fine-tuning against full fine-tuning (and LoRA on an int8 base): step time and peak
+memory, each in its own process.
 
     python benchmarks/bench_lora.py [--config gpt2] [--rank 8] [--targets c_attn,c_proj]
                                     [--steps 6] [--warmup 2] [--rounds 2] [--threads 2]
-                                    [--json out.json]
+                                    [--modes full,lora] [--json out.json]
+
+Modes: ``full`` (every weight trains), ``lora`` (adapters on the float base), ``qlora``
+(adapters on the int8 base: the model built without writing its float weights, quantized
+empty, and its int8 weights and scales filled at random, so the float weights are never
+resident, as when the base is read from an ``npgpt quantize`` directory).
 
 Each side runs in a fresh subprocess, the two taking turns for ``--rounds`` rounds: build a
 GPT of the config's shape (random weights: the step costs the same), for ``lora`` put rank
@@ -50,8 +56,20 @@ def child(mode: str, config: str, rank: int, targets: str, steps: int, warmup: i
     cfg = CONFIGS[config]
     set_threads(threads)
     retain_freed_memory()
-    model = npgpt.GPT(npgpt_config(cfg), seed=0)
-    if mode == "lora":
+    if mode == "qlora":
+        from npgpt.layers.linear import no_init
+        from npgpt.layers.quantized import QuantizedEmbedding, QuantizedLinear, quantize_model
+        with no_init():
+            model = npgpt.GPT(npgpt_config(cfg), seed=0)
+        quantize_model(model, "int8", 32, empty=True)
+        fill = np.random.default_rng(0)
+        for m in model.modules():
+            if isinstance(m, (QuantizedLinear, QuantizedEmbedding)):
+                m.qweight[...] = fill.integers(-127, 128, m.qweight.shape, dtype=np.int8)
+                m.scales[...] = 0.02 * 3 / 127          # |w| up to ~3 std of N(0, 0.02^2)
+    else:
+        model = npgpt.GPT(npgpt_config(cfg), seed=0)
+    if mode in ("lora", "qlora"):
         apply_lora(model, LoraConfig(r=rank, alpha=2 * rank,
                                      target_modules=tuple(targets.split(","))))
     params = model.trainable_parameters()
@@ -85,6 +103,7 @@ def main(argv=None):
     ap.add_argument("--warmup", type=int, default=2)
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--modes", default="full,lora", help="of full, lora, qlora")
     ap.add_argument("--child", help=argparse.SUPPRESS)
     ap.add_argument("--json")
     args = ap.parse_args(argv)
@@ -99,7 +118,7 @@ def main(argv=None):
     load_before = load_note()
     runs = []
     for r in range(args.rounds):
-        for mode in ("full", "lora"):
+        for mode in args.modes.split(","):
             proc = subprocess.run([sys.executable, os.path.abspath(__file__), "--child", mode,
                                    *common], capture_output=True, text=True, check=False)
             if proc.returncode != 0:
@@ -111,13 +130,13 @@ def main(argv=None):
             print(f"round {r + 1} {mode}: {row['step_ms']:.0f} ms/step, "
                   f"{row['peak_rss_mb']:,.0f} MB peak", flush=True)
     rows = []
-    for mode in ("full", "lora"):
+    for mode in args.modes.split(","):
         mine = [row for row in runs if row["mode"] == mode]
         if mine:
             rows.append({**mine[0], "step_ms": statistics.median(x["step_ms"] for x in mine),
                          "step_ms_min": min(x["step_ms_min"] for x in mine),
                          "peak_rss_mb": max(x["peak_rss_mb"] for x in mine)})
-    full = next((row for row in rows if row["mode"] == "full"), None)
+    full = next((row for row in rows if row["mode"] == "full"), rows[0] if rows else None)
     for row in rows:
         row["time_vs_full"] = row["step_ms"] / full["step_ms"] if full else None
         row["rss_vs_full"] = row["peak_rss_mb"] / full["peak_rss_mb"] if full else None
@@ -126,10 +145,11 @@ def main(argv=None):
     print(f"\n{args.config} training step, batch {cfg['batch']} x {cfg['T']}, {args.threads} "
           f"threads; lora: rank {args.rank} on {args.targets}; each side in its own process, "
           f"{args.rounds} rounds taking turns")
+    first = full["mode"] if full else "full"
     print_table(rows, [("mode", "mode", "s"), ("trainable", "trainable", ",d"),
                        ("step_ms", "median ms", ".0f"), ("step_ms_min", "best ms", ".0f"),
-                       ("time_vs_full", "of full", ".2f"), ("peak_rss_mb", "peak MB", ",.0f"),
-                       ("rss_vs_full", "of full", ".2f")])
+                       ("time_vs_full", f"of {first}", ".2f"), ("peak_rss_mb", "peak MB", ",.0f"),
+                       ("rss_vs_full", f"of {first}", ".2f")])
     load_after = load_note()
     print(f"load: before {load_before['note']}; after {load_after['note']}")
     result = {"benchmark": "lora", "config": args.config, "rank": args.rank,

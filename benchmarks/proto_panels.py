@@ -1,14 +1,19 @@
-"""A prototype int8 decoding kernel over a panel layout, timed against npgpt's int8 kernel.
+"""The int8 decoding kernel's layouts, timed on the gpt2 head's product (one row, one thread).
 
-    python benchmarks/proto_panels.py
+    python benchmarks/proto_panels.py [--rounds 3]
 
-npgpt's int8 weight is stored (out, in), so each output's blocks are summed across SIMD lanes
-(a horizontal sum per block of 32). Here the weight is stored in panels of 64 outputs, each
-panel (in, 64) contiguous with its scales (in / 32, 64): a block adds x[k] * q[k, :] into 64
-lane accumulators, then scales them, and no horizontal sum is left. Checked against the
-dequantize-then-matmul definition, then the gpt2 head's product (50,240 x 768, one row) on one
-thread, CPU time, best of 7 (docs/performance.md, "Decoding against the bandwidth ceiling").
+Three ways to compute y = x @ dequantize(q, s)^T for the tied head (50,257 x 768, blocks of
+32), each checked against its definition, then timed taking turns, CPU time, best of 9 per
+round (docs/quantization.md, "The kernel"):
+
+- ``rows``:   the weight stored (out, in), float x: each block a dot product over 32 bytes,
+              ended by a horizontal sum across SIMD lanes and a scale (npgpt's first kernel);
+- ``panels, float x``: the weight in panels of 128 outputs, (in, 128) each; per input, the
+              float x times 128 widened weights added into 128 float accumulators;
+- ``panels, int8 x`` (npgpt's kernel, ``npgpt.kernels.int8``): the same panels, x quantized
+              in blocks too, pairs of int8 products summed in int16, blocks in int32.
 """
+import argparse
 import os
 import sys
 import time
@@ -22,62 +27,94 @@ import numba  # noqa: E402
 from npgpt.kernels import int8 as K  # noqa: E402
 from npgpt.runtime.jit import jit  # noqa: E402
 
-P = 64
+
+@jit()
+def rows_float_x(x, q, s, y):
+    """y = x @ w~^T, w~ stored (out, in): a dot product per block and output."""
+    M, Kd = x.shape
+    N, nb = s.shape
+    bs = Kd // nb
+    for n in range(N):
+        qn, sn = q[n], s[n]
+        for m in range(M):
+            xm = x[m]
+            acc = np.float32(0)
+            for b in range(nb):
+                xb, qb = xm[b * bs:(b + 1) * bs], qn[b * bs:(b + 1) * bs]
+                part = np.float32(0)
+                for k in range(bs):
+                    part += xb[k] * np.float32(qb[k])
+                acc += sn[b] * part
+            y[m, n] = acc
 
 
 @jit()
-def panel_rows(x, qp, sp, y):
-    """y = x @ W~^T with qp: (N / P, K, P) int8 panels and sp: (N / P, K / bs, P) scales."""
-    M, K_ = x.shape
-    npan, nb, _ = sp.shape
-    bs = K_ // nb
-    acc = np.empty(P, y.dtype)
-    tot = np.empty(P, y.dtype)
-    for c in range(npan):
+def panels_float_x(x, qp, sp, y):
+    """y = x @ w~^T over the panels of ``K.pack``: vertical float multiply-adds."""
+    M, Kd = x.shape
+    n_pan, nb, P = sp.shape
+    bs = Kd // nb
+    N = y.shape[1]
+    acc = np.empty(P, np.float32)
+    tot = np.empty(P, np.float32)
+    for c in range(n_pan):
         qc, sc = qp[c], sp[c]
         for m in range(M):
             xm = x[m]
             tot[:] = 0
             for b in range(nb):
                 acc[:] = 0
-                for k in range(b * bs, b * bs + bs):
+                for k in range(b * bs, (b + 1) * bs):
                     xk, qk = xm[k], qc[k]
                     for j in range(P):
                         acc[j] += xk * np.float32(qk[j])
                 sb = sc[b]
                 for j in range(P):
                     tot[j] += sb[j] * acc[j]
-            ys = y[m, c * P:(c + 1) * P]
-            for j in range(P):
-                ys[j] = tot[j]
+            for j in range(min(P, N - c * P)):
+                y[m, c * P + j] = tot[j]
 
 
-def best_cpu_seconds(fn, n=7):
+def best_cpu_ms(fn, n=9):
     fn()
     times = []
     for _ in range(n):
         t = time.process_time()
         fn()
         times.append(time.process_time() - t)
-    return min(times)
+    return 1e3 * min(times)
 
 
 def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--rounds", type=int, default=3)
+    args = ap.parse_args()
     numba.set_num_threads(1)
     rng = np.random.default_rng(0)
-    N, C = 50240, 768
-    q, s = K.quantize_ref(rng.standard_normal((N, C), dtype=np.float32) * 0.02, 32)
-    qp = np.ascontiguousarray(q.reshape(N // P, P, C).transpose(0, 2, 1))
-    sp = np.ascontiguousarray(s.reshape(N // P, P, C // 32).transpose(0, 2, 1))
+    N, C = 50257, 768
+    q, s = K.quantize_ref(rng.standard_normal((N, C), dtype=np.float32) * 0.02, 32, np.float16)
+    s = s.astype(np.float32)
+    qp, sp = K.pack(q, s)
     x = rng.standard_normal((1, C), dtype=np.float32)
     y = np.empty((1, N), np.float32)
-    panel_rows(x, qp, sp, y)
-    ref = K.int8_matmul_ref(x, q, s)
-    assert np.abs(y - ref).max() <= 1e-5 * np.abs(ref).max(), "panel kernel != definition"
-    t_rows = best_cpu_seconds(lambda: K._rows.serial(x, q, s, y, np.float32(0)))
-    t_panel = best_cpu_seconds(lambda: panel_rows(x, qp, sp, y))
-    print(f"int8 (out, in): {t_rows * 1e3:.2f} ms; panels of {P}: {t_panel * 1e3:.2f} ms: "
-          f"{t_rows / t_panel:.2f}x (load average {os.getloadavg()[0]:.2f})")
+    exact = x @ K.dequantize_ref(q, s).T
+    for fn, a in ((rows_float_x, (x, q, s, y)), (panels_float_x, (x, qp, sp, y))):
+        fn(*a)
+        assert np.abs(y - exact).max() <= 1e-5 * np.abs(exact).max(), fn.__name__
+    assert np.allclose(K.int8_matmul_numba(x, qp, sp, N), K.int8_matmul_ref(x, qp, sp, N),
+                       rtol=0, atol=1e-5 * np.abs(exact).max())
+    ways = {"rows, float x": lambda: rows_float_x(x, q, s, y),
+            "panels, float x": lambda: panels_float_x(x, qp, sp, y),
+            "panels, int8 x": lambda: K.int8_matmul_numba(x, qp, sp, N)}
+    times = {name: [] for name in ways}
+    for _ in range(args.rounds):
+        for name, fn in ways.items():
+            times[name].append(best_cpu_ms(fn))
+    base = min(times["rows, float x"])
+    for name, t in times.items():
+        print(f"{name:16s} {min(t):6.2f} ms  {base / min(t):.2f}x  "
+              f"({(q.nbytes + s.nbytes) / min(t) / 1e6:.1f} GB/s of int8 + scales)")
+    print(f"load average {os.getloadavg()[0]:.2f} (best of 9 x {args.rounds} rounds, CPU time)")
 
 
 if __name__ == "__main__":

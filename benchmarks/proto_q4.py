@@ -5,9 +5,9 @@
 Q4_0's layout: blocks of 32 weights along the input, one float scale each, two weights a
 byte (the block's first 16 weights in the low nibbles, the last 16 in the high ones), values
 q - 8 with q in 0..15 and scale = (the block's largest-magnitude weight) / -8. The kernel is
-int8's decoding loop with the nibbles unpacked; it is checked against its own dequantize-
-then-matmul twin, then both kernels run the gpt2 head's product (50,257 x 768, one row) on one
-thread, CPU time, best of 9. It exists to decide whether a 4-bit format is worth building
+the (out, in) row loop int8 decoded with before its panels, nibbles unpacked; it is checked
+against its own dequantize-then-matmul twin, then it and npgpt's int8 kernel run the gpt2
+head's product (50,257 x 768, one row) on one thread, CPU time, best of 9. It exists to decide whether a 4-bit format is worth building
 (docs/performance.md, "A 4-bit variant").
 """
 import os
@@ -83,7 +83,8 @@ def main():
     q4_rows(x, q4, s4, y, np.float32(0))
     twin = x @ q4_dequantize(q4, s4).T
     assert np.abs(y - twin).max() <= 1e-5 * np.abs(twin).max(), "q4 kernel != its twin"
-    t8 = best_cpu_seconds(lambda: K._rows.serial(x, q8, s8, y, np.float32(0)))
+    q8p, s8p = K.pack(q8, s8)
+    t8 = best_cpu_seconds(lambda: K.int8_matmul_numba(x, q8p, s8p, N))
     t4 = best_cpu_seconds(lambda: q4_rows(x, q4, s4, y, np.float32(0)))
     print(f"int8 {t8 * 1e3:.2f} ms, q4 {t4 * 1e3:.2f} ms: q4 runs at {t8 / t4:.2f}x int8's "
           f"speed (load average {os.getloadavg()[0]:.2f})")

@@ -1,6 +1,7 @@
 """LoRA adapters on a GPT, in PEFT's layout: apply by target names, save, load, merge.
 
     model = from_pretrained("gpt2-dir", adapter="my-adapter")   # base + a PEFT adapter
+    model = from_pretrained("gpt2-dir", quantize="int8", adapter="my-adapter")  # on int8
     apply_lora(model, LoraConfig(r=8, alpha=16, target_modules=("c_attn", "c_proj")))
     save_adapter(model, "my-adapter")        # adapter_config.json + adapter_model.safetensors
     merge(model)                             # adapters folded into the weights; plain GPT again
@@ -17,6 +18,10 @@ On disk (what ``peft.PeftModel.from_pretrained`` reads): ``adapter_model.safeten
 nn.Linear layout, whatever the base layer's layout: PEFT's ``fan_in_fan_out`` (true for
 GPT-2's Conv1D, whose weight is (in, out)) transposes only the merged delta, never A or B.
 npgpt's A (in, r) and B (r, out) are their transposes.
+
+On an int8-quantized base (``quantize_model`` first, then ``apply_lora``: QLoRA-style) the
+adapters are the same tensors, saved and loaded the same way: an adapter trained on the int8
+base loads onto the float base too (and merges there; the int8 base itself cannot merge).
 """
 from __future__ import annotations
 
@@ -32,7 +37,8 @@ from .hf import _FLOAT_TAGS, _read_into, family, layout
 from .hf import from_pretrained as _base_from_pretrained
 from .io import atomic_directory, load_json, read_safetensors_header, save_json
 from .layers.linear import Linear
-from .layers.lora import LoRALinear
+from .layers.lora import LoRALinear, QuantizedLoRALinear
+from .layers.quantized import QuantizedLinear
 from .models.gpt import GPT
 
 ADAPTER_CONFIG, ADAPTER_WEIGHTS = "adapter_config.json", "adapter_model.safetensors"
@@ -156,7 +162,7 @@ def linear_modules(model: GPT) -> list[tuple[str, str, slice | None]]:
     for e in layout(model.config):
         if e.hf.endswith(".weight") and e.ours.endswith(".weight"):
             path = e.ours[:-len(".weight")]
-            if isinstance(modules.get(path), Linear):
+            if isinstance(modules.get(path), (Linear, QuantizedLinear)):
                 out.append((e.hf[:-len(".weight")], path, e.cols))
     return out
 
@@ -218,8 +224,9 @@ def apply_lora(model: GPT, config: LoraConfig, seed: int = 0) -> GPT:
     modules = dict(model.named_modules())
     for path, slices in by_path.items():
         parent, attr = _parent(model, path)
-        setattr(parent, attr, LoRALinear.wrap(modules[path], config.r, config.alpha,
-                                              config.dropout, slices, rng, config.rslora))
+        kind = QuantizedLoRALinear if isinstance(modules[path], QuantizedLinear) else LoRALinear
+        setattr(parent, attr, kind.wrap(modules[path], config.r, config.alpha, config.dropout,
+                                        slices, rng, config.rslora))
     model._lora = config
     return model
 
@@ -233,6 +240,8 @@ def merge(model: GPT) -> GPT:
     """Fold every adapter into its base weight (W[:, cols] += scale A B) and put plain
     Linears back, in place: the model computes the same, as an ordinary GPT with every
     parameter trainable again, which ``save_pretrained`` writes as a full checkpoint."""
+    if any(isinstance(m, QuantizedLoRALinear) for m in model.modules()):
+        raise ConfigError(QuantizedLoRALinear.NO_MERGE)
     _drop_runner(model)
     for path, module in list(model.named_modules()):
         if isinstance(module, LoRALinear):
@@ -251,7 +260,7 @@ def _peft_tensors(model: GPT) -> dict:
     out = {}
     for hf, path, cols in linear_modules(model):
         module = modules[path]
-        if not isinstance(module, LoRALinear):
+        if not isinstance(module, (LoRALinear, QuantizedLoRALinear)):
             continue
         for name, _, adapter in module.adapters():
             if (name or None) != (hf.rsplit(".", 1)[-1] if cols is not None else None):

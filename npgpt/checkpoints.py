@@ -80,7 +80,12 @@ def load_model(path, quantize: str | None = None):
     if stored is not None:
         if quantize not in (None, stored["scheme"]):
             raise ConfigError(f"{path} holds {stored['scheme']} weights, not {quantize}")
-        return load_quantized(path), _quantized_tokenizer(path, config_dict), {}, path
+        if not (path / TRAINER).exists():
+            return load_quantized(path), _quantized_tokenizer(path, config_dict), {}, path
+        # a LoRA run on an int8 base: its adapters go on before the file is read
+        state = check_trainer_state(load_json(path / TRAINER), path / TRAINER, TrainConfig)
+        model = load_quantized(path, lambda m: _apply_saved_lora(m, state, path / TRAINER))
+        return model, _quantized_tokenizer(path, config_dict), state, path
     if not (path / TRAINER).exists() and "model_type" in config_dict:
         return (from_pretrained(path, quantize=quantize), load_tokenizer(path), {},
                 path)   # HuggingFace's

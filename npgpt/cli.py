@@ -106,7 +106,8 @@ def add_train_parser(sub) -> None:
     from .models.gpt import _RULES
     p = sub.add_parser("train", help="train a GPT (default: the speedrun-1m char-level "
                        "Shakespeare recipe, one minute of training)")
-    lora = [f.name for f in dataclasses.fields(RunOptions) if f.name.startswith("lora_")]
+    lora = [f.name for f in dataclasses.fields(RunOptions)
+            if f.name.startswith("lora_") or f.name == "quantize"]
     add_dataclass_flags(p, RunOptions, skip=lora, group_title="run", rules=RUN_RULES,
                         defaults={"tokenizer": DEFAULT_TOKENIZER, "preset": DEFAULT_PRESET},
                         extra={"resume": dict(nargs="?", const="auto", metavar="DIR")})

@@ -11,7 +11,11 @@ end (tokens at a window's start have little context); a smaller stride costs
     window k covers ids[b : e],  b = k * stride,  e = min(b + block_size, N)
     it scores ids[t] for max(e_(k-1), b + 1) <= t < e   (log p(ids[t] | ids[b : t]))
 
-The first token of the text is never scored (nothing predicts it), nor is the first token of
+A BOS that the tokenizer puts before the text (Llama 3's and Gemma's tokenizer.json do, as
+HuggingFace's guide encodes it too) is that first token: context for the text's first token,
+which is then scored; bits per byte count the text's tokens without it.
+
+The first token of the ids is never scored (nothing predicts it), nor is the first token of
 a window when ``stride == block_size`` (its window holds no context for it): exactly the
 tokens HuggingFace's guide scores. Its running count then takes one token off per window,
 which is right for ``stride == block_size`` and one short per window otherwise; here the
@@ -100,16 +104,23 @@ def check_window(model, n_tokens: int, block_size: int | None, stride: int | Non
 
 
 def perplexity(model, ids, block_size: int | None = None, stride: int | None = None,
-               n_bytes: int | None = None, progress: bool | None = None) -> Perplexity:
+               n_bytes: int | None = None, progress: bool | None = None,
+               special_tokens: int = 0) -> Perplexity:
     """Sliding-window perplexity of ``model`` (a GPT: ``forward(idx) -> (logits, _)``) on
     the token ids ``ids`` (N,), windows of ``block_size`` (default the model's) moved by
     ``stride`` (default ``block_size``). ``n_bytes``: the text's UTF-8 length, for bits per
-    byte. ``progress``: a tqdm bar (default: when there are more than 8 windows)."""
+    byte. ``progress``: a tqdm bar (default: when there are more than 8 windows).
+    ``special_tokens``: how many of ``ids`` the tokenizer added around the text (a BOS),
+    which bits per byte does not count as the text's tokens."""
     ids = np.asarray(ids)
     if ids.ndim != 1 or not np.issubdtype(ids.dtype, np.integer):
         raise DataError(f"ids must be a flat array of token ids, got shape {ids.shape} "
                         f"dtype {ids.dtype}")
     block_size, stride = check_window(model, len(ids), block_size, stride)
+    if isinstance(special_tokens, bool) or not isinstance(special_tokens, (int, np.integer)) \
+            or not 0 <= special_tokens < len(ids):
+        raise ConfigError(f"special_tokens={special_tokens!r} must be an integer in "
+                          f"0..{len(ids) - 1}: how many of the ids the tokenizer added")
     spans = windows(len(ids), block_size, stride)
     ids = ids.astype(np.int64)
     bar = None
@@ -137,7 +148,7 @@ def perplexity(model, ids, block_size: int | None = None, stride: int | None = N
         if bar is not None:
             bar.close()
     nll = total / count
-    bpb = nll / math.log(2) * len(ids) / n_bytes if n_bytes else None
+    bpb = nll / math.log(2) * (len(ids) - special_tokens) / n_bytes if n_bytes else None
     return Perplexity(tokens=count, nll=nll, perplexity=math.exp(nll), bits_per_byte=bpb,
                       windows=len(spans), block_size=block_size, stride=stride)
 

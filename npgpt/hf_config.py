@@ -4,6 +4,8 @@ Llama), SmolLM3 and Gemma 3 text (:mod:`npgpt.hf` reads and writes the weights).
 mapping onto GPTConfig's fields, not a model class of its own:
 
     model_type    what it sets beyond a Llama decoder
+    mistral       sliding_window on every layer (null: none; absent: 4096, transformers'
+                  default); no biases
     qwen2         qkv_bias (q, k, v only); sliding layers from max_window_layers if switched on
     qwen3         qk_norm, head_dim (q and o are not C x C)
     smollm3       rope_layers (no_rope_layers: 1 = RoPE, 0 = none)
@@ -23,11 +25,13 @@ from .models.gpt import GPTConfig
 
 # Llama's tensor names, and the same math once the config's fields are mapped
 LLAMA_TYPES = ("llama", "mistral", "qwen2", "qwen3", "smollm3", "gemma3_text")
-_ARCHITECTURES = {"llama": "LlamaForCausalLM", "qwen2": "Qwen2ForCausalLM",
+_ARCHITECTURES = {"llama": "LlamaForCausalLM", "mistral": "MistralForCausalLM",
+                  "qwen2": "Qwen2ForCausalLM",
                   "qwen3": "Qwen3ForCausalLM", "smollm3": "SmolLM3ForCausalLM",
                   "gemma3_text": "Gemma3ForCausalLM"}
 # transformers' defaults for fields a family's config.json may leave out
 _DEFAULTS = {
+    "mistral": dict(sliding_window=4096),
     "qwen3": dict(head_dim=128),
     "smollm3": dict(tie_word_embeddings=True, rope_theta=2_000_000.0),
     "gemma3_text": dict(head_dim=256, tie_word_embeddings=True, query_pre_attn_scalar=256,
@@ -146,8 +150,11 @@ def _layer_types(hf: dict, model_type: str, n_layer: int) -> dict:
     window = hf.get("sliding_window")
     if model_type in _SLIDING_SWITCHED and not hf.get("use_sliding_window"):
         window = None                          # present in the file, but switched off
-    elif model_type in ("llama", "mistral"):
+    elif model_type == "llama":
         _require(hf, "sliding_window", lambda v: v is None, "null (full attention)")
+    elif model_type == "mistral":     # every layer slides: transformers' Mistral reads no
+        return {} if window is None else dict(   # layer_types (it warns and ignores them)
+            sliding_window=_count(hf, "sliding_window"), layer_types="s" * n_layer)
     if window is None:
         _require(hf, "layer_types", lambda v: v is None or set(v) <= {"full_attention"} or
                  model_type in _SLIDING_SWITCHED, "every layer 'full_attention'")
@@ -192,7 +199,9 @@ def _llama_config(hf: dict, model_type: str) -> dict:
                   init_std=hf.get("initializer_range", 0.02),
                   head_dim=None if head_dim * H == C else head_dim,
                   **_llama_rope(hf, model_type), **_layer_types(hf, model_type, L))
-    if model_type in ("llama", "mistral", "smollm3") and attention_bias != mlp_bias:
+    if model_type == "mistral":      # its layers have no biases, whatever the file says
+        fields.update(bias=False)
+    elif model_type in ("llama", "smollm3") and attention_bias != mlp_bias:
         raise ConfigError(f"config.json: attention_bias={attention_bias} and mlp_bias={mlp_bias} "
                           "differ; npgpt's GPTConfig has one bias flag for both")
     if model_type in ("qwen3", "gemma3_text"):
@@ -221,8 +230,8 @@ def _llama_config(hf: dict, model_type: str) -> dict:
 
 def model_type(config: GPTConfig) -> str:
     """The HuggingFace ``model_type`` whose modeling code computes exactly what ``config``
-    does ("gpt2", "llama", "qwen2", "qwen3", "smollm3" or "gemma3_text"), or ConfigError naming
-    the first field that has no counterpart there."""
+    does ("gpt2", "llama", "mistral", "qwen2", "qwen3", "smollm3" or "gemma3_text"), or
+    ConfigError naming the first field that has no counterpart there."""
     c = config
     if not c.prenorm:
         raise ConfigError("prenorm=False (post-LN) has no HuggingFace counterpart")
@@ -261,9 +270,12 @@ def model_type(config: GPTConfig) -> str:
                           "biases on o_proj and the MLP but not on q, k, v")
     if c.rope_layers is not None:
         return "smollm3"
+    if sliding and c.layer_types == "s" * c.n_layer and not c.bias:
+        return "mistral"                       # a Llama whose every layer slides
     if sliding:
         raise ConfigError(f"layer_types={c.layer_types!r}: sliding layers in a Llama layout "
-                          "have no HuggingFace counterpart (Qwen2/3, SmolLM3 and Gemma 3 have them)")
+                          "have no HuggingFace counterpart (Mistral slides every layer and has "
+                          "no biases; Qwen2/3, SmolLM3 and Gemma 3 choose layers)")
     return "llama"
 
 
@@ -343,6 +355,8 @@ def config_to_hf(config: GPTConfig, token_ids: dict | None = None) -> dict:
                     final_logit_softcapping=c.logit_softcap, attn_logit_softcapping=None,
                     use_bidirectional_attention=False)
     out.update(hidden_act="silu", rope_parameters=rope)
+    if kind == "mistral":
+        return dict(out, sliding_window=c.sliding_window)
     if kind != "llama":
         out.update(use_sliding_window=sliding, sliding_window=c.sliding_window if sliding else None,
                    layer_types=types)

@@ -100,6 +100,14 @@ def load(ckpt, quantize: str | None = None):
     return model, tokenizer
 
 
+def _template_prefix(tokenizer, ids) -> int:
+    """How many of the first ``ids`` the tokenizer's post-processor put there (a BOS, as a
+    Llama 3 or Gemma tokenizer.json says): the model sees them, the printed text does not,
+    as HuggingFace prints a generation decoded without its special tokens."""
+    prefix = getattr(getattr(tokenizer, "post_processor", None), "prefix", None) or []
+    return len(prefix) if list(ids[:len(prefix)]) == prefix else 0
+
+
 class _Streamer:
     """Writes text as tokens arrive, holding back an incomplete UTF-8 sequence."""
 
@@ -131,17 +139,17 @@ def sample(stream=None, **options) -> list[str]:
         raise CheckpointError(f"{ckpt} has no tokenizer to encode the prompt with")
     texts = []
     for i in range(o.num_samples):
-        ids = tokenizer.encode(o.prompt) if o.prompt else []
-        if not ids:
-            ids = [0]
+        ids = tokenizer.encode(o.prompt) or [0]     # with the BOS a tokenizer.json adds
+        shown = _template_prefix(tokenizer, ids)    # (fed to the model, not printed)
         if stream is not None:
-            stream.write(tokenizer.decode(ids))
+            stream.write(tokenizer.decode(ids[shown:]))
+        streamer = _Streamer(tokenizer, ids[shown:], stream)
         out = generate(model, np.array([ids]), o.max_new_tokens, temperature=o.temperature,
                        top_k=o.top_k, top_p=o.top_p,
-                       seed=None if o.seed is None else o.seed + i,
-                       on_token=_Streamer(tokenizer, ids, stream))
-        texts.append(tokenizer.decode([int(t) for t in out[0]]))
-        if stream is not None:
+                       seed=None if o.seed is None else o.seed + i, on_token=streamer)
+        texts.append(tokenizer.decode([int(t) for t in out[0][shown:]]))
+        if stream is not None:     # what the streamer held back: bytes no token completed
+            stream.write(texts[-1][streamer.printed:])
             stream.write("\n" if i + 1 == o.num_samples else "\n---------------\n")
             stream.flush()
     return texts
@@ -162,6 +170,8 @@ def eval(**options):    # noqa: A001  (named as the command; npgpt.evaluate is t
     if tokenizer is None:
         raise CheckpointError(f"{ckpt} has no tokenizer to encode the text with")
     text = shakespeare_text("val") if o.data == "shakespeare-val" else read_text(o.data)
-    ids = encode_text(text, tokenizer)
+    ids = encode_text(text, tokenizer)      # with the BOS a tokenizer.json adds: context only
+    added = tokenizer.num_special_tokens_to_add() \
+        if callable(getattr(tokenizer, "num_special_tokens_to_add", None)) else 0
     return perplexity(model, ids, o.block, o.stride, n_bytes=len(text.encode("utf-8")),
-                      progress=progress)
+                      progress=progress, special_tokens=added)

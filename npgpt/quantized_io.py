@@ -8,9 +8,10 @@
     tokenizer files    copied from the source
 
 The tensors carry npgpt's names, not a family's, so any model npgpt builds is written and
-read the same way. Reading maps the file (``npgpt.io.map_safetensors``): the int8 weights are
-used where they lie in the page cache, never copied or widened to float; the scales (1/16 of
-the int8 bytes) are converted to float32 once.
+read the same way. Reading maps the file (``npgpt.io.map_safetensors``) and packs each int8
+weight straight from the map into the panels the kernels read (``npgpt.kernels.int8_layout.pack``:
+the same bytes, never widened to float); the scales (1/16 of the int8 bytes) are converted
+to float32 once. The map is dropped after loading, so the process holds one int8 copy.
 """
 from __future__ import annotations
 
@@ -49,32 +50,46 @@ def quantization_entry(config: dict, where) -> dict | None:
     return entry
 
 
-def save_quantized(model: GPT, path, config: dict, copy_files=()) -> Path:
-    """Write quantized ``model`` to directory ``path`` (atomically: built beside it and
-    renamed), with ``config`` (a config.json dict) and the files ``copy_files`` beside."""
+def with_quantization(model: GPT, config: dict) -> dict:
+    """config.json's dict ``config`` with quantized ``model``'s ``quantization`` entry."""
     q = getattr(model, "_quantization", None)
     if q is None:
         raise ConfigError("the model is not quantized (npgpt.layers.quantized.quantize_model)")
-    tensors = {name: (a.astype(np.float16) if name.endswith(".scales") else a)
-               for name, a in quantized_tensors(model).items()}
+    return {**config, KEY: {**q, "scales": "float16"}}
+
+
+def file_tensors(model: GPT) -> dict[str, np.ndarray]:
+    """What quantized ``model``'s model.safetensors holds: ``quantized_tensors`` with the
+    scales as float16 (exact: they were rounded to float16 when quantized)."""
+    return {name: (a.astype(np.float16) if name.endswith(".scales") else a)
+            for name, a in quantized_tensors(model).items()}
+
+
+def save_quantized(model: GPT, path, config: dict, copy_files=()) -> Path:
+    """Write quantized ``model`` to directory ``path`` (atomically: built beside it and
+    renamed), with ``config`` (a config.json dict) and the files ``copy_files`` beside."""
+    config = with_quantization(model, config)
+    tensors = file_tensors(model)
     path = Path(path)
     with atomic_directory(path) as tmp:
         for f in copy_files:
             shutil.copyfile(f, tmp / Path(f).name)
-        save_json(tmp / CONFIG, {**config, KEY: {**q, "scales": "float16"}})
+        save_json(tmp / CONFIG, config)
         save_safetensors(tmp / WEIGHTS, tensors)
     return path
 
 
 def _float(a: np.ndarray, tag: str) -> np.ndarray:
-    """A float parameter from the file: the mapped array itself when already float32."""
+    """A float parameter from the file (the mapped array itself when already float32)."""
     if tag == "BF16":
         return (a.astype(np.uint32) << 16).view(np.float32)
     return a if a.dtype == np.float32 else a.astype(np.float32)
 
 
-def load_quantized(path) -> GPT:
-    """The quantized :class:`GPT` in directory ``path`` (see the module docstring). Every
+def load_quantized(path, adapt=None) -> GPT:
+    """The quantized :class:`GPT` in directory ``path`` (see the module docstring).
+    ``adapt(model)``, when given, runs once the int8 layers exist and before the file is read:
+    a LoRA run's checkpoint (an int8 base, its adapters) puts the adapters on. Every
     missing, unexpected or mis-shaped tensor (scales that do not fit their weights among
     them), a wrong dtype and a non-finite or negative scale is a :class:`CheckpointError`
     naming the file and the tensors."""
@@ -92,7 +107,9 @@ def load_quantized(path) -> GPT:
     with no_init():
         model = GPT(config)
     quantize_model(model, entry["scheme"], entry["block"], empty=True)
-    expected = quantized_tensors(model)
+    if adapt is not None:
+        adapt(model)
+    expected = quantized_tensors(model, shapes_only=True)
     header, arrays = map_safetensors(path / WEIGHTS)
     problems = []
     missing = [n for n in expected if n not in header]
@@ -105,10 +122,10 @@ def load_quantized(path) -> GPT:
         if name not in header:
             continue
         shape, tag = tuple(header[name]["shape"]), header[name]["dtype"]
-        if shape != want.shape:
+        if shape != want:
             what = (f"scales do not match their weights (block {entry['block']})"
                     if name.endswith(".scales") else "mis-shaped")
-            problems.append(f"{name}: {what}: file {shape} vs expected {want.shape}")
+            problems.append(f"{name}: {what}: file {shape} vs expected {want}")
         elif name.endswith(".qweight") and tag != "I8":
             problems.append(f"{name}: dtype {tag}, expected I8")
         elif name.endswith(".scales") and tag not in _SCALE_TAGS:
@@ -124,9 +141,11 @@ def load_quantized(path) -> GPT:
             if not (np.isfinite(scales).all() and (scales >= 0).all()):
                 raise CheckpointError(f"{path / WEIGHTS}: {name}.scales holds negative, NaN "
                                       "or infinite scales: the file is damaged")
-            m.qweight, m.scales = arrays[f"{name}.qweight"], scales
+            m.set_weights(arrays[f"{name}.qweight"], scales)
     for name, p in model.named_parameters():
-        p.data = _float(arrays[name], header[name]["dtype"])
+        # a copy: the int8 weights were packed out of the map, and with the few float
+        # arrays (norms, biases) copied too, nothing holds the map after loading
+        p.data = np.array(_float(arrays[name], header[name]["dtype"]))
         if not np.isfinite(p.data).all():
             raise CheckpointError(f"{path / WEIGHTS}: {name} holds NaN or infinite values")
     if "model_type" in config_dict:

@@ -4,6 +4,7 @@
     run.model, run.tokenizer, run.val_loss            # the trained model, to look inside
     npgpt.train(out_dir="out", resume=True, max_steps=1000)       # continue it, bit for bit
     npgpt.train(init_from="hf-dir", lora_rank=8, data="my.txt")   # fine-tune adapters only
+    npgpt.train(init_from="hf-dir", lora_rank=8, quantize="int8")  # ... on an int8 base
 
 The keyword arguments are the flags of ``npgpt train`` with underscores: the fields of
 :class:`RunOptions` (what to train on and from), of :class:`~npgpt.models.GPTConfig` (the
@@ -22,6 +23,7 @@ from pathlib import Path
 from .checkpoints import check_resumable, load_model, refuse_overridden
 from .errors import CheckpointError, ConfigError
 from .fields import check_fields, one_of, positive
+from .layers.quantized import SCHEMES, int8_weights
 from .models import GPT, PRESETS, GPTConfig
 from .train_config import TrainConfig, preset_training
 
@@ -56,6 +58,8 @@ class RunOptions:
     lora_targets: str | None = None  # comma-separated module names, or all-linear; None = PEFT's:
     #                                  c_attn for GPT-2, q_proj,v_proj for LLaMA-like models
     lora_dropout: float | None = None  # dropout on the adapters' input; None = no dropout
+    quantize: str | None = None      # int8: the base's weights in int8, frozen, under the
+    #                                  adapters (QLoRA-style); None = the base as saved
 
     def __post_init__(self):
         check_fields(self, RUN_RULES)
@@ -73,6 +77,7 @@ RUN_RULES = {
     "init_from": (_nonempty, "a non-empty path"),
     "lora_rank": positive,
     "lora_targets": (_nonempty, "a non-empty list of names"),
+    "quantize": one_of(*SCHEMES),
 }
 
 
@@ -187,6 +192,10 @@ def prepare(**options) -> Prepared:
                                       train_overrides)
     if run.resume is None:
         config = TrainConfig(**train_overrides)    # refused before anything is written
+    if run.quantize is not None and (run.lora_rank is None or run.resume is not None):
+        raise ConfigError(f"--quantize {run.quantize} freezes the base's weights: it goes with "
+                          "--init-from and --lora-rank, which train adapters on them "
+                          "(a resumed run keeps its saved base)")
     if run.resume is not None and run.init_from is not None:
         raise ConfigError("--resume continues a run and --init-from starts a new one from "
                           "saved weights: give one of them")
@@ -210,7 +219,7 @@ def prepare(**options) -> Prepared:
         check_resumable(config, saved, state["step"], ckpt_dir, "max_steps" in train_overrides,
                         state.get("train_time", 0.0))
     elif run.init_from:
-        model, tokenizer, _, _ = load_model(run.init_from)
+        model, tokenizer, _, _ = load_model(run.init_from, quantize=run.quantize)
     else:
         run = dataclasses.replace(run, tokenizer=run.tokenizer or DEFAULT_TOKENIZER,
                                   preset=run.preset or DEFAULT_PRESET)    # (as applied)
@@ -287,8 +296,10 @@ def train(**options) -> Run:
     from .models import count_params
     from .trainer import Trainer
     model, tokenizer, config = p.model, p.tokenizer, p.config
-    say(f"model: {model.num_parameters():,} parameters ({count_params(model.config)['total']:,} "
-        f"by formula), {model.config.n_layer} layers, {model.config.n_head} heads, "
+    n_int8 = int8_weights(model)
+    int8 = f" and {n_int8:,} int8 weights" if n_int8 else ""
+    say(f"model: {model.num_parameters():,} parameters{int8} "
+        f"({count_params(model.config)['total']:,} by formula), {model.config.n_layer} layers, {model.config.n_head} heads, "
         f"{model.config.n_embd} channels; tokenizer {tokenizer.name} "
         f"(vocab {tokenizer.vocab_size}); {len(p.train_data):,} training tokens", flush=True)
     trainer = Trainer(model, p.train_data, p.val_data, config, tokenizer=tokenizer)

@@ -30,6 +30,7 @@ from .adapters import lora_config, save_adapter
 from .data import TokenData, check_length, get_batch, tokenizer_identity
 from .errors import CheckpointError, ConfigError, TrainingError
 from .layers.quantized import is_quantized
+from .quantized_io import file_tensors, with_quantization
 from .interrupt import StopSignals
 from .io import TRAINER, load_checkpoint, load_json, resolve_checkpoint, save_checkpoint
 from .runtime.memory import retain_freed_memory
@@ -75,9 +76,10 @@ class Trainer:
                     isinstance(data, np.ndarray) and data.ndim == 1 and data.dtype.kind in "iu"):
                 raise ConfigError(f"{what} is a {type(data).__name__}, expected token ids: a "
                                   "TokenData or a 1-D integer array (npgpt.data.tokenize)")
-        if is_quantized(model):
-            raise ConfigError("the model holds int8 (quantized) weights, which are for "
-                              "inference only: train the float model, then quantize it")
+        if is_quantized(model) and lora_config(model) is None:   # int8 weights never train
+            raise ConfigError("the model holds int8 (quantized) weights, which are frozen: "
+                              "train LoRA adapters on it (--quantize int8 --lora-rank R), or "
+                              "train the float model, then quantize it")
         self.model = model
         if config.data_parallel == "on":
             DataParallel(model, 2)          # refuses a model it cannot split, before any step
@@ -333,8 +335,11 @@ class Trainer:
         lora = lora_config(self.model)
         if lora is not None:               # the model is rebuilt with these adapters on resume
             trainer_state["lora"] = lora.to_dict()
-        return save_checkpoint(path, _model_config(self.model), self.model.state_dict(),
-                               optimizer_state, trainer_state, tokenizer_file, tokenizer)
+        config, tensors = _model_config(self.model), self.model.state_dict()
+        if is_quantized(self.model):        # adapters on an int8 base: the base goes in too
+            config, tensors = with_quantization(self.model, config), file_tensors(self.model)
+        return save_checkpoint(path, config, tensors, optimizer_state, trainer_state,
+                               tokenizer_file, tokenizer)
 
     @staticmethod
     def _data_info(data):
@@ -352,7 +357,9 @@ class Trainer:
         both sides know it, must be the same; the step, optimizer moments, sampler and dropout
         RNGs are restored so that training continues exactly where it stopped.
         """
-        ckpt = load_checkpoint(path, expect_model=self.model.state_dict(),
+        params = self.model.state_dict()
+        ckpt = load_checkpoint(path, expect_model=file_tensors(self.model)
+                               if is_quantized(self.model) else params,
                                expect_optimizer=self.optimizer.state_dict())
         path = ckpt.path
         state = check_trainer_state(ckpt.trainer_state, path / TRAINER, TrainConfig)
@@ -367,7 +374,7 @@ class Trainer:
         if len(model_rngs) != len(generators):
             raise CheckpointError(f"{path} saved {len(model_rngs)} model RNGs, the model has "
                                   f"{len(generators)}")
-        self.model.load_state_dict(ckpt.model_state)
+        self.model.load_state_dict({k: v for k, v in ckpt.model_state.items() if k in params})
         self.optimizer.load_state_dict(ckpt.optimizer_state)
         try:
             self.rng.bit_generator.state = sampler

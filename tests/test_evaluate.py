@@ -87,3 +87,15 @@ def test_bad_windows_and_short_texts_are_refused():
         perplexity(model, ids, stride=0)
     with pytest.raises(DataError, match="the text has 5 tokens, fewer than one window of block=8"):
         perplexity(model, ids[:5])
+
+
+def test_a_bos_the_tokenizer_added_is_context_not_text_in_bits_per_byte():
+    model = GPT(GPTConfig(vocab_size=11, block_size=8, n_layer=1, n_head=2, n_embd=8))
+    ids = np.arange(20) % 11
+    plain = perplexity(model, ids, n_bytes=50)
+    with_bos = perplexity(model, ids, n_bytes=50, special_tokens=1)
+    assert with_bos.nll == plain.nll and with_bos.tokens == plain.tokens
+    assert with_bos.bits_per_byte == pytest.approx(plain.bits_per_byte * 19 / 20, rel=1e-12)
+    for bad in (-1, 20, 1.5, True):
+        with pytest.raises(ConfigError, match="special_tokens="):
+            perplexity(model, ids, special_tokens=bad)

@@ -277,7 +277,7 @@ LLAMA_JSON = dict(model_type="llama", vocab_size=V, hidden_size=16, intermediate
     (LLAMA_JSON, dict(rope_scaling={"rope_type": "llama3", "factor": 8.0}), "rope_low_freq"),
     (LLAMA_JSON, dict(rope_parameters={"rope_type": "yarn", "rope_theta": 1e4}),
      "rope_parameters.rope_type"),
-    (LLAMA_JSON, dict(model_type="mistral", sliding_window=4096), "sliding_window"),
+    (LLAMA_JSON, dict(sliding_window=4096), "sliding_window"),      # (a Mistral's slides)
     (LLAMA_JSON, dict(layer_types=["sliding_attention"]), "layer_types"),
     (LLAMA_JSON, dict(hidden_act="gelu"), "hidden_act"),
     (LLAMA_JSON, dict(head_dim=-1), "head_dim"),
@@ -307,6 +307,12 @@ def test_config_mapping_reads_both_rope_spellings_and_mistral():
     c = config_from_hf({**LLAMA_JSON, "model_type": "mistral", "sliding_window": None,
                         "rope_theta": 500.0})
     assert a == b == c and a.rope_theta == 500.0 and a.n_kv_head == 1 and a.pos == "rope"
+    # Mistral: sliding_window slides every layer; absent, transformers' default 4096 applies
+    for given, window in ((dict(sliding_window=7), 7), ({}, 4096)):
+        m = config_from_hf({**LLAMA_JSON, "model_type": "mistral", "rope_theta": 500.0,
+                            "attention_bias": True, "mlp_bias": False, **given})
+        assert (m.layer_types, m.sliding_window, m.bias) == ("s", window, False)
+        assert config_to_hf(m)["model_type"] == "mistral" and config_from_hf(config_to_hf(m)) == m
     g = config_from_hf({**GPT2_JSON, "n_inner": 20}, dtype="float64", dropout=0.1)
     assert (g.mlp_hidden, g.dtype, g.dropout, g.tie_embeddings) == (20, "float64", 0.1, True)
     assert config_from_hf(config_to_hf(a)) == a

@@ -1,4 +1,5 @@
-"""Llama 3.x, Qwen2, Qwen3, SmolLM3 and Gemma 3 text against transformers on the same files.
+"""Llama 3.x, Qwen2, Qwen3, SmolLM3, Mistral (sliding window) and Gemma 3 text against
+transformers on the same files.
 
 One small random-weight directory per family, made by transformers from a config built by
 hand (no network), with every tensor moved off its init (so Gemma's (1 + w) norms count) and
@@ -42,6 +43,11 @@ FAMILIES = {
     "smollm3": lambda t: t.SmolLM3Config(
         hidden_size=48, intermediate_size=72, num_hidden_layers=2, num_attention_heads=4,
         num_key_value_heads=2, max_position_embeddings=64, no_rope_layer_interval=2,
+        rope_theta=1000.0),
+    # Mistral: every layer slides (sliding_window on all of them)
+    "mistral": lambda t: t.MistralConfig(
+        hidden_size=48, intermediate_size=72, num_hidden_layers=2, num_attention_heads=4,
+        num_key_value_heads=2, max_position_embeddings=64, sliding_window=WINDOW,
         rope_theta=1000.0),
     # Gemma 3: sliding then full layer, two RoPE bases (the global one linearly scaled, as in
     # Gemma 3 4B), query_pre_attn_scalar, soft-capping
@@ -103,7 +109,7 @@ def _in_float64(torch, monkeypatch, name):
     import importlib
     module = {"llama3": "llama", "gemma3_text": "gemma3"}.get(name, name)
     m = importlib.import_module(f"transformers.models.{module}.modeling_{module}")
-    prefix = {"llama": "Llama", "qwen2": "Qwen2", "qwen3": "Qwen3", "smollm3": "SmolLM3",
+    prefix = {"llama": "Llama", "mistral": "Mistral", "qwen2": "Qwen2", "qwen3": "Qwen3", "smollm3": "SmolLM3",
               "gemma3": "Gemma3"}[module]
     plus_one = module == "gemma3"
 
@@ -149,6 +155,7 @@ EXPECTED = {
     "qwen2": dict(qkv_bias=True, bias=False, layer_types="fs", sliding_window=WINDOW),
     "qwen3": dict(qk_norm=True, head_dim=16, tie_embeddings=True),
     "smollm3": dict(rope_layers="10"),
+    "mistral": dict(layer_types="ss", sliding_window=WINDOW, bias=False),
     "gemma3_text": dict(norm_plus_one=True, sandwich_norm=True, embed_scale=True, mlp="geglu",
                         qk_norm=True, head_dim=16, attn_scalar=20.0, layer_types="sf",
                         sliding_window=WINDOW, rope_local_theta=10.0, rope_theta=1000.0,

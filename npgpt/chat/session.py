@@ -99,7 +99,9 @@ class Chat:
     def prompt_ids(self):
         """The conversation rendered up to the assistant's next reply, encoded."""
         text = render(self.template, self.messages, add_generation_prompt=True, **self.variables)
-        return self.tokenizer.encode(text, allowed_special="all")
+        # the template writes the BOS itself: no post-processor's on top (as transformers'
+        # apply_chat_template encodes)
+        return self.tokenizer.encode(text, allowed_special="all", add_special_tokens=False)
 
     def _fitting_prompt(self):
         """The prompt's ids, after dropping the oldest exchanges (never the system message

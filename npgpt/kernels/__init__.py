@@ -120,11 +120,19 @@ def attention_backward(dout, q, k, v, probs, scale=None, causal=False, dq=None, 
     return kernel("attention_backward")(dout, q, k, v, probs, scale, causal, dq, dk, dv)
 
 
-def int8_matmul(x, q, s):
-    """y = x @ dequantize(q, s)^T: x (M, K) float, q (N, K) int8 weights stored (out, in),
-    s (N, K / bs) the scale of each block of bs inputs -> y (M, N) in x's dtype
-    (:mod:`npgpt.kernels.int8`)."""
-    return kernel("int8_matmul")(x, q, s)
+def int8_matmul(x, qp, sp, n, quantize_x=True):
+    """y = Q(x) @ dequantize(q, s)^T: x (M, K) float, quantized per block as the weights
+    (``quantize_x``; else x itself, which a gradient can pass through); qp, sp the int8
+    weights (n, K) and their block scales packed in panels of outputs
+    (``npgpt.kernels.int8_layout.pack``) -> y (M, n) in x's dtype (:mod:`npgpt.kernels.int8`)."""
+    return kernel("int8_matmul")(x, qp, sp, n, quantize_x)
+
+
+def int8_matmul_t(dy, qp, sp, n):
+    """dx = dy @ dequantize(q, s): dy (M, n) float; qp, sp the int8 weights (n, K) and their
+    block scales packed in panels (``npgpt.kernels.int8_layout.pack``) -> dx (M, K) in dy's dtype;
+    the input gradient of a frozen int8 layer (:mod:`npgpt.kernels.int8`)."""
+    return kernel("int8_matmul_t")(dy, qp, sp, n)
 
 
 __all__ = [
@@ -141,6 +149,7 @@ __all__ = [
     "gelu_tanh_forward",
     "get_backend",
     "int8_matmul",
+    "int8_matmul_t",
     "kernel",
     "layernorm_backward",
     "layernorm_forward",

@@ -1,142 +1,225 @@
-"""int8 weights: blockwise symmetric quantization, and the int8 x float product that decodes.
+"""int8 weights: blockwise symmetric quantization, and the int8 x int8 product that decodes.
 
     w: (N, K) float, stored (out, in): each row is one output's weights over the K inputs
     q: (N, K) int8;  s: (N, K / bs) float32, one scale per block of bs consecutive inputs
-    x: (M, K) float;  y = x @ dequantize(q, s)^T: (M, N)
+    x: (M, K) float;  y = Q(x) @ dequantize(q, s)^T: (M, N)
 
-quantize (the definition, Q8_0-style):
+quantize (the definition, Q8_0-style, for weights and activations alike):
     s[n, b] = max_k |w[n, k]| / 127 over block b     (rounded to the storage dtype of s)
     q[n, k] = round(w[n, k] / s[n, b])                (0 where the block is all zeros)
 dequantize:   w~[n, k] = s[n, b] q[n, k]
 
-Decoding reads every weight once a token, so its speed is the bytes streamed: 1 + 4/bs bytes
-a weight here against 4 for float32. Two numba kernels compute the product, each tested equal
-to ``int8_matmul_ref`` (dequantize, then matmul):
+The product quantizes x the same way, row by row in blocks of bs (``quantize_acts_ref``:
+scale ``max |x| * (1/127)`` in x's dtype, kept unrounded), so each block's products are
+integers: ``y[m, n] = sum_b sx[m, b] s[n, b] sum_k xq[m, k] q[n, k]``, the inner sum exact
+in int32. That is llama.cpp's Q8_0 x Q8_0 dot.
 
-- a few rows (decoding: M <= ``ROWS_MAX``): each output's row of q is read once, each weight
-  converted once for four rows of x; per block, the bs products are summed and then scaled
-  (``y[m, n] = sum_b s[n, b] sum_k x[m, k] q[n, k]``). Blocks are sliced, not indexed from
-  the row's start: a slice's index from 0 needs no negative-index check, so the loop
-  vectorises;
-- many rows (a prompt): each thread dequantizes ``_TILE`` rows of q into a float buffer in
-  cache and multiplies it by x with BLAS's gemm, so the prompt runs at matmul speed.
+**Panels.** In memory the kernels read the weight in panels of ``PANEL`` outputs (packed by
+:func:`npgpt.kernels.int8_layout.pack`, in NumPy beside the definitions, so that loading a
+model imports no numba): panel c holds ``qp[c, k, j] = q[c * PANEL + j, k]``, (K, PANEL)
+int8, with the scales beside it as ``sp[c, b, j] = s[c * PANEL + j, b]``; the last panel is
+padded with zero rows. Files keep the (out, in) layout; a layer packs its weights when they are set (a
+transposed copy, the same number of bytes) and unpacks them to save.
+
+Decoding reads every weight once a token. Stored (out, in), each output's row is a dot
+product ending, per block of 32, in a horizontal sum across SIMD lanes and a scale; the
+kernel then spent more time on that arithmetic than on reading the bytes. In a panel, one
+input k touches PANEL consecutive bytes (one per output), so the inner loop is a vertical
+multiply-add over outputs: two inputs' int8 weights are widened to int16, multiplied by the
+two broadcast int16 activations and summed in int16 (|sum| <= 2 * 127 * 127 < 2^15), then
+widened and added into PANEL int32 accumulators; each block ends with one float
+multiply-add per output. Two numba kernels, each tested equal to ``int8_matmul_ref``:
+
+- a few rows (decoding: M <= ``ROWS_MAX``): ``_panels``, panels in parallel, each panel
+  read once for all M rows (it stays in the L2 cache between rows);
+- many rows (a prompt): ``_tiles``, each panel dequantized into a (K, PANEL) float buffer in
+  cache and multiplied by the dequantized Q(x) with BLAS's gemm, at matmul speed.
+
+The input gradient of a frozen int8 layer, ``dx = dy @ dequantize(q, s)`` (LoRA on an int8
+base), has one kernel, ``_tiles_t``, tested equal to ``int8_matmul_t_ref``: each thread takes
+a chunk of the panels, dequantizes one at a time into a buffer as ``_tiles`` does and adds
+its product with the matching columns of dy into its own partial dx (gemm with beta = 1);
+the partials are summed at the end.
 """
 import numpy as np
 from numba import prange
 
 from ..runtime.blas import gemm
-from ..runtime.jit import row_kernel
+from ..runtime.jit import jit, n_threads, row_kernel
+from .int8_layout import (PANEL, QMAX, dequantize_ref, dequantize_rows,  # noqa: F401
+                          pack, quantize_acts_ref, quantize_ref, take_rows, unpack)
 
-QMAX = 127
 ROWS_MAX = 8            # up to this many rows of x: the decoding kernel; beyond: tiles + gemm
-_TILE = 64              # rows of q dequantized at once by the prompt kernel (64 x K floats)
 
 
-def quantize_ref(w, block: int, scale_dtype=np.float32):
-    """(q int8 (N, K), s (N, K / block)) of w (N, K), K a multiple of ``block``. The scales
-    are rounded to ``scale_dtype`` first and q computed from the rounded scales, so
-    dequantizing with the stored scales is what the rounding to int8 assumed."""
-    N, K = w.shape
-    blocks = np.ascontiguousarray(w, np.float32).reshape(N, K // block, block)
-    s = (np.abs(blocks).max(axis=-1) / QMAX).astype(scale_dtype)
-    s32 = s.astype(np.float32)
-    safe = np.where(s32 > 0, s32, 1.0)[..., None]
-    q = np.where(s32[..., None] > 0, np.clip(np.rint(blocks / safe), -QMAX, QMAX), 0)
-    return np.ascontiguousarray(q.reshape(N, K), np.int8), np.ascontiguousarray(s)
+def int8_matmul_ref(x, qp, sp, n: int, quantize_x: bool = True):
+    """y = Q(x) @ dequantize(q, s)^T in x's dtype, or x @ ... without ``quantize_x``.
+    x: (M, K), qp, sp: the packed weight (:func:`pack`) of n outputs -> y (M, n)."""
+    M, K = x.shape
+    if quantize_x and K:
+        x = dequantize_ref(*quantize_acts_ref(x, K // sp.shape[1]), x.dtype)
+    return x @ dequantize_rows(qp, sp, 0, n, x.dtype).T
 
 
-def dequantize_ref(q, s, dtype=np.float32):
-    """w~ (N, K) in ``dtype`` from q (N, K) int8 and s (N, K / bs)."""
-    N, K = q.shape
-    nb = s.shape[1]
-    w = q.reshape(N, nb, K // nb).astype(dtype) * np.asarray(s, dtype)[..., None]
-    return w.reshape(N, K)
+# float elements of w~ dequantized at once by int8_matmul_t_ref: 4 MB in float32 at most
+PANEL_ELEMENTS = 1 << 20
 
 
-def int8_matmul_ref(x, q, s):
-    """y = x @ dequantize(q, s)^T in x's dtype.   x: (M, K), q: (N, K) int8, s: (N, K/bs)."""
-    return x @ dequantize_ref(q, s, x.dtype).T
+def int8_matmul_t_ref(dy, qp, sp, n: int, panel_elements: int = PANEL_ELEMENTS):
+    """dx = dy @ dequantize(q, s) in dy's dtype.   dy: (M, n), qp, sp: the packed weight of n
+    outputs -> (M, K). The product a frozen int8 layer's input gradient is (the transpose of
+    the forward's; the activations' rounding Q(x) is passed straight through), summed over
+    panels of rows: dx = sum over panels p of dy[:, p] @ w~[p], each panel dequantized
+    (``dequantize_rows``) and dropped in turn, so a large layer's float weight never exists
+    whole (GPT-2's tied head would be 154 MB)."""
+    K = qp.shape[1]
+    rows = max(1, panel_elements // max(1, K))
+    if n <= rows:
+        return dy @ dequantize_rows(qp, sp, 0, n, dy.dtype)
+    dx = np.zeros((dy.shape[0], K), dy.dtype)
+    for lo in range(0, n, rows):
+        hi = min(n, lo + rows)
+        dx += dy[:, lo:hi] @ dequantize_rows(qp, sp, lo, hi, dy.dtype)
+    return dx
+
+
+# ---- numba ----
+
+@jit()
+def _quantize_acts(x, bs, r127, xq, sx):
+    """quantize_acts_ref into xq (M, K) int16 and sx (M, K / bs)."""
+    M, K = x.shape
+    one = r127 * 0 + 1
+    for m in range(M):
+        xm, qm = x[m], xq[m]
+        for b in range(K // bs):
+            xb, qb = xm[b * bs:(b + 1) * bs], qm[b * bs:(b + 1) * bs]
+            amax = abs(xb[0]) * 0
+            for k in range(bs):
+                amax = max(amax, abs(xb[k]))
+            sb = amax * r127
+            sx[m, b] = sb
+            inv = one / sb if sb > 0 else sb * 0
+            for k in range(bs):
+                qb[k] = np.int16(min(max(np.rint(xb[k] * inv), -QMAX), QMAX))
 
 
 @row_kernel
-def _rows(x, q, s, y, zero):
-    """y = x @ dequantize(q, s)^T for few rows of x: outputs in parallel blocks of 16; rows of
-    x four at a time, so each int8 weight is converted once for four products."""
-    M, K = x.shape
-    N, nb = s.shape
+def _panels(xq, sx, qp, sp, y):
+    """y = Q(x) @ w~^T for few rows: panels in parallel, int16 pair sums into int32 per
+    block, then one scale per block and output."""
+    M, K = xq.shape
+    n_pan, nb, P = sp.shape
+    N = y.shape[1]
     bs = K // nb
-    for c in prange((N + 15) // 16):
-        for n in range(c * 16, min(N, c * 16 + 16)):
-            qn, sn = q[n], s[n]
-            m = 0
-            while m + 4 <= M:
-                x0, x1, x2, x3 = x[m], x[m + 1], x[m + 2], x[m + 3]
-                a0 = a1 = a2 = a3 = zero
-                for b in range(nb):
-                    lo = b * bs
-                    qb = qn[lo:lo + bs]
-                    x0b, x1b = x0[lo:lo + bs], x1[lo:lo + bs]
-                    x2b, x3b = x2[lo:lo + bs], x3[lo:lo + bs]
-                    p0 = p1 = p2 = p3 = zero
-                    for k in range(bs):
-                        w = np.float32(qb[k])
-                        p0 += x0b[k] * w
-                        p1 += x1b[k] * w
-                        p2 += x2b[k] * w
-                        p3 += x3b[k] * w
-                    sb = sn[b]
-                    a0 += sb * p0
-                    a1 += sb * p1
-                    a2 += sb * p2
-                    a3 += sb * p3
-                y[m, n], y[m + 1, n], y[m + 2, n], y[m + 3, n] = a0, a1, a2, a3
-                m += 4
-            while m < M:
-                xm = x[m]
-                acc = zero
-                for b in range(nb):
-                    lo = b * bs
-                    xb, qb = xm[lo:lo + bs], qn[lo:lo + bs]
-                    part = zero
-                    for k in range(bs):
-                        part += xb[k] * np.float32(qb[k])
-                    acc += sn[b] * part
-                y[m, n] = acc
-                m += 1
-
-
-@row_kernel
-def _tiles(x, q, s, y):
-    """y = x @ dequantize(q, s)^T for many rows of x: tiles of q dequantized, then gemm."""
-    M, K = x.shape
-    N, nb = s.shape
-    bs = K // nb
-    for t in prange((N + _TILE - 1) // _TILE):
-        lo = t * _TILE
-        hi = min(N, lo + _TILE)
-        w = np.empty((hi - lo, K), y.dtype)
-        for n in range(lo, hi):
-            qn, sn, wn = q[n], s[n], w[n - lo]
+    for c in prange(n_pan):
+        qc, sc = qp[c], sp[c]
+        acc = np.empty(P, np.int32)
+        tot = np.empty(P, y.dtype)
+        lo = c * P
+        width = min(N - lo, P)
+        for m in range(M):
+            xm, sxm = xq[m], sx[m]
+            tot[:] = 0
             for b in range(nb):
-                qb, wb, sb = qn[b * bs:(b + 1) * bs], wn[b * bs:(b + 1) * bs], sn[b]
-                for k in range(bs):
-                    wb[k] = sb * np.float32(qb[k])
-        gemm(x, False, w, True, y[:, lo:hi], 1.0, 0.0)
+                acc[:] = 0
+                for k in range(b * bs, (b + 1) * bs, 2):
+                    xa, xb = xm[k], xm[k + 1]
+                    q0, q1 = qc[k], qc[k + 1]
+                    for j in range(P):
+                        acc[j] += np.int32(np.int16(xa * np.int16(q0[j]) + xb * np.int16(q1[j])))
+                f, sb = sxm[b], sc[b]
+                for j in range(P):          # |acc| < 2^24: exact in float32
+                    tot[j] += np.float32(acc[j]) * (sb[j] * f)
+            ym = y[m]
+            for j in range(width):
+                ym[lo + j] = tot[j]
 
 
-def int8_matmul_numba(x, q, s):
+@row_kernel
+def _tiles(xd, qp, sp, y):
+    """y = xd @ w~^T for many rows, or float x (xd: x, or the dequantized Q(x)): each panel
+    dequantized, then gemm."""
+    M, K = xd.shape
+    n_pan, nb, P = sp.shape
+    N = y.shape[1]
+    bs = K // nb
+    for c in prange(n_pan):
+        qc, sc = qp[c], sp[c]
+        w = np.empty((K, P), y.dtype)
+        for b in range(nb):
+            sb = sc[b]
+            for k in range(b * bs, (b + 1) * bs):
+                qk, wk = qc[k], w[k]
+                for j in range(P):
+                    wk[j] = sb[j] * qk[j]
+        lo = c * P
+        hi = min(N, lo + P)
+        gemm(xd, False, w[:, :hi - lo], False, y[:, lo:hi], 1.0, 0.0)
+
+
+def int8_matmul_numba(x, qp, sp, n: int, quantize_x: bool = True):
     x = np.ascontiguousarray(x)
-    q = np.ascontiguousarray(q)
-    s = np.ascontiguousarray(s, dtype=x.dtype)
-    M, N = x.shape[0], q.shape[0]
-    y = np.empty((M, N), x.dtype)
-    if M == 0 or N == 0:
+    dt = x.dtype.type
+    M, K = x.shape
+    y = np.empty((M, n), x.dtype)
+    if M == 0 or n == 0:
         return y
-    if x.shape[1] == 0:
+    if K == 0:
         y.fill(0)
         return y
+    qp = np.ascontiguousarray(qp)
+    sp = np.ascontiguousarray(sp, dtype=x.dtype)
+    if not quantize_x:
+        _tiles.pick(qp.size)(x, qp, sp, y)
+        return y
+    bs = K // sp.shape[1]
+    xq = np.empty((M, K), np.int16)
+    sx = np.empty((M, K // bs), x.dtype)
+    _quantize_acts(x, bs, dt(1 / QMAX), xq, sx)
     if M <= ROWS_MAX:
-        _rows.pick(q.size)(x, q, s, y, x.dtype.type(0))
+        _panels.pick(qp.size)(xq, sx, qp, sp, y)
     else:
-        _tiles.pick(q.size)(x, q, s, y)
+        _tiles.pick(qp.size)(dequantize_ref(xq, sx, x.dtype), qp, sp, y)
     return y
+
+
+@row_kernel
+def _tiles_t(dy, qp, sp, parts):
+    """parts[c] += dy[:, panel] @ w~[panel] over the panels of chunk c: each thread its own
+    chunk of panels, each panel dequantized into a (K, PANEL) buffer, and its own partial
+    sum (M, K), added into by gemm (beta = 1)."""
+    M, N = dy.shape
+    n_pan, nb, P = sp.shape
+    K = qp.shape[1]
+    bs = K // nb
+    n_parts = parts.shape[0]
+    per = (n_pan + n_parts - 1) // n_parts
+    for c in prange(n_parts):
+        w = np.empty((K, P), parts.dtype)
+        for p in range(c * per, min(n_pan, (c + 1) * per)):
+            qc, sc = qp[p], sp[p]
+            for b in range(nb):
+                sb = sc[b]
+                for k in range(b * bs, (b + 1) * bs):
+                    qk, wk = qc[k], w[k]
+                    for j in range(P):
+                        wk[j] = sb[j] * qk[j]
+            lo = p * P
+            hi = min(N, lo + P)
+            gemm(dy[:, lo:hi], False, w[:, :hi - lo], True, parts[c], 1.0, 1.0)
+
+
+def int8_matmul_t_numba(dy, qp, sp, n: int):
+    dy = np.ascontiguousarray(dy)
+    M = dy.shape[0]
+    K = qp.shape[1]
+    if M == 0 or K == 0 or n == 0:
+        return np.zeros((M, K), dy.dtype)
+    qp = np.ascontiguousarray(qp)
+    sp = np.ascontiguousarray(sp, dtype=dy.dtype)
+    kernel = _tiles_t.pick(qp.size)
+    n_parts = min(qp.shape[0], n_threads()) if kernel is _tiles_t.parallel else 1
+    parts = np.zeros((n_parts, M, K), dy.dtype)
+    kernel(dy, qp, sp, parts)
+    return parts[0] if n_parts == 1 else parts.sum(axis=0)

@@ -174,18 +174,31 @@ def _attention_cached_forward(shape, dtype, rng, scale=1.0):
     return q[:, :, shape["T"] // 2:], k, v, causal, None, s
 
 
-def _int8_matmul(shape, dtype, rng, scale=1.0, rows=None):
-    """x (M, K) against int8 weights (N, K) in blocks of 32 with their scales; M = B * T
-    (a prompt) unless ``rows`` says (decoding)."""
+def _int8_matmul(shape, dtype, rng, scale=1.0, rows=None, quantize_x=True):
+    """x (M, K) against int8 weights (N, K) in blocks of 32 with their scales, packed in
+    panels; M = B * T (a prompt) unless ``rows`` says (decoding). N = V, so the last panel
+    is partial unless V is a multiple of the panel. x quantized too unless ``quantize_x``
+    is False (a layer in training)."""
     K, N = 32 * (1 + shape["C"] % 3), shape["V"]
     M = shape["B"] * shape["T"] if rows is None else rows(shape)
-    q, s = importlib.import_module(f"{__package__}.int8").quantize_ref(
-        _normal(rng, (N, K), np.float32, 0.02), 32)
-    return _normal(rng, (M, K), dtype, scale), q, s
+    int8 = importlib.import_module(f"{__package__}.int8")
+    q, s = int8.quantize_ref(_normal(rng, (N, K), np.float32, 0.02), 32)
+    qp, sp = int8.pack(q, s)
+    return _normal(rng, (M, K), dtype, scale), qp, sp, N, quantize_x
+
+
+def _int8_matmul_t(shape, dtype, rng, scale=1.0):
+    """dy (M, N) against packed int8 weights (N, K): the input gradient of an int8 layer."""
+    x, qp, sp, n, _ = _int8_matmul(shape, dtype, rng, scale)
+    return _normal(rng, (x.shape[0], n), dtype, scale), qp, sp, n
 
 
 def _int8_matmul_decode(shape, dtype, rng, scale=1.0):
     return _int8_matmul(shape, dtype, rng, scale, rows=lambda d: d["B"])
+
+
+def _int8_matmul_float_x(shape, dtype, rng, scale=1.0):
+    return _int8_matmul(shape, dtype, rng, scale, rows=lambda d: d["B"], quantize_x=False)
 
 
 def _softmax_window_forward(shape, dtype, rng, scale=1.0):
@@ -223,6 +236,7 @@ _ENTRIES = [
     Kernel("attention_forward", "attention", _attention_forward),
     Kernel("attention_backward", "attention", _attention_backward),
     Kernel("int8_matmul", "int8", _int8_matmul),
+    Kernel("int8_matmul_t", "int8", _int8_matmul_t),
 ]
 KERNELS: dict[str, Kernel] = {k.name: k for k in _ENTRIES}
 
@@ -239,6 +253,7 @@ VARIANTS: dict[str, tuple[str, Callable]] = {
     "attention_forward[window, kv cache]": ("attention_forward", _attention_window_cached_forward),
     "attention_backward[causal]": ("attention_backward", _attention_backward_causal),
     "int8_matmul[decode]": ("int8_matmul", _int8_matmul_decode),
+    "int8_matmul[float x]": ("int8_matmul", _int8_matmul_float_x),
 }
 
 

@@ -10,6 +10,7 @@ for those alone. B starts at zero, so the adapted model starts as the base model
 ``bias`` Parameters, so checkpoint names do not change) with adapters on column ranges of
 its output: one over all columns, or one per projection of a fused layer (LLaMA's q, k, v
 live in npgpt's single ``c_attn``, and PEFT adapts each with its own A and B).
+:class:`QuantizedLoRALinear` is the same on a frozen int8 :class:`QuantizedLinear` (QLoRA-style).
 """
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ from ..errors import ConfigError
 from ..module import Module, Parameter
 from .dropout import Dropout
 from .linear import Linear, matmul_accumulate
+from .quantized import QuantizedLinear
 
 
 def kaiming_uniform(shape, fan_in: int, dtype, rng: np.random.Generator) -> np.ndarray:
@@ -77,7 +79,48 @@ class LoRA(Module):
         return (self.A.data @ self.B.data) * self.dtype.type(self.scale)
 
 
-class LoRALinear(Linear):
+class _Adapted:
+    """Adapters on column ranges of a frozen base layer's output, the base's forward and
+    backward (a Linear's or a QuantizedLinear's) run by the class this is mixed into."""
+
+    def _adapt(self, base, r, alpha, dropout, slices, rng, rslora) -> None:
+        Module.__init__(self, base.dtype)
+        self.training = base.training
+        self.in_features, self.out_features = base.in_features, base.out_features
+        self.bias = base.bias
+        if self.bias is not None:
+            self.bias.requires_grad_(False)
+        rng = rng if rng is not None else np.random.default_rng()
+        self._slices = {}
+        for name, cols in (slices or {"": slice(0, self.out_features)}).items():
+            width = len(range(self.out_features)[cols])
+            adapter = LoRA(self.in_features, width, r, alpha, dropout, dtype=self.dtype, rng=rng,
+                           rslora=rslora)
+            adapter.training = base.training
+            setattr(self, f"lora_{name}" if name else "lora", adapter)
+            self._slices[name] = cols
+
+    def adapters(self) -> list[tuple[str, slice, LoRA]]:
+        """(name, output columns, adapter) of every adapter, in order."""
+        return [(name, cols, getattr(self, f"lora_{name}" if name else "lora"))
+                for name, cols in self._slices.items()]
+
+    def _add_adapters(self, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+        x2 = x.reshape(-1, self.in_features)
+        y2 = y.reshape(-1, self.out_features)     # a view of the fresh y: added into in place
+        for _, cols, adapter in self.adapters():
+            y2[:, cols] += adapter(x2)
+        return y
+
+    def _adapters_backward(self, dy: np.ndarray, dx: np.ndarray) -> np.ndarray:
+        dy2 = dy.reshape(-1, self.out_features)
+        dx2 = dx.reshape(-1, self.in_features)
+        for _, cols, adapter in self.adapters():
+            dx2 += adapter.backward(dy2[:, cols])
+        return dx
+
+
+class LoRALinear(_Adapted, Linear):
     """y = x @ W + b + sum over adapters k of  y[..., cols_k] += LoRA_k(x).   x: (..., in)
 
     Built from an existing :class:`Linear` (:meth:`wrap`), whose ``weight`` and ``bias`` it
@@ -96,44 +139,16 @@ class LoRALinear(Linear):
         if not isinstance(linear, Linear) or isinstance(linear, LoRALinear):
             raise ConfigError(f"LoRA adapts a plain Linear, not {type(linear).__name__}")
         self = cls.__new__(cls)
-        Module.__init__(self, linear.dtype)
-        self.training = linear.training
-        self.in_features, self.out_features = linear.in_features, linear.out_features
-        self.weight, self.bias = linear.weight, linear.bias
-        for p in (self.weight, self.bias):
-            if p is not None:
-                p.requires_grad_(False)
-        rng = rng if rng is not None else np.random.default_rng()
-        self._slices = {}
-        for name, cols in (slices or {"": slice(0, self.out_features)}).items():
-            width = len(range(self.out_features)[cols])
-            adapter = LoRA(self.in_features, width, r, alpha, dropout, dtype=self.dtype, rng=rng,
-                           rslora=rslora)
-            adapter.training = linear.training
-            setattr(self, f"lora_{name}" if name else "lora", adapter)
-            self._slices[name] = cols
+        self.weight = linear.weight
+        self.weight.requires_grad_(False)
+        self._adapt(linear, r, alpha, dropout, slices, rng, rslora)
         return self
 
-    def adapters(self) -> list[tuple[str, slice, LoRA]]:
-        """(name, output columns, adapter) of every adapter, in order."""
-        return [(name, cols, getattr(self, f"lora_{name}" if name else "lora"))
-                for name, cols in self._slices.items()]
-
     def forward(self, x: np.ndarray) -> np.ndarray:
-        y = super().forward(x)                    # checks the shape; keeps x for dx
-        x2 = x.reshape(-1, self.in_features)
-        y2 = y.reshape(-1, self.out_features)     # a view of the fresh y: added into in place
-        for _, cols, adapter in self.adapters():
-            y2[:, cols] += adapter(x2)
-        return y
+        return self._add_adapters(x, super().forward(x))   # Linear's checks the shape, keeps x
 
     def backward(self, dy: np.ndarray) -> np.ndarray:
-        dx = super().backward(dy)
-        dy2 = dy.reshape(-1, self.out_features)
-        dx2 = dx.reshape(-1, self.in_features)
-        for _, cols, adapter in self.adapters():
-            dx2 += adapter.backward(dy2[:, cols])
-        return dx
+        return self._adapters_backward(dy, super().backward(dy))
 
     def merged(self) -> Linear:
         """A plain Linear computing what this one does, W + the adapters' deltas folded in
@@ -148,3 +163,38 @@ class LoRALinear(Linear):
         linear.weight = Parameter(weight)
         linear.bias = None if self.bias is None else Parameter(self.bias.data.copy())
         return linear
+
+
+class QuantizedLoRALinear(_Adapted, QuantizedLinear):
+    """LoRALinear on an int8 base (QLoRA-style):  y = x @ dequantize(qweight, scales)^T + b
+    + the adapters, as :class:`LoRALinear`.   x: (..., in)
+
+    Built from a :class:`QuantizedLinear` (:meth:`wrap`), whose int8 weight, scales and bias
+    it shares (frozen, unchanged by training). backward: the int8 base's dx (dequantized a
+    panel of rows at a time, see :mod:`npgpt.layers.quantized`) plus each adapter's dx.
+    """
+
+    @classmethod
+    def wrap(cls, linear: QuantizedLinear, r: int, alpha: float, dropout: float = 0.0,
+             slices: dict[str, slice] | None = None, rng: np.random.Generator | None = None,
+             rslora: bool = False) -> QuantizedLoRALinear:
+        if type(linear) is not QuantizedLinear:
+            raise ConfigError(f"QuantizedLoRALinear adapts a QuantizedLinear, not "
+                              f"{type(linear).__name__}")
+        self = cls.__new__(cls)
+        self.qpanels, self.spanels, self.block = linear.qpanels, linear.spanels, linear.block
+        self._adapt(linear, r, alpha, dropout, slices, rng, rslora)
+        return self
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        return self._add_adapters(x, super().forward(x))
+
+    def backward(self, dy: np.ndarray) -> np.ndarray:
+        return self._adapters_backward(dy, super().backward(dy))
+
+    NO_MERGE = ("adapters on an int8 base merge into the float base: load the adapter onto "
+                "the float model (from_pretrained(dir, adapter=...)) and merge there (npgpt "
+                "lora merge BASE ADAPTER OUT)")
+
+    def merged(self):
+        raise ConfigError(self.NO_MERGE)

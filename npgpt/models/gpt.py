@@ -290,6 +290,8 @@ class GPT(Model):
     def _head_backward(self, dlogits, x):
         if not self.config.tie_embeddings:
             return self.lm_head.backward(dlogits)
+        if getattr(self.wte, "quantization", None):    # int8 rows: frozen, dx only
+            return self.wte.attend_backward(dlogits)
         C = x.shape[-1]
         V = dlogits.shape[-1]
         dlogits2 = dlogits.reshape(-1, V)

@@ -137,6 +137,9 @@ class DataParallel:
         memo = {}
         for m in self.model.modules():
             memo[id(m._cache)] = None
+            for name in getattr(m, "_shared", ()):    # frozen arrays that are not Parameters
+                a = getattr(m, name)                  # (int8 weights): shared, not copied
+                memo[id(a)] = a
         for p in self._params:
             memo[id(p.data)] = p.data
         module = copy.deepcopy(self.model, memo)

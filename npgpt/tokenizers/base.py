@@ -18,6 +18,11 @@ allowed, the default) are npgpt's names for the two common cases:
     encode(t, allowed_special="all")                     # all of them become their ids
     encode(t, allowed_special={"<|endoftext|>"}, disallowed_special=())   # the rest as text
 
+A tokenizer read from a HuggingFace ``tokenizer.json`` whose ``post_processor`` adds special
+tokens (Llama 3 and Gemma: a BOS) adds them in ``encode``, as ``tokenizer(text)`` does there;
+``encode(t, add_special_tokens=False)`` leaves them out (a rendered chat template, which
+writes its own BOS, is encoded so).  Every other tokenizer adds nothing either way.
+
 Surrogates as tiktoken: a pair in a Python str is joined into its character, a lone one is
 replaced by U+FFFD.
 """
@@ -91,6 +96,7 @@ class Tokenizer:
     """Base class: holds ``special_tokens`` ({text: id}) and splits text around them."""
 
     kind = "tokenizer"
+    post_processor = None   # hf_post.PostProcessor: the ids a tokenizer.json adds (BOS, ...)
 
     def __init__(self, special_tokens=None):
         self.special_tokens = dict(special_tokens or {})
@@ -152,8 +158,11 @@ class Tokenizer:
             self._special_re = {**(self._special_re or {}), key: found}
         return found
 
-    def encode(self, text, allowed_special="none_raise", disallowed_special="all"):
-        """text -> list of token ids; see the module docstring for the two special sets."""
+    def encode(self, text, allowed_special="none_raise", disallowed_special="all", *,
+               add_special_tokens=True):
+        """text -> list of token ids; see the module docstring for the two special sets.
+        ``add_special_tokens``: also the ids the tokenizer's ``post_processor`` puts around
+        every encoding (a BOS, from a tokenizer.json that says so; most tokenizers have none)."""
         if not isinstance(text, str):
             raise TokenizerError(f"encode expects a str, got {type(text).__name__}")
         allowed = self._allowed(allowed_special)
@@ -168,9 +177,12 @@ class Tokenizer:
                     f"a special token, disallowed_special=(enc.special_tokens_set - {{{token!r}}}) "
                     "to encode it as text, or disallowed_special=() for every special token")
         try:
-            return self._encode(text, allowed)
+            ids = self._encode(text, allowed)
         except UnicodeEncodeError:
-            return self._encode(without_surrogates(text), allowed)
+            ids = self._encode(without_surrogates(text), allowed)
+        if add_special_tokens and self.post_processor is not None:
+            ids = self.post_processor(ids)
+        return ids
 
     def _encode(self, text, allowed):
         if not allowed:
@@ -183,8 +195,16 @@ class Tokenizer:
                 ids.extend(self.encode_ordinary(part))
         return ids
 
-    def encode_batch(self, texts, allowed_special="none_raise", disallowed_special="all"):
-        return [self.encode(t, allowed_special, disallowed_special) for t in texts]
+    def encode_batch(self, texts, allowed_special="none_raise", disallowed_special="all", *,
+                     add_special_tokens=True):
+        return [self.encode(t, allowed_special, disallowed_special,
+                            add_special_tokens=add_special_tokens) for t in texts]
+
+    def num_special_tokens_to_add(self):
+        """How many ids ``encode`` adds around a text (``add_special_tokens``), as
+        HuggingFace's method of that name says for one sequence."""
+        post = self.post_processor
+        return 0 if post is None else post.num_special_tokens_to_add
 
     def __len__(self):
         return self.vocab_size

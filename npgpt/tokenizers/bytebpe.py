@@ -66,8 +66,9 @@ class ByteBPE(TiktokenMethods, Tokenizer):
     kind = "bytebpe"
 
     def __init__(self, merges, pattern="gpt4", special_tokens=None, byte_ids=None,
-                 ignore_merges=False):
+                 ignore_merges=False, post_processor=None):
         super().__init__(special_tokens)
+        self.post_processor = post_processor    # (from a tokenizer.json: hf_post)
         self.pattern = resolve_pattern(pattern)
         self._split = None if self.pattern is None else PinnedSplit(self.pattern)
         self.byte_ids = list(range(256)) if byte_ids is None else [int(i) for i in byte_ids]
@@ -93,6 +94,8 @@ class ByteBPE(TiktokenMethods, Tokenizer):
         self._decoder = dict(self.vocab)
         self._decoder.update({i: s.encode("utf-8") for s, i in self.special_tokens.items()})
         self._vocab_size = max(self._decoder) + 1
+        if post_processor is not None:
+            post_processor.check_ids(self._vocab_size, "ByteBPE")
         self._numba_fits = fits_numba_table(len(self.merges), max(self.vocab))
         self._cache = {}
         self._pair_table = None  # the merges as numba's (keys, values), built on first use
@@ -279,6 +282,8 @@ class ByteBPE(TiktokenMethods, Tokenizer):
                  "pattern " + json.dumps(self.pattern, ensure_ascii=False),
                  f"ignore_merges {int(self.ignore_merges)}",
                  "byte_ids " + " ".join(map(str, self.byte_ids))]
+        if self.post_processor is not None:
+            lines.append("post_processor " + self.post_processor.to_json())
         for s, i in sorted(self.special_tokens.items(), key=lambda kv: kv[1]):
             lines.append(f"special {i} " + json.dumps(s, ensure_ascii=False))
         lines.append(f"merges {len(self.merges)}")
@@ -305,7 +310,7 @@ class ByteBPE(TiktokenMethods, Tokenizer):
         lines = text.split("\n")
         if not lines or lines[0].strip() != MAGIC:
             raise TokenizerError(f"{source}: first line is {lines[0][:40]!r}, expected {MAGIC!r}")
-        pattern, ignore, byte_ids, specials, merges = None, False, None, {}, []
+        pattern, ignore, byte_ids, specials, merges, post = None, False, None, {}, [], None
         try:
             i = 1
             while i < len(lines):
@@ -317,6 +322,9 @@ class ByteBPE(TiktokenMethods, Tokenizer):
                     ignore = line.split()[1] == "1"
                 elif line.startswith("byte_ids "):
                     byte_ids = [int(x) for x in line.split()[1:]]
+                elif line.startswith("post_processor "):
+                    from .hf_post import post_processor
+                    post = post_processor(json.loads(line[15:]), source)
                 elif line.startswith("special "):
                     _, idx, s = line.split(" ", 2)
                     specials[json.loads(s)] = int(idx)
@@ -336,7 +344,7 @@ class ByteBPE(TiktokenMethods, Tokenizer):
         except (ValueError, IndexError) as e:
             raise TokenizerError(f"{source} is not a valid BPE tokenizer file: {e}") from None
         return cls(merges, pattern=pattern, special_tokens=specials, byte_ids=byte_ids,
-                   ignore_merges=ignore)
+                   ignore_merges=ignore, post_processor=post)
 
     # --- tiktoken ---------------------------------------------------------------------------
     def tiktoken_ranks(self):

@@ -10,12 +10,15 @@ printable Latin-1 bytes stand for themselves, the other 68 bytes map to U+0100 o
 space is ``Ġ``).  Loading inverts that table, turns every merge line ``"Ġ t"`` into the ids
 (a, b) -> vocab["Ġt"] with its line number as rank, and builds a ByteBPE.  Supported
 pre-tokenizers on that path: ByteLevel (with its GPT-2 regex) and a Sequence of Split
-(a regex, as LLaMA-3 style files have) + ByteLevel without regex.
+(a regex, as LLaMA-3 style files have) + ByteLevel without regex.  Either keeps the file's
+``post_processor`` (``hf_post``: Llama 3's BOS), which ``encode`` applies and export writes back.
 """
 import json
 import os
+import re
 
 from ..errors import TokenizerError
+from . import hf_post
 from .base import read_text
 from .byte_chars import bytes_to_unicode
 from .bytebpe import ByteBPE
@@ -31,7 +34,7 @@ def _to_bytes(token, decoder, where):
 
 
 def from_vocab_merges_dicts(vocab, merges, pattern=GPT2_PATTERN, special_tokens=None,
-                            ignore_merges=False, where="<vocab>"):
+                            ignore_merges=False, where="<vocab>", post_processor=None):
     """vocab {token string: id}, merges [(a, b) strings] -> ByteBPE."""
     decoder = {c: b for b, c in bytes_to_unicode().items()}
     byte_ids = [None] * 256
@@ -53,9 +56,8 @@ def from_vocab_merges_dicts(vocab, merges, pattern=GPT2_PATTERN, special_tokens=
     for tok, i in vocab.items():
         if i not in known and tok not in specials:
             _to_bytes(tok, decoder, where)  # a byte-level token nobody can form: ignore it
-    tok = ByteBPE(table, pattern=pattern, special_tokens=specials, byte_ids=byte_ids,
-                  ignore_merges=ignore_merges)
-    return tok
+    return ByteBPE(table, pattern=pattern, special_tokens=specials, byte_ids=byte_ids,
+                   ignore_merges=ignore_merges, post_processor=post_processor)
 
 
 def from_vocab_merges(vocab_path, merges_path, special_tokens=None):
@@ -121,8 +123,10 @@ def _as_bytebpe(obj, where):
     formed = {table[b] for b in range(256)} | {a + b for a, b in merges}
     if any(tok not in formed for tok in vocab) or set(specials.values()) & set(vocab.values()):
         return None
+    post = hf_post.post_processor(obj.get("post_processor"), where)
     return from_vocab_merges_dicts(vocab, merges, pattern, specials,
-                                   ignore_merges=model.get("ignore_merges", False), where=where)
+                                   ignore_merges=model.get("ignore_merges", False), where=where,
+                                   post_processor=post)
 
 
 def from_tokenizer_json(path):
@@ -159,12 +163,16 @@ def from_pretrained_dir(folder):
 TOKENIZER_JSON, TOKENIZER_CONFIG = "tokenizer.json", "tokenizer_config.json"
 
 
+_POSSESSIVE_BOUND = re.compile(r"(\{\d+(?:,\d*)?\})\+")
+
+
 def _onig_pattern(pattern):
     """The split regex as HuggingFace's tokenizers (Oniguruma, Ruby syntax) reads it to match
     what Python's ``regex`` matches: ``{1,3}+`` is possessive in ``regex`` but "one or more
-    of {1,3}" in Ruby (a bounded greedy run that nothing follows matches the same), and
-    ``$`` is end of line in Ruby, ``\\z`` end of text in both."""
-    return pattern.replace("}+", "}").replace("$", r"\z")
+    of {1,3}" in Ruby (a bounded greedy run that nothing follows matches the same; only a
+    bound's ``}`` is meant: ``\\p{L}+`` is a letter run in both), and ``$`` is end of line
+    in Ruby, ``\\z`` end of text in both."""
+    return _POSSESSIVE_BOUND.sub(r"\1", pattern).replace("$", r"\z")
 
 
 def _added_tokens(specials):
@@ -238,7 +246,8 @@ def to_tokenizer_json(tok):
     model["vocab"].update(tok.special_tokens)
     return {"version": "1.0", "truncation": None, "padding": None,
             "added_tokens": _added_tokens(tok.special_tokens), "normalizer": None,
-            "pre_tokenizer": pre, "post_processor": None, "decoder": decoder, "model": model}
+            "pre_tokenizer": pre, "decoder": decoder, "model": model,
+            "post_processor": tok.post_processor.spec if tok.post_processor else None}
 
 
 def tokenizer_config(tok, model_max_length=None):

@@ -15,8 +15,9 @@ byte, as the reference does.  ``ignore_merges``: a piece that is itself a token 
 Added tokens are matched leftmost-longest before anything else (``normalized`` ones after the
 normalizer, on its output), with their ``lstrip`` / ``rstrip`` / ``single_word`` options.
 Those marked ``special`` follow npgpt's rule for special text (``allowed_special``, see
-base.py); the others are always cut out.  ``encode`` adds no BOS/EOS (the post-processor is
-not run): chat templates write them, and ``bos_token`` / ``eos_token`` name them.
+base.py); the others are always cut out.  The file's ``post_processor`` (``hf_post``) adds
+its special tokens (a BOS) around what ``encode`` returns unless ``add_special_tokens=False``,
+as in HuggingFace; a rendered chat template, which writes its own, is encoded without them.
 """
 import json
 import os
@@ -24,7 +25,7 @@ import os
 import regex
 
 from ..errors import TokenizerError
-from . import hf_pipeline
+from . import hf_pipeline, hf_post
 from .base import Tokenizer, atomic_write, short_hash, token_ids
 from .bpe_encode import bpe_piece, fits_numba_table
 
@@ -80,6 +81,7 @@ class HFTokenizer(Tokenizer):
         self.normalize = hf_pipeline.normalizer(obj.get("normalizer"), where)
         self.pre_tokenize = hf_pipeline.pre_tokenizer(obj.get("pre_tokenizer"), where)
         self.decoder = hf_pipeline.decoder(obj.get("decoder"), where)
+        self.post_processor = hf_post.post_processor(obj.get("post_processor"), where)
         self.added = {}           # content -> the added-token object
         for t in obj.get("added_tokens", []):
             self.added[t["content"]] = {"single_word": False, "lstrip": False, "rstrip": False,
@@ -89,6 +91,8 @@ class HFTokenizer(Tokenizer):
         self.id_to_token = {i: s for s, i in self.vocab.items()}
         self.id_to_token.update({t["id"]: s for s, t in self.added.items()})
         self._vocab_size = max(self.id_to_token) + 1 if self.id_to_token else 0
+        if self.post_processor is not None:
+            self.post_processor.check_ids(self._vocab_size, where)
         self._special_ids = {t["id"] for t in self.added.values() if t["special"]}
         self._normalized_forms = {s: (self.normalize(s) if self.normalize else s)
                                   for s, t in self.added.items() if t["normalized"]}

@@ -101,7 +101,9 @@ class Encoding:
         return self.tokenizer.encode_ordinary(text)
 
     def encode(self, text, *, allowed_special=frozenset(), disallowed_special="all"):
-        return self.tokenizer.encode(text, allowed_special, disallowed_special)
+        # tiktoken adds no BOS, whatever file the wrapped tokenizer came from
+        return self.tokenizer.encode(text, allowed_special, disallowed_special,
+                                     add_special_tokens=False)
 
     def encode_to_numpy(self, text, *, allowed_special=frozenset(), disallowed_special="all"):
         return self.tokenizer.encode_to_numpy(text, allowed_special, disallowed_special)
@@ -111,7 +113,8 @@ class Encoding:
 
     def encode_batch(self, text, *, num_threads=8, allowed_special=frozenset(),
                      disallowed_special="all"):
-        return self.tokenizer.encode_batch(text, allowed_special, disallowed_special)
+        return self.tokenizer.encode_batch(text, allowed_special, disallowed_special,
+                                           add_special_tokens=False)
 
     def encode_single_token(self, text_or_bytes):
         return self.tokenizer.encode_single_token(text_or_bytes)

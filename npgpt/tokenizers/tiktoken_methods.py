@@ -102,5 +102,7 @@ class TiktokenMethods:
         return ids[:len(ids) - last] + ([whole] if whole is not None else self._encode_piece(tail))
 
     def encode_to_numpy(self, text, allowed_special="none_raise", disallowed_special="all"):
+        """tiktoken's: the ids of ``text`` alone (no post-processor's BOS), as uint32."""
         import numpy as np
-        return np.array(self.encode(text, allowed_special, disallowed_special), np.uint32)
+        return np.array(self.encode(text, allowed_special, disallowed_special,
+                                    add_special_tokens=False), np.uint32)

@@ -44,7 +44,8 @@ def family_dir(request, tt, tmp_path_factory):
     family = request.param
     kind, template, variables = CASES[family]
     folder = tmp_path_factory.mktemp(family)
-    tok = families.build(kind, TEXT, vocab_size=500)
+    # with the family's post-processor: the template's own BOS must not be doubled
+    tok = families.with_post_processor(families.build(kind, TEXT, vocab_size=500), kind)
     config = _config(transformers, family)
     config.vocab_size = tok.get_vocab_size() + 3       # rows the tokenizer never names
     config.max_position_embeddings = 256

@@ -332,6 +332,8 @@ def run_cases():
              ("pos='abs'", dict(pos="abs")), ("preset='huge'", dict(preset="huge")),
              ("lora_rank without init_from", dict(lora_rank=4)),
              ("lora_alpha without lora_rank", dict(lora_alpha=8.0)),
+             ("quantize='int4'", dict(quantize="int4", lora_rank=4)),
+             ("quantize without lora_rank", dict(quantize="int8")),
              ("a missing data file", dict(data="/nonexistent.txt"))]
     sample = [("a missing checkpoint", dict(ckpt="/nonexistent/run")),
               ("temperature=-1", dict(temperature=-1.0)), ("top_p=2", dict(top_p=2.0)),

@@ -10,6 +10,10 @@
              tokens, ``<unk>`` fused, Replace + ByteFallback + Fuse decoder
     llama2   SentencePiece-style with the Metaspace pre-tokenizer (prepend_scheme "first") and
              a Strip decoder
+
+``with_post_processor`` gives one the post-processor of the family's real file: a BOS before
+each encoding for llama3 (Sequence of ByteLevel and a template), gemma and llama2 (a
+template), nothing for qwen2 and smollm2 (ByteLevel).
 """
 import json
 
@@ -100,3 +104,22 @@ def save(tok, folder):
     path = folder / "tokenizer.json"
     tok.save(str(path))
     return path
+
+
+BOS = {"llama3": "<|begin_of_text|>", "gemma": "<bos>", "llama2": "<s>"}
+
+
+def with_post_processor(tok, kind):
+    """``tok`` (built by ``build``) with the post-processor of ``kind``'s real file."""
+    from tokenizers import processors
+    if kind in BOS:
+        bos = BOS[kind]
+        post = processors.TemplateProcessing(
+            single=f"{bos} $A", pair=f"{bos} $A {bos} $B:1",
+            special_tokens=[(bos, tok.token_to_id(bos))])
+        if kind == "llama3":
+            post = processors.Sequence([processors.ByteLevel(trim_offsets=False), post])
+    else:
+        post = processors.ByteLevel(trim_offsets=False)
+    tok.post_processor = post
+    return tok
