@@ -9,7 +9,7 @@
 
 The tensors carry npgpt's names, not a family's, so any model npgpt builds is written and
 read the same way. Reading maps the file (``npgpt.io.map_safetensors``) and packs each int8
-weight straight from the map into the panels the kernels read (``npgpt.kernels.int8.pack``:
+weight straight from the map into the panels the kernels read (``npgpt.kernels.int8_layout.pack``:
 the same bytes, never widened to float); the scales (1/16 of the int8 bytes) are converted
 to float32 once. The map is dropped after loading, so the process holds one int8 copy.
 """

@@ -124,13 +124,13 @@ def int8_matmul(x, qp, sp, n, quantize_x=True):
     """y = Q(x) @ dequantize(q, s)^T: x (M, K) float, quantized per block as the weights
     (``quantize_x``; else x itself, which a gradient can pass through); qp, sp the int8
     weights (n, K) and their block scales packed in panels of outputs
-    (``npgpt.kernels.int8.pack``) -> y (M, n) in x's dtype (:mod:`npgpt.kernels.int8`)."""
+    (``npgpt.kernels.int8_layout.pack``) -> y (M, n) in x's dtype (:mod:`npgpt.kernels.int8`)."""
     return kernel("int8_matmul")(x, qp, sp, n, quantize_x)
 
 
 def int8_matmul_t(dy, qp, sp, n):
     """dx = dy @ dequantize(q, s): dy (M, n) float; qp, sp the int8 weights (n, K) and their
-    block scales packed in panels (``npgpt.kernels.int8.pack``) -> dx (M, K) in dy's dtype;
+    block scales packed in panels (``npgpt.kernels.int8_layout.pack``) -> dx (M, K) in dy's dtype;
     the input gradient of a frozen int8 layer (:mod:`npgpt.kernels.int8`)."""
     return kernel("int8_matmul_t")(dy, qp, sp, n)
 

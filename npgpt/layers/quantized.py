@@ -20,7 +20,7 @@ The int8 weight is (out, in), unlike the float Linear's (in, out): a block is th
 is (V, C), already (out, in)) share one kernel. Scales are rounded to float16 when
 quantizing (files keep them so: 1 + 2/32 bytes a weight) and held as float32. In memory a
 layer holds both packed in panels of outputs (``qpanels``, ``spanels``:
-:func:`npgpt.kernels.int8.pack`), the layout the decoding kernel reads fastest; ``qweight``
+:func:`npgpt.kernels.int8_layout.pack`), the layout the decoding kernel reads fastest; ``qweight``
 and ``scales`` give them back as (out, in) arrays (copies, for saving and inspection), and
 :meth:`set_weights` packs new ones.
 
@@ -33,8 +33,9 @@ of their input only, so LoRA adapters can train on a quantized base (QLoRA-style
                         attend_backward(dlogits (..., V)) = dlogits @ dequantize(...)  (..., C)
 
 both by ``kernels.int8_matmul_t`` (:mod:`npgpt.kernels.int8`), which dequantizes the weight
-a panel of rows at a time, so the float weight never exists whole. The Trainer refuses a quantized model
-unless LoRA adapters are what trains (full training: train the float model, then quantize).
+a panel of rows at a time, so the float weight never exists whole. The Trainer refuses a
+quantized model unless LoRA adapters are what trains (full training: train the float model,
+then quantize).
 """
 from __future__ import annotations
 
@@ -61,7 +62,7 @@ def check_quantization(scheme, block) -> None:
 
 
 def _quantize(w_out_in: np.ndarray, block: int) -> tuple[np.ndarray, np.ndarray]:
-    from ..kernels.int8 import quantize_ref
+    from ..kernels.int8_layout import quantize_ref
     q, s = quantize_ref(w_out_in, block, SCALE_DTYPE)
     if not np.isfinite(s).all():
         raise ConfigError("a block's scale (max |w| / 127) is beyond float16's range: these "
@@ -76,7 +77,7 @@ def _rows_of(layer) -> int:
 def _set_weights(layer, qweight: np.ndarray, scales: np.ndarray) -> None:
     """Pack (out, in) int8 weights and their (out, in / block) scales into the layer's
     panels (a copy: nothing of the given arrays, e.g. a file's map, is kept)."""
-    from ..kernels.int8 import pack
+    from ..kernels.int8_layout import pack
     rows, width = _rows_of(layer), qweight.shape[1] if qweight.ndim == 2 else -1
     if qweight.shape != (rows, width) or scales.shape != (rows, width // layer.block):
         raise ConfigError(f"{type(layer).__name__}: weights {qweight.shape} and scales "
@@ -85,13 +86,22 @@ def _set_weights(layer, qweight: np.ndarray, scales: np.ndarray) -> None:
                                         np.asarray(scales, np.float32))
 
 
+def _empty_panels(layer, width: int) -> None:
+    """Zero weights in the packed layout, without writing them: fresh zero pages cost no
+    memory until used, and a model about to be loaded from a file replaces them."""
+    from ..kernels.int8_layout import PANEL
+    n_pan = -(-_rows_of(layer) // PANEL)
+    layer.qpanels = np.zeros((n_pan, width, PANEL), np.int8)
+    layer.spanels = np.zeros((n_pan, width // layer.block, PANEL), np.float32)
+
+
 def _qweight(layer) -> np.ndarray:
-    from ..kernels.int8 import unpack
+    from ..kernels.int8_layout import unpack
     return unpack(layer.qpanels, layer.spanels, _rows_of(layer))[0]
 
 
 def _scales(layer) -> np.ndarray:
-    from ..kernels.int8 import unpack
+    from ..kernels.int8_layout import unpack
     return unpack(layer.qpanels, layer.spanels, _rows_of(layer))[1]
 
 
@@ -125,8 +135,7 @@ class QuantizedLinear(Module):
             raise ConfigError(f"in_features={in_features} is not a multiple of the "
                               f"quantization block {block}")
         self.in_features, self.out_features, self.block = in_features, out_features, block
-        self.set_weights(np.zeros((out_features, in_features), np.int8),
-                         np.zeros((out_features, in_features // block), np.float32))
+        _empty_panels(self, in_features)
         self.bias = Parameter(np.zeros(out_features, dtype), requires_grad=False) if bias else None
 
     @classmethod
@@ -182,8 +191,7 @@ class QuantizedEmbedding(Module):
                               f"quantization block {block}")
         self.num_embeddings, self.embedding_dim, self.block = num_embeddings, embedding_dim, block
         self.positional = positional
-        self.set_weights(np.zeros((num_embeddings, embedding_dim), np.int8),
-                         np.zeros((num_embeddings, embedding_dim // block), np.float32))
+        _empty_panels(self, embedding_dim)
 
     @classmethod
     def from_embedding(cls, emb: Embedding, block: int = 32) -> "QuantizedEmbedding":
@@ -211,7 +219,7 @@ class QuantizedEmbedding(Module):
             bad = int(idx.min() if idx.min() < 0 else idx.max())
             raise InputError(f"QuantizedEmbedding: {what} {bad} is outside [0, "
                              f"{self.num_embeddings})")
-        from ..kernels.int8 import dequantize_ref, take_rows
+        from ..kernels.int8_layout import dequantize_ref, take_rows
         rows = dequantize_ref(*take_rows(self.qpanels, self.spanels, idx.reshape(-1)), self.dtype)
         return rows.reshape(idx.shape + (self.embedding_dim,))
 
