@@ -15,7 +15,8 @@ reports:
 - ``peak``      the peak resident memory (VmHWM) less the same baseline
 - ``file``      the size of the weights file(s)
 - ``after a token``  the same two after one forward of one token, which reads every weight
-                (mapped pages are read on first use, so an int8 model's RSS grows then)
+                (mapped float32 pages are read on first use, so that model's RSS grows
+                then; int8 weights are packed into their panels while loading)
 
 The files were just written, so they are in the page cache: these are warm loads (a cold
 load adds the disk's read time, the same for every loader). Mapped float32 weights are

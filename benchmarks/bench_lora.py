@@ -65,8 +65,10 @@ def child(mode: str, config: str, rank: int, targets: str, steps: int, warmup: i
         fill = np.random.default_rng(0)
         for m in model.modules():
             if isinstance(m, (QuantizedLinear, QuantizedEmbedding)):
-                m.qweight[...] = fill.integers(-127, 128, m.qweight.shape, dtype=np.int8)
-                m.scales[...] = 0.02 * 3 / 127          # |w| up to ~3 std of N(0, 0.02^2)
+                rows = m.out_features if isinstance(m, QuantizedLinear) else m.num_embeddings
+                K = m.qpanels.shape[1]
+                m.set_weights(fill.integers(-127, 128, (rows, K), dtype=np.int8),   # |w| up to
+                              np.full((rows, K // m.block), 0.06 / 127, np.float32))   # 3 std
     else:
         model = npgpt.GPT(npgpt_config(cfg), seed=0)
     if mode in ("lora", "qlora"):

@@ -30,10 +30,11 @@ two broadcast int16 activations and summed in int16 (|sum| <= 2 * 127 * 127 < 2^
 widened and added into PANEL int32 accumulators; each block ends with one float
 multiply-add per output. Two numba kernels, each tested equal to ``int8_matmul_ref``:
 
-- a few rows (decoding: M <= ``ROWS_MAX``): ``_panels``, panels in parallel, each panel
-  read once for all M rows (it stays in the L2 cache between rows);
-- many rows (a prompt): ``_tiles``, each panel dequantized into a (K, PANEL) float buffer in
-  cache and multiplied by the dequantized Q(x) with BLAS's gemm, at matmul speed.
+- a few rows (decoding, a short prompt: M <= ``ROWS_MAX``): ``_panels``, panels in
+  parallel, each panel read once for all M rows (it stays in the L2 cache between rows);
+  its time grows with M;
+- many rows (a longer prompt): ``_tiles``, each panel dequantized into a (K, PANEL) float
+  buffer in cache and multiplied by the dequantized Q(x) with BLAS's gemm.
 
 The input gradient of a frozen int8 layer, ``dx = dy @ dequantize(q, s)`` (LoRA on an int8
 base), has one kernel, ``_tiles_t``, tested equal to ``int8_matmul_t_ref``: each thread takes
@@ -49,7 +50,7 @@ from ..runtime.jit import jit, n_threads, row_kernel
 from .int8_layout import (PANEL, QMAX, dequantize_ref, dequantize_rows,  # noqa: F401
                           pack, quantize_acts_ref, quantize_ref, take_rows, unpack)
 
-ROWS_MAX = 8            # up to this many rows of x: the decoding kernel; beyond: tiles + gemm
+ROWS_MAX = 16           # up to this many rows of x: the panel kernel; beyond: tiles + gemm
 
 
 def int8_matmul_ref(x, qp, sp, n: int, quantize_x: bool = True):
@@ -152,7 +153,7 @@ def _tiles(xd, qp, sp, y):
             for k in range(b * bs, (b + 1) * bs):
                 qk, wk = qc[k], w[k]
                 for j in range(P):
-                    wk[j] = sb[j] * qk[j]
+                    wk[j] = sb[j] * np.float32(qk[j])
         lo = c * P
         hi = min(N, lo + P)
         gemm(xd, False, w[:, :hi - lo], False, y[:, lo:hi], 1.0, 0.0)
@@ -204,7 +205,7 @@ def _tiles_t(dy, qp, sp, parts):
                 for k in range(b * bs, (b + 1) * bs):
                     qk, wk = qc[k], w[k]
                     for j in range(P):
-                        wk[j] = sb[j] * qk[j]
+                        wk[j] = sb[j] * np.float32(qk[j])
             lo = p * P
             hi = min(N, lo + P)
             gemm(dy[:, lo:hi], False, w[:, :hi - lo], True, parts[c], 1.0, 1.0)
