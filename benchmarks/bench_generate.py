@@ -188,7 +188,8 @@ DECODERS = {"npgpt": npgpt_decoder, "npgpt-int8": lambda *a: npgpt_decoder(*a, q
             "torch": torch_decoder}
 
 
-FAMILY_DECODERS = {"npgpt": npgpt_family_decoder, "torch": torch_family_decoder}
+FAMILY_DECODERS = {"npgpt": npgpt_family_decoder, "torch": torch_family_decoder,
+                   "npgpt-int8": lambda *a: npgpt_family_decoder(*a, quantize="int8")}
 
 
 def measure(system: str, shape: str, batch: int, args) -> dict:

@@ -64,14 +64,15 @@ def directory(name: str, cache_dir: str) -> str:
     return path
 
 
-def npgpt_family_decoder(name: str, cache_dir: str):
-    """npgpt: from_pretrained (timed), then GPT.generate with its KV cache, greedy."""
+def npgpt_family_decoder(name: str, cache_dir: str, quantize: str | None = None):
+    """npgpt: from_pretrained (timed; ``quantize="int8"``: its weights int8 as they load),
+    then GPT.generate with its KV cache, greedy."""
     import npgpt
     from bench_generate import step_weight_bytes
 
     path = directory(name, cache_dir)
     t0 = time.perf_counter()
-    model = npgpt.GPT.from_pretrained(path).eval()
+    model = npgpt.GPT.from_pretrained(path, quantize=quantize).eval()
     load = time.perf_counter() - t0
 
     def run(prompt, n_new):
