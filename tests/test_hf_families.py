@@ -76,6 +76,21 @@ def _reload(tt, path, dtype=None):
         path, attn_implementation=attention, **kwargs).eval()
 
 
+def random_model(torch, transformers, config, bias_std=None):
+    """A transformers model of ``config`` (no bos/eos/pad ids), seeded, its weights drawn
+    large enough that every family difference shows in the logits: norms off their init
+    (so (1 + w) shows), the rest std 0.3, biases (with ``bias_std``) their own std."""
+    config.bos_token_id = config.eos_token_id = config.pad_token_id = None
+    torch.manual_seed(0)
+    model = transformers.AutoModelForCausalLM.from_config(config)
+    with torch.no_grad():
+        for n, p in model.named_parameters():
+            p.normal_(0.0, 0.1) if "norm" in n else p.normal_(0.0, 0.3)
+            if bias_std is not None and "bias" in n:
+                p.normal_(0.0, bias_std)
+    return model
+
+
 @pytest.fixture(scope="module", params=list(FAMILIES))
 def fam(request, tt, tmp_path_factory):
     """(name, directory, transformers model in float32) of one family."""
@@ -84,14 +99,7 @@ def fam(request, tt, tmp_path_factory):
     path = tmp_path_factory.mktemp(name)
     config = FAMILIES[name](transformers)
     config.vocab_size = V
-    config.bos_token_id = config.eos_token_id = config.pad_token_id = None
-    torch.manual_seed(0)
-    model = transformers.AutoModelForCausalLM.from_config(config)
-    with torch.no_grad():
-        for n, p in model.named_parameters():
-            p.normal_(0.0, 0.1) if "norm" in n else p.normal_(0.0, 0.3)
-            if "bias" in n:
-                p.normal_(0.0, 0.2)
+    model = random_model(torch, transformers, config, bias_std=0.2)
     model.save_pretrained(path)
     return name, path, _reload(tt, path)
 

@@ -137,6 +137,18 @@ def _panels(xq, sx, qp, sp, y):
                 ym[lo + j] = tot[j]
 
 
+@jit(inline="always")
+def _dequantize_panel(qc, sc, bs, w):
+    """w[k, j] = sc[k // bs, j] * qc[k, j]: one panel's weights, (K, PANEL), as floats."""
+    nb, P = sc.shape
+    for b in range(nb):
+        sb = sc[b]
+        for k in range(b * bs, (b + 1) * bs):
+            qk, wk = qc[k], w[k]
+            for j in range(P):
+                wk[j] = sb[j] * np.float32(qk[j])
+
+
 @row_kernel
 def _tiles(xd, qp, sp, y):
     """y = xd @ w~^T for many rows, or float x (xd: x, or the dequantized Q(x)): each panel
@@ -146,14 +158,8 @@ def _tiles(xd, qp, sp, y):
     N = y.shape[1]
     bs = K // nb
     for c in prange(n_pan):
-        qc, sc = qp[c], sp[c]
         w = np.empty((K, P), y.dtype)
-        for b in range(nb):
-            sb = sc[b]
-            for k in range(b * bs, (b + 1) * bs):
-                qk, wk = qc[k], w[k]
-                for j in range(P):
-                    wk[j] = sb[j] * np.float32(qk[j])
+        _dequantize_panel(qp[c], sp[c], bs, w)
         lo = c * P
         hi = min(N, lo + P)
         gemm(xd, False, w[:, :hi - lo], False, y[:, lo:hi], 1.0, 0.0)
@@ -199,13 +205,7 @@ def _tiles_t(dy, qp, sp, parts):
     for c in prange(n_parts):
         w = np.empty((K, P), parts.dtype)
         for p in range(c * per, min(n_pan, (c + 1) * per)):
-            qc, sc = qp[p], sp[p]
-            for b in range(nb):
-                sb = sc[b]
-                for k in range(b * bs, (b + 1) * bs):
-                    qk, wk = qc[k], w[k]
-                    for j in range(P):
-                        wk[j] = sb[j] * np.float32(qk[j])
+            _dequantize_panel(qp[p], sp[p], bs, w)
             lo = p * P
             hi = min(N, lo + P)
             gemm(dy[:, lo:hi], False, w[:, :hi - lo], True, parts[c], 1.0, 1.0)

@@ -8,7 +8,7 @@ import pytest
 
 from npgpt.chat import Chat
 
-from ..test_hf_families import FAMILIES
+from ..test_hf_families import FAMILIES, random_model
 from ..tokenizers import families
 from . import templates
 
@@ -49,12 +49,7 @@ def family_dir(request, tt, tmp_path_factory):
     config = _config(transformers, family)
     config.vocab_size = tok.get_vocab_size() + 3       # rows the tokenizer never names
     config.max_position_embeddings = 256
-    config.bos_token_id = config.eos_token_id = config.pad_token_id = None
-    torch.manual_seed(0)
-    model = transformers.AutoModelForCausalLM.from_config(config)
-    with torch.no_grad():
-        for name, p in model.named_parameters():
-            p.normal_(0.0, 0.1) if "norm" in name else p.normal_(0.0, 0.3)
+    model = random_model(torch, transformers, config)
     model.save_pretrained(folder)
     families.save(tok, folder)
     (folder / "tokenizer_config.json").write_text(json.dumps(
