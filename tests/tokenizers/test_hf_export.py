@@ -21,6 +21,8 @@ from npgpt.tokenizers.hf import (
     save_pretrained_tokenizer,
 )
 
+from .families import ASSIGNED
+
 hf_tokenizers = pytest.importorskip("tokenizers")
 
 # letters, digits, punctuation, accents, CJK, emoji (with a joiner and a variation selector),
@@ -29,7 +31,7 @@ ALPHABET = list("abcXYZ019'.,!?-_") + list("éüßñçØ") + list("日本語中�
     ["🎉", "👍🏽", "👨\u200d👩\u200d👧", "❤\ufe0f", "🦀"] + \
     [" ", "  ", "\t", "\n", "\r\n", "\n\n", "\u3000", "\xa0", "   \n "]
 unicode_texts = st.lists(st.sampled_from(ALPHABET), max_size=40).map("".join) | \
-    st.text(st.characters(blacklist_categories=("Cs",)), max_size=30)
+    st.text(ASSIGNED, max_size=30)
 
 
 def _named(name):
