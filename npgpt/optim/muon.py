@@ -178,16 +178,8 @@ class Muon(Optimizer):
         with serial():         # one BLAS thread each: the matrices run side by side
             return list(self._pool.map(ns, updates))
 
-    def __deepcopy__(self, memo):       # a copy gets its own threads when it needs them
-        import copy
-        new = copy.copy(self)
-        memo[id(self)] = new
-        for k, v in self.__dict__.items():
-            if k not in ("_pool", "_pool_size"):
-                setattr(new, k, copy.deepcopy(v, memo))
-        new._pool, new._pool_size = None, 0
-        return new
-
+    # a copy or a pickle leaves the threads behind (deepcopy goes through these too): it
+    # starts its own when it first needs them
     def __getstate__(self):
         return {k: v for k, v in self.__dict__.items() if k not in ("_pool", "_pool_size")}
 
