@@ -125,3 +125,28 @@ def test_attention_kernel_takes_and_fills_views_blas_cannot(dtype, layout, rng):
         assert got.base is into                               # written where it was asked to be
         np.testing.assert_allclose(view, ref, rtol=tol, atol=tol)
         assert np.isnan(pick(into[i], 0)).all()               # and nowhere else
+
+
+@pytest.mark.parametrize("T", [1, 2, 3])
+@pytest.mark.parametrize("window", [None, 40])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_decoding_queries_against_a_long_cache_match_reference(T, window, dtype, rng,
+                                                              monkeypatch):
+    """A step of decoding (one or two queries a row: dot products, no BLAS) and three queries
+    (BLAS), against 300 cached keys in a (B, S, H, hs) buffer, padded keys, a sliding window;
+    serial and parallel."""
+    from npgpt.runtime import jit as _jit
+    B, H, S, hs = 2, 3, 300, 16
+    cache = rng.standard_normal((B, 512, 2, H, hs)).astype(dtype)
+    k, v = cache[:, :S, 0].transpose(0, 2, 1, 3), cache[:, :S, 1].transpose(0, 2, 1, 3)
+    q = rng.standard_normal((B, H, T, hs)).astype(dtype)
+    mask = rng.random((B, S)) < 0.9
+    out_ref, probs_ref = ka.attention_forward_ref(q, k, v, True, mask, window=window)
+    tol = dict(rtol=1e-5, atol=1e-6) if dtype == np.float32 else dict(rtol=1e-12, atol=1e-13)
+    for version in ("serial", "parallel"):
+        monkeypatch.setattr(_jit.RowKernel, "pick", lambda self, n, v=version: getattr(self, v))
+        out, probs = ka.attention_forward_numba(q, k, v, True, mask, window=window)
+        np.testing.assert_allclose(probs, probs_ref, **tol)
+        np.testing.assert_allclose(out, out_ref, **tol)
+        if window:
+            assert np.all(probs[..., :S - T - window + 1] == 0)

@@ -136,6 +136,40 @@ def _softmax_rows(P, t0, t1, w, T, S, causal, window, mask, has_mask, b, neg_inf
         softmax_row_inplace(row, end, top, neg_inf, zero, one)
 
 
+# Blocks of at most this many queries (decoding: one query a row) skip BLAS: a gemm call
+# with one row packs its operands first, which costs more than the few dot products.
+FEW_ROWS = 2
+
+
+@jit(inline="always")
+def _scores_few(q, k, P, t0, t1, w, scale):
+    """P[t, s] = scale * q[t] . k[s] for t in t0 .. t1 - 1, s < w: one head's scores, as
+    dot products along the contiguous head dimension."""
+    hs = q.shape[1]
+    for t in range(t0, t1):
+        qt, row = q[t], P[t]
+        for s in range(w):
+            ks = k[s]
+            acc = qt[0] * 0
+            for i in range(hs):
+                acc += qt[i] * ks[i]
+            row[s] = acc * scale
+
+
+@jit(inline="always")
+def _mix_few(P, v, out, t0, t1, w, zero):
+    """out[t] = sum over s < w of P[t, s] * v[s]: the probabilities' mix of one head's values."""
+    hs = v.shape[1]
+    for t in range(t0, t1):
+        row, ot = P[t], out[t]
+        for i in range(hs):
+            ot[i] = zero
+        for s in range(w):
+            p, vs = row[s], v[s]
+            for i in range(hs):
+                ot[i] += p * vs[i]
+
+
 @row_kernel
 def _forward(q, k, v, mask, has_mask, causal, window, scale, neg_inf, zero, one, block, out,
              probs):
@@ -151,10 +185,17 @@ def _forward(q, k, v, mask, has_mask, causal, window, scale, neg_inf, zero, one,
                 _fill(P[t0:t1], zero)
                 _fill(out[b, h, t0:t1], zero)
                 continue
-            gemm(q[b, h, t0:t1], False, k[b, h, :w], True, P[t0:t1, :w], scale, zero)
+            few = t1 - t0 <= FEW_ROWS
+            if few:
+                _scores_few(q[b, h], k[b, h], P, t0, t1, w, scale)
+            else:
+                gemm(q[b, h, t0:t1], False, k[b, h, :w], True, P[t0:t1, :w], scale, zero)
             _softmax_rows(P, t0, t1, w, T, S, causal, window, mask, has_mask, b, neg_inf, zero,
                           one)
-            gemm(P[t0:t1, :w], False, v[b, h, :w], False, out[b, h, t0:t1], one, zero)
+            if few:
+                _mix_few(P, v[b, h], out[b, h], t0, t1, w, zero)
+            else:
+                gemm(P[t0:t1, :w], False, v[b, h, :w], False, out[b, h, t0:t1], one, zero)
 
 
 @row_kernel
@@ -230,7 +271,9 @@ def attention_forward_numba(q, k, v, causal=True, key_padding_mask=None, scale=N
     result = _target(out, q.shape, q.dtype)
     probs = np.empty((B, H, T, S), q.dtype)
     t = q.dtype.type
-    _forward.pick(probs.size)(_rows(q), _rows(k), _rows(v), mask, has_mask, bool(causal),
+    # decoding's few queries touch the keys and values more than their scores
+    work = probs.size if T > FEW_ROWS else 2 * k.size
+    _forward.pick(work)(_rows(q), _rows(k), _rows(v), mask, has_mask, bool(causal),
                               window, t(_scale(q, scale)), t(-np.inf), t(0), t(1),
                               _block(T, causal, block), result, probs)
     return _into(out, result), probs
