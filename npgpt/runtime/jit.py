@@ -18,13 +18,15 @@ import numba
 # "workqueue" wakes its threads (docs/performance.md, "Runtime"). OpenMP's idle workers spin
 # before they sleep, and libgomp's default spin (GOMP_SPINCOUNT 300,000) holds the second core
 # through the OpenBLAS product that follows each kernel, so the spin is cut to
-# OMP_SPIN_COUNT. libgomp reads the variable once, when it is loaded, so
+# OMP_SPIN_COUNT: long enough that a worker is still awake for the next kernel after the short
+# Python between two kernels of a decoding step, short enough that it has slept by the time
+# OpenBLAS's product needs its core (docs/performance.md, "Runtime"). libgomp reads the variable once, when it is loaded, so
 # :func:`launch_threads` sets it only for that moment. A process holds one libgomp.so.1, and
 # PyTorch's wheel ships one of that name: whichever loads first sets the spin for both, and
 # PyTorch's many small regions want its long default (a tiny PyTorch step ran ~5x slower with
 # npgpt's). So a process that runs both should import torch first (as the benchmarks do).
 # A layer or spin count the user chose is kept.
-OMP_SPIN_COUNT = "1000"
+OMP_SPIN_COUNT = "5000"
 if "NUMBA_THREADING_LAYER" not in os.environ:
     numba.config.THREADING_LAYER_PRIORITY = ["omp", "tbb", "workqueue"]
 
