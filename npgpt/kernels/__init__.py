@@ -135,6 +135,18 @@ def int8_matmul_t(dy, qp, sp, n):
     return kernel("int8_matmul_t")(dy, qp, sp, n)
 
 
+def matmul(x, w):
+    """y = x @ w: x (M, K), w (K, N) (a Linear's weight). Few rows (decoding) run on numba's
+    threads, the rest on BLAS (:mod:`npgpt.kernels.rows`)."""
+    return kernel("matmul")(x, w)
+
+
+def matmul_t(x, e):
+    """y = x @ e^T: x (M, K), e (N, K) (an embedding table as the LM head). Few rows run on
+    numba's threads, the rest on BLAS (:mod:`npgpt.kernels.rows`)."""
+    return kernel("matmul_t")(x, e)
+
+
 __all__ = [
     "BACKENDS",
     "KERNELS",
@@ -153,6 +165,8 @@ __all__ = [
     "kernel",
     "layernorm_backward",
     "layernorm_forward",
+    "matmul",
+    "matmul_t",
     "rmsnorm_backward",
     "rmsnorm_forward",
     "rope_backward",

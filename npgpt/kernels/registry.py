@@ -201,6 +201,18 @@ def _int8_matmul_float_x(shape, dtype, rng, scale=1.0):
     return _int8_matmul(shape, dtype, rng, scale, rows=lambda d: d["B"], quantize_x=False)
 
 
+def _matmul_rows(shape, dtype, rng, scale=1.0):
+    """x (B, C) against a Linear's weight (C, V): one row per sequence, as in decoding."""
+    x = _normal(rng, (shape["B"], shape["C"]), dtype, scale)
+    return x, _normal(rng, (shape["C"], shape["V"]), dtype)
+
+
+def _matmul_rows_t(shape, dtype, rng, scale=1.0):
+    """x (B, C) against an embedding table (V, C) as the LM head."""
+    x = _normal(rng, (shape["B"], shape["C"]), dtype, scale)
+    return x, _normal(rng, (shape["V"], shape["C"]), dtype)
+
+
 def _softmax_window_forward(shape, dtype, rng, scale=1.0):
     """A sliding window of half the keys (at least one), as in Gemma's and Mistral's local layers."""
     scores, causal, mask, s = _softmax_masked_forward(shape, dtype, rng, scale)
@@ -237,6 +249,8 @@ _ENTRIES = [
     Kernel("attention_backward", "attention", _attention_backward),
     Kernel("int8_matmul", "int8", _int8_matmul),
     Kernel("int8_matmul_t", "int8", _int8_matmul_t),
+    Kernel("matmul", "rows", _matmul_rows),
+    Kernel("matmul_t", "rows", _matmul_rows_t),
 ]
 KERNELS: dict[str, Kernel] = {k.name: k for k in _ENTRIES}
 

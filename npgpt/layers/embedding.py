@@ -51,7 +51,7 @@ class Embedding(Module):
         """x @ W^T: scores of x (..., C) against every row (..., V), e.g. a tied LM head.
         (B, T, C) is flattened to (B·T, C) so BLAS sees one large product."""
         C = self.embedding_dim
-        return (x.reshape(-1, C) @ self.weight.data.T).reshape(x.shape[:-1] + (-1,))
+        return kernels.matmul_t(x.reshape(-1, C), self.weight.data).reshape(x.shape[:-1] + (-1,))
 
     def backward(self, dy: np.ndarray) -> None:
         (idx,) = self.saved()

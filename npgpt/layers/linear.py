@@ -5,6 +5,7 @@ import contextlib
 
 import numpy as np
 
+from .. import kernels
 from ..errors import InputError
 from ..module import Module, Parameter
 
@@ -86,7 +87,7 @@ class Linear(Module):
                              f"got shape {x.shape}")
         x2 = x.reshape(-1, self.in_features)       # copies only a non-contiguous x, once
         self.save(x2)
-        y = x2 @ self.weight.data
+        y = kernels.matmul(x2, self.weight.data)
         if self.bias is not None:
             y += self.bias.data
         return y.reshape(x.shape[:-1] + (self.out_features,))
