@@ -106,13 +106,16 @@ def _quantize_acts(x, bs, r127, xq, sx):
 
 
 @row_kernel
-def _panels(xq, sx, qp, sp, y):
-    """y = Q(x) @ w~^T for few rows: panels in parallel, int16 pair sums into int32 per
-    block, then one scale per block and output."""
-    M, K = xq.shape
+def _panels(x, r127, qp, sp, y):
+    """y = Q(x) @ w~^T for few rows: x quantized first (on this thread: a few rows), then
+    panels in parallel, int16 pair sums into int32 per block, one scale per block and output."""
+    M, K = x.shape
     n_pan, nb, P = sp.shape
     N = y.shape[1]
     bs = K // nb
+    xq = np.empty((M, K), np.int16)
+    sx = np.empty((M, nb), y.dtype)
+    _quantize_acts(x, bs, r127, xq, sx)
     for c in prange(n_pan):
         qc, sc = qp[c], sp[c]
         acc = np.empty(P, np.int32)
@@ -180,14 +183,14 @@ def int8_matmul_numba(x, qp, sp, n: int, quantize_x: bool = True):
     if not quantize_x:
         _tiles.pick(qp.size)(x, qp, sp, y)
         return y
+    if M <= ROWS_MAX:
+        _panels.pick(qp.size)(x, dt(1 / QMAX), qp, sp, y)
+        return y
     bs = K // sp.shape[1]
     xq = np.empty((M, K), np.int16)
     sx = np.empty((M, K // bs), x.dtype)
     _quantize_acts(x, bs, dt(1 / QMAX), xq, sx)
-    if M <= ROWS_MAX:
-        _panels.pick(qp.size)(xq, sx, qp, sp, y)
-    else:
-        _tiles.pick(qp.size)(dequantize_ref(xq, sx, x.dtype), qp, sp, y)
+    _tiles.pick(qp.size)(dequantize_ref(xq, sx, x.dtype), qp, sp, y)
     return y
 
 
