@@ -150,3 +150,22 @@ def test_decoding_queries_against_a_long_cache_match_reference(T, window, dtype,
         np.testing.assert_allclose(out, out_ref, **tol)
         if window:
             assert np.all(probs[..., :S - T - window + 1] == 0)
+
+
+@pytest.mark.parametrize("T", [1, 2, 5])
+def test_keys_given_as_the_first_positions_of_a_cache_buffer_read_only_those(T, rng):
+    """k, v the first S positions of a (B, H, max_len, hs) buffer, as a KV cache hands them
+    out: the kernel reads from the whole buffer, and never past S (NaN there would show)."""
+    B, H, S, hs = 2, 3, 40, 16
+    kbuf, vbuf = (np.full((B, H, 64, hs), np.nan, np.float32) for _ in range(2))
+    kbuf[:, :, :S] = rng.standard_normal((B, H, S, hs))
+    vbuf[:, :, :S] = rng.standard_normal((B, H, S, hs))
+    k, v = kbuf[:, :, :S], vbuf[:, :, :S]
+    assert ka._whole(k) is kbuf
+    q = rng.standard_normal((B, H, T, hs)).astype(np.float32)
+    out_ref, probs_ref = ka.attention_forward_ref(q, k, v, True)
+    out, probs = ka.attention_forward_numba(q, k, v, True)
+    assert probs.shape == (B, H, T, S)
+    np.testing.assert_allclose(probs, probs_ref, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(out, out_ref, rtol=1e-5, atol=1e-6)
+    assert ka._whole(k[:, :, 1:]) is not kbuf and ka._whole(k[:, :2]) is not kbuf

@@ -173,8 +173,10 @@ def _mix_few(P, v, out, t0, t1, w, zero):
 @row_kernel
 def _forward(q, k, v, mask, has_mask, causal, window, scale, neg_inf, zero, one, block, out,
              probs):
+    """k, v may hold more than the S = probs.shape[3] keys (a KV cache's whole buffer); only
+    their first S positions are read."""
     B, H, T, hs = q.shape
-    S = k.shape[2]
+    S = probs.shape[3]
     for task in prange(B * H):
         b, h = task // H, task % H
         P = probs[b, h]
@@ -248,6 +250,20 @@ def _rows(a):
     return a if _blas_ready(a) else np.ascontiguousarray(a)
 
 
+def _whole(a):
+    """The C-contiguous buffer ``a`` is the first positions of (along axis 2, as a KV cache's
+    keys and values are), else ``a``. numba compiles a kernel for strided arrays without
+    knowing that a row is contiguous, and decoding's dot products along a row then run at
+    half speed; given the buffer, the kernel reads the rows it needs from it."""
+    base = a.base
+    if (isinstance(base, np.ndarray) and base.ndim == 4 and base.flags.c_contiguous
+            and base.dtype == a.dtype and base.shape[:2] == a.shape[:2]
+            and base.shape[3] == a.shape[3] and a.strides == base.strides
+            and a.__array_interface__["data"][0] == base.__array_interface__["data"][0]):
+        return base
+    return a
+
+
 def _target(given, shape, dtype):
     """Where the kernel writes a result: the given array when BLAS can write into it, else a
     fresh one (copied into the given array afterwards by :func:`_into`)."""
@@ -273,7 +289,7 @@ def attention_forward_numba(q, k, v, causal=True, key_padding_mask=None, scale=N
     t = q.dtype.type
     # decoding's few queries touch the keys and values more than their scores
     work = probs.size if T > FEW_ROWS else 2 * k.size
-    _forward.pick(work)(_rows(q), _rows(k), _rows(v), mask, has_mask, bool(causal),
+    _forward.pick(work)(_rows(q), _whole(_rows(k)), _whole(_rows(v)), mask, has_mask, bool(causal),
                               window, t(_scale(q, scale)), t(-np.inf), t(0), t(1),
                               _block(T, causal, block), result, probs)
     return _into(out, result), probs
