@@ -213,6 +213,16 @@ def _matmul_rows_t(shape, dtype, rng, scale=1.0):
     return x, _normal(rng, (shape["V"], shape["C"]), dtype)
 
 
+def _attention_decode_forward(shape, dtype, rng, scale=1.0):
+    """One query a sequence (a decoding step) against T cached keys: the first T positions of
+    a (B, H, 2T, hs) buffer, as a KV cache hands them to the kernel."""
+    B, H, T, hs = shape["B"], shape["H"], shape["T"], _hs(shape)
+    kbuf, vbuf = (np.zeros((B, H, 2 * T, hs), dtype) for _ in range(2))
+    kbuf[:, :, :T] = _normal(rng, (B, H, T, hs), dtype, scale)
+    vbuf[:, :, :T] = _normal(rng, (B, H, T, hs), dtype)
+    return _normal(rng, (B, H, 1, hs), dtype, scale), kbuf[:, :, :T], vbuf[:, :, :T], True
+
+
 def _softmax_window_forward(shape, dtype, rng, scale=1.0):
     """A sliding window of half the keys (at least one), as in Gemma's and Mistral's local layers."""
     scores, causal, mask, s = _softmax_masked_forward(shape, dtype, rng, scale)
@@ -262,6 +272,7 @@ VARIANTS: dict[str, tuple[str, Callable]] = {
     "attention_forward[padding]": ("attention_forward", _attention_masked_forward),
     "attention_forward[not causal]": ("attention_forward", _attention_unmasked_forward),
     "attention_forward[kv cache]": ("attention_forward", _attention_cached_forward),
+    "attention_forward[decode]": ("attention_forward", _attention_decode_forward),
     "softmax_forward[sliding window]": ("softmax_forward", _softmax_window_forward),
     "attention_forward[sliding window]": ("attention_forward", _attention_window_forward),
     "attention_forward[window, kv cache]": ("attention_forward", _attention_window_cached_forward),

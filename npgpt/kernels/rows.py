@@ -6,7 +6,7 @@
 Decoding a token reads every weight once and does little with it, so the time is the time
 to stream the weights, plus whatever it costs to get the second core going for each product.
 BLAS runs such a product with its own threads, woken for each of a step's ~50 products and
-put back to sleep at once (``OPENBLAS_THREAD_TIMEOUT``, see :mod:`npgpt.runtime.jit`), and at
+put back to sleep at once (``OPENBLAS_THREAD_TIMEOUT``, :mod:`npgpt.runtime`), and at
 2 to 4 rows it takes a path that streams the weights at under half the rate it reaches on one
 row. These kernels run on numba's threads, which are still awake from the step's previous
 kernel, and read each weight once for all M rows:
@@ -18,15 +18,18 @@ kernel, and read each weight once for all M rows:
 - ``_xet``: the rows of e in chunks, in parallel; each row's dot product with each row of x
   along the contiguous K.
 
-Beyond ``ROWS_MAX`` rows (a prompt, a training batch) and for anything but two C-contiguous
-float arrays of one dtype, the product is NumPy's (BLAS's), which is what the references are.
+Beyond ``ROWS_MAX`` rows (``ROWS_MAX_T`` for ``matmul_t``; a prompt, a training batch) and
+for anything but two C-contiguous float arrays of one dtype, the product is NumPy's (BLAS's),
+which is what the references are.
 """
 import numpy as np
 from numba import prange
 
 from ..runtime.jit import jit, n_threads, row_kernel
 
-ROWS_MAX = 4        # up to this many rows: these kernels; beyond: BLAS (docs/performance.md)
+ROWS_MAX = 4        # up to this many rows: _xw; beyond: BLAS (docs/performance.md)
+ROWS_MAX_T = 2      # _xet: its dot products end in a sum across SIMD lanes per row and
+                    # output, which at 4 rows costs as much as BLAS
 CHUNK = 256         # rows of e per task of _xet
 
 
@@ -89,16 +92,16 @@ def _xet(x, e, y):
                 y[m, v] = acc
 
 
-def _few(x, w) -> bool:
-    """Whether the kernels take x against w: few rows, and both float arrays of one dtype
-    (w C-contiguous, as a layer's weight is), nothing empty."""
-    return (x.ndim == 2 and w.ndim == 2 and 0 < x.shape[0] <= ROWS_MAX and x.dtype == w.dtype
+def _few(x, w, rows_max: int) -> bool:
+    """Whether the kernels take x against w: at most rows_max rows, and both float arrays of
+    one dtype (w C-contiguous, as a layer's weight is), nothing empty."""
+    return (x.ndim == 2 and w.ndim == 2 and 0 < x.shape[0] <= rows_max and x.dtype == w.dtype
             and x.dtype in (np.float32, np.float64) and w.flags.c_contiguous and x.shape[1] > 0
             and w.size > 0)
 
 
 def matmul_numba(x, w):
-    if not _few(x, w) or x.shape[1] != w.shape[0]:
+    if not _few(x, w, ROWS_MAX) or x.shape[1] != w.shape[0]:
         return x @ w
     x = np.ascontiguousarray(x)
     kernel = _xw.pick(w.size)
@@ -112,7 +115,7 @@ def matmul_numba(x, w):
 
 
 def matmul_t_numba(x, e):
-    if not _few(x, e) or x.shape[1] != e.shape[1]:
+    if not _few(x, e, ROWS_MAX_T) or x.shape[1] != e.shape[1]:
         return x @ e.T
     x = np.ascontiguousarray(x)
     y = np.empty((x.shape[0], e.shape[0]), x.dtype)
