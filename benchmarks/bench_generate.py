@@ -255,9 +255,11 @@ def available(systems: list[str]) -> list[str]:
     return keep
 
 
-def int8_ratios(rows: list[dict]) -> list[str]:
+def int8_ratios(rows: list[dict], samples: dict | None = None) -> list[str]:
     """One line per (shape, batch) that ran both npgpt float32 and int8: int8's tokens/s
-    over float32's, the decoding steps' alone, and their CPU time per step."""
+    over float32's, the decoding steps' alone, and their CPU time per step (ratios of the
+    medians); and, from ``samples`` (each round's rows), the median and range of the
+    decoding steps' ratio within each round, where the two ran one after the other."""
     by = {(r["shape"], r["batch"], r["system"]): r for r in rows}
     lines = []
     for (shape, batch, system), i8 in by.items():
@@ -266,9 +268,16 @@ def int8_ratios(rows: list[dict]) -> list[str]:
             continue
         cpu = (f"{f32['cpu_ms_per_step'] / i8['cpu_ms_per_step']:.2f}x"
                if f32["cpu_ms_per_step"] and i8["cpu_ms_per_step"] else "n/a")
-        lines.append(f"int8 / float32, {shape} batch {batch}: tokens/s "
-                     f"{i8['tokens_per_s'] / f32['tokens_per_s']:.2f}x, decoding steps "
-                     f"{f32['ms_per_step'] / i8['ms_per_step']:.2f}x, CPU time a step {cpu}")
+        line = (f"int8 / float32, {shape} batch {batch}: tokens/s "
+                f"{i8['tokens_per_s'] / f32['tokens_per_s']:.2f}x, decoding steps "
+                f"{f32['ms_per_step'] / i8['ms_per_step']:.2f}x, CPU time a step {cpu}")
+        pairs = zip((samples or {}).get((shape, batch, "npgpt"), []),
+                    (samples or {}).get((shape, batch, "npgpt-int8"), []))
+        within = [a["ms_per_step"] / b["ms_per_step"] for a, b in pairs]
+        if len(within) > 1:
+            line += (f"; decoding steps within a round {statistics.median(within):.2f}x "
+                     f"({min(within):.2f}-{max(within):.2f})")
+        lines.append(line)
     return lines
 
 
@@ -335,7 +344,7 @@ def main(argv=None):
                        ("ms_per_step", "ms/step", ".2f"), ("cpu_ms_per_step", "CPU ms", ".2f"),
                        ("mb_per_step", "MB/step", ",.1f"), ("gb_per_s", "GB/s", ".1f"), ("ceiling_gb_per_s", "ceiling", ".1f"),
                        ("share", "share", ".0%")])
-    for ratio in int8_ratios(rows):
+    for ratio in int8_ratios(rows, samples):
         print(ratio)
     suspect = report_load(load_before, load_after, args.threads, LOAD_LIMIT)
     result = {"benchmark": "generate", "suspect": suspect, "threads": args.threads,
