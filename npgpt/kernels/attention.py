@@ -289,9 +289,9 @@ def attention_forward_numba(q, k, v, causal=True, key_padding_mask=None, scale=N
     t = q.dtype.type
     # decoding's few queries touch the keys and values more than their scores
     work = probs.size if T > FEW_ROWS else 2 * k.size
-    _forward.pick(work)(_rows(q), _whole(_rows(k)), _whole(_rows(v)), mask, has_mask, bool(causal),
-                              window, t(_scale(q, scale)), t(-np.inf), t(0), t(1),
-                              _block(T, causal, block), result, probs)
+    _forward.pick(work)(_rows(q), _whole(_rows(k)), _whole(_rows(v)), mask, has_mask,
+                        bool(causal), window, t(_scale(q, scale)), t(-np.inf), t(0), t(1),
+                        _block(T, causal, block), result, probs)
     return _into(out, result), probs
 
 
