@@ -31,7 +31,7 @@ import numpy as np
 from numba import prange
 
 from ..errors import InputError
-from ..runtime.blas import gemm
+from ..runtime.blas import dot, gemm
 from ..runtime.jit import jit, row_kernel
 from .softmax import (
     check_padding_mask,
@@ -145,15 +145,10 @@ FEW_ROWS = 2
 def _scores_few(q, k, P, t0, t1, w, scale):
     """P[t, s] = scale * q[t] . k[s] for t in t0 .. t1 - 1, s < w: one head's scores, as
     dot products along the contiguous head dimension."""
-    hs = q.shape[1]
     for t in range(t0, t1):
         qt, row = q[t], P[t]
         for s in range(w):
-            ks = k[s]
-            acc = qt[0] * 0
-            for i in range(hs):
-                acc += qt[i] * ks[i]
-            row[s] = acc * scale
+            row[s] = dot(qt, k[s]) * scale
 
 
 @jit(inline="always")

@@ -25,6 +25,7 @@ which is what the references are.
 import numpy as np
 from numba import prange
 
+from ..runtime.blas import dot
 from ..runtime.jit import jit, n_threads, row_kernel
 
 ROWS_MAX = 4        # up to this many rows: _xw; beyond: BLAS (docs/performance.md)
@@ -79,17 +80,12 @@ def _xw(x, w, parts):
 @row_kernel
 def _xet(x, e, y):
     """y[:, v] = x @ e[v] for the rows v of e, CHUNK rows a task."""
-    M, K = x.shape
-    N = e.shape[0]
+    M, N = x.shape[0], e.shape[0]
     for c in prange((N + CHUNK - 1) // CHUNK):
         for v in range(c * CHUNK, min(N, (c + 1) * CHUNK)):
             ev = e[v]
             for m in range(M):
-                xm = x[m]
-                acc = xm[0] * 0
-                for i in range(K):
-                    acc += xm[i] * ev[i]
-                y[m, v] = acc
+                y[m, v] = dot(x[m], ev)
 
 
 def _few(x, w, rows_max: int) -> bool:

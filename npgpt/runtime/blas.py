@@ -87,3 +87,14 @@ def gemm(a, ta, b, tb, c, alpha, beta):
     ldc = max(c.strides[0] // item, n, 1)
     _fortran_gemm(_T if tb else _N, _T if ta else _N, n, m, k, alpha, b, ldb, a, lda, beta, c,
                   ldc)
+
+
+@jit(inline="always")
+def dot(a, b):
+    """sum_i a[i] * b[i] over two vectors of one length, as a loop: inlined into a kernel's own
+    loop, where a call into BLAS for a few dozen products would cost more than they do
+    (the reassociation the project's flags allow lets LLVM vectorise it)."""
+    acc = a[0] * 0
+    for i in range(a.shape[0]):
+        acc += a[i] * b[i]
+    return acc
