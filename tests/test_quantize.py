@@ -71,18 +71,28 @@ def test_activation_quantization_definition():
     assert np.all(np.abs(xq * step - x) <= step / 2 + 1e-7)
 
 
-def test_panels_hold_the_weight_and_give_back_its_rows():
-    """300 outputs: two full panels of 128 and a partial one (zero-padded)."""
+@pytest.mark.parametrize("K", [64, 72], ids=["whole-chunks", "narrow-last-chunk"])
+def test_panels_hold_the_weight_and_give_back_its_rows(K):
+    """300 outputs: two full panels of 128 and a partial one (zero-padded); K = 72 ends in a
+    chunk of 8 inputs."""
     rng = np.random.default_rng(0)
-    q, s = quantize_ref(rng.standard_normal((300, 64)).astype(np.float32), 32)
+    q, s = quantize_ref(rng.standard_normal((300, K)).astype(np.float32), 8)
     qp, sp = pack(q, s)
-    assert qp.shape == (3, 64, 128) and sp.shape == (3, 2, 128)
-    assert not qp[2, :, 300 - 256:].any()
+    assert qp.shape == (3, K, 128) and sp.shape == (3, K // 8, 128)
+    assert not take_rows(qp, sp, range(300, 384))[0].any()
     back_q, back_s = unpack(qp, sp, 300)
     assert np.array_equal(back_q, q) and np.array_equal(back_s, s)
     rows = [299, 0, 128, 127, 5, 5]
     assert np.array_equal(take_rows(qp, sp, rows)[0], q[rows])
+    assert np.array_equal(take_rows(qp, sp, rows)[1], s[rows])
     assert np.array_equal(dequantize_rows(qp, sp, 100, 260), dequantize_ref(q, s)[100:260])
+    # the layout's definition (npgpt.kernels.int8_layout): one weight by its flat offset
+    flat = qp.reshape(3, -1)
+    for n, k in [(0, 0), (299, K - 1), (137, 33), (200, K - 6), (13, 7)]:
+        c, j, k0 = n // 128, n % 128, k - k % 32
+        kc = min(32, K - k0)
+        at = k0 * 128 + j // 8 * kc * 8 + (k - k0) // 4 * 32 + j % 8 * 4 + k % 4
+        assert flat[c, at] == q[n, k]
 
 
 @pytest.mark.parametrize("fields, block", [(GPT2_TINY, 32), (LLAMA_TINY, 32), (GPT2_TINY, 16)],

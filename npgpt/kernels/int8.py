@@ -47,8 +47,10 @@ from numba import prange
 
 from ..runtime.blas import gemm
 from ..runtime.jit import jit, n_threads, row_kernel
-from .int8_layout import (PANEL, QMAX, dequantize_ref, dequantize_rows,  # noqa: F401
-                          pack, quantize_acts_ref, quantize_ref, take_rows, unpack)
+from ..runtime.simd import has_avx2, quad_dots
+from .int8_layout import (CHUNK, GROUP, PANEL, QMAX, dequantize_ref,  # noqa: F401
+                          dequantize_rows, pack, quantize_acts_ref, quantize_ref, take_rows,
+                          unpack)
 
 ROWS_MAX = 16           # up to this many rows of x: the panel kernel; beyond: tiles + gemm
 
@@ -105,51 +107,101 @@ def _quantize_acts(x, bs, r127, xq, sx):
                 qb[k] = np.int16(min(max(np.rint(xb[k] * inv), -QMAX), QMAX))
 
 
-@row_kernel
-def _panels(x, r127, qp, sp, y):
+@jit(inline="always")
+def _act_quads(xm, xu, xs):
+    """Row xm's int16 activations (-127..127) four at a time as int32 words for
+    ``quad_dots``: xs[i] the bytes of xm[4i:4i+4], xu[i] the bytes of their absolute values."""
+    for i in range(xm.shape[0] // 4):
+        a, b, c, d = xm[4 * i], xm[4 * i + 1], xm[4 * i + 2], xm[4 * i + 3]
+        xs[i] = np.int32((a & 255) | ((b & 255) << 8) | ((c & 255) << 16) | ((d & 255) << 24))
+        xu[i] = np.int32(abs(a) | (abs(b) << 8) | (abs(c) << 16) | (abs(d) << 24))
+
+
+@jit(inline="always")
+def _quad_dots_plain(qc, off, n, xm, k, acc, aoff):
+    """``quad_dots`` in plain numba: acc[aoff + j] += the 8 outputs' dot products with
+    xm[k:k + 4n] over n quads from qc[off]."""
+    for i in range(n):
+        p = off + 32 * i
+        x0, x1, x2, x3 = xm[k + 4 * i], xm[k + 4 * i + 1], xm[k + 4 * i + 2], xm[k + 4 * i + 3]
+        for j in range(8):
+            pj = p + 4 * j
+            acc[aoff + j] += (np.int32(x0 * np.int16(qc[pj]) + x1 * np.int16(qc[pj + 1]))
+                              + np.int32(x2 * np.int16(qc[pj + 2]) + x3 * np.int16(qc[pj + 3])))
+
+
+def _panel_kernel(simd: bool):
     """y = Q(x) @ w~^T for few rows: x quantized first (on this thread: a few rows), then
-    panels in parallel, int16 pair sums into int32 per block, one scale per block and output."""
-    M, K = x.shape
-    n_pan, nb, P = sp.shape
-    N = y.shape[1]
-    bs = K // nb
-    xq = np.empty((M, K), np.int16)
-    sx = np.empty((M, nb), y.dtype)
-    _quantize_acts(x, bs, r127, xq, sx)
-    for c in prange(n_pan):
-        qc, sc = qp[c], sp[c]
-        acc = np.empty(P, np.int32)
-        tot = np.empty(P, y.dtype)
-        lo = c * P
-        width = min(N - lo, P)
+    panels in parallel, each read front to back: per block of inputs, each group of 8
+    outputs' products summed exactly in int32 (``quad_dots`` with AVX2, else plain numba),
+    then one scale per block and output."""
+
+    def _panels(x, r127, qp, sp, y):
+        M, K = x.shape
+        n_pan, nb, P = sp.shape
+        N = y.shape[1]
+        bs = K // nb
+        xq = np.empty((M, K), np.int16)
+        sx = np.empty((M, nb), y.dtype)
+        _quantize_acts(x, bs, r127, xq, sx)
+        xu = np.empty((M, K // 4), np.int32)
+        xs = np.empty((M, K // 4), np.int32)
         for m in range(M):
-            xm, sxm = xq[m], sx[m]
-            tot[:] = 0
-            for b in range(nb):
-                acc[:] = 0
-                for k in range(b * bs, (b + 1) * bs, 2):
-                    xa, xb = xm[k], xm[k + 1]
-                    q0, q1 = qc[k], qc[k + 1]
-                    for j in range(P):
-                        acc[j] += np.int32(np.int16(xa * np.int16(q0[j]) + xb * np.int16(q1[j])))
-                f, sb = sxm[b], sc[b]
-                for j in range(P):          # |acc| < 2^24: exact in float32
-                    tot[j] += np.float32(acc[j]) * (sb[j] * f)
-            ym = y[m]
-            for j in range(width):
-                ym[lo + j] = tot[j]
+            _act_quads(xq[m], xu[m], xs[m])
+        for c in prange(n_pan):
+            qc, sc = qp[c], sp[c]
+            acc = np.empty(P, np.int32)
+            tot = np.empty(P, y.dtype)
+            lo = c * P
+            width = min(N - lo, P)
+            for m in range(M):
+                tot[:] = 0
+                for b in range(nb):
+                    acc[:] = 0
+                    k = b * bs
+                    while k < (b + 1) * bs:         # the block's pieces within input chunks
+                        k0 = k - k % CHUNK
+                        kc = min(CHUNK, K - k0)
+                        end = min((b + 1) * bs, k0 + kc)
+                        for g in range(P // GROUP):
+                            at = k0 * P + g * kc * GROUP + (k - k0) * GROUP
+                            if simd:
+                                quad_dots(qc, at, (end - k) // 4, xu[m], xs[m], k // 4, acc,
+                                          g * GROUP)
+                            else:
+                                _quad_dots_plain(qc, at, (end - k) // 4, xq[m], k, acc,
+                                                 g * GROUP)
+                        k = end
+                    f, sb = sx[m, b], sc[b]
+                    for j in range(P):      # |acc| < 2^24: exact in float32
+                        tot[j] += np.float32(acc[j]) * (sb[j] * f)
+                ym = y[m]
+                for j in range(width):
+                    ym[lo + j] = tot[j]
+    _panels.__name__ = _panels.__qualname__ = "_panels_simd" if simd else "_panels_plain"
+    return row_kernel(_panels)
+
+
+_panels_plain = _panel_kernel(False)
+_panels_simd = _panel_kernel(True) if has_avx2() else None
+_panels = _panels_simd or _panels_plain
 
 
 @jit(inline="always")
 def _dequantize_panel(qc, sc, bs, w):
-    """w[k, j] = sc[k // bs, j] * qc[k, j]: one panel's weights, (K, PANEL), as floats."""
-    nb, P = sc.shape
-    for b in range(nb):
-        sb = sc[b]
-        for k in range(b * bs, (b + 1) * bs):
-            qk, wk = qc[k], w[k]
-            for j in range(P):
-                wk[j] = sb[j] * np.float32(qk[j])
+    """w[k, j] = sc[k // bs, j] * q[k, j]: one panel's weights, (K, PANEL), as floats, from
+    its flat bytes qc (the layout of :mod:`npgpt.kernels.int8_layout`)."""
+    K, P = w.shape
+    for k0 in range(0, K, CHUNK):
+        kc = min(CHUNK, K - k0)
+        for g in range(P // GROUP):
+            at = k0 * P + g * kc * GROUP
+            for i in range(kc // 4):
+                for t in range(4):
+                    k = k0 + 4 * i + t
+                    sk, wk = sc[k // bs], w[k]
+                    for j in range(GROUP):
+                        wk[g * GROUP + j] = sk[g * GROUP + j] * qc[at + 32 * i + 4 * j + t]
 
 
 @row_kernel
@@ -168,6 +220,11 @@ def _tiles(xd, qp, sp, y):
         gemm(xd, False, w[:, :hi - lo], False, y[:, lo:hi], 1.0, 0.0)
 
 
+def _flat(qp):
+    """The packed weight as the kernels take it: (panels, K * PANEL), each panel's bytes flat."""
+    return np.ascontiguousarray(qp).reshape(qp.shape[0], -1)
+
+
 def int8_matmul_numba(x, qp, sp, n: int, quantize_x: bool = True):
     x = np.ascontiguousarray(x)
     dt = x.dtype.type
@@ -178,7 +235,7 @@ def int8_matmul_numba(x, qp, sp, n: int, quantize_x: bool = True):
     if K == 0:
         y.fill(0)
         return y
-    qp = np.ascontiguousarray(qp)
+    qp = _flat(qp)
     sp = np.ascontiguousarray(sp, dtype=x.dtype)
     if not quantize_x:
         _tiles.pick(qp.size)(x, qp, sp, y)
@@ -201,7 +258,7 @@ def _tiles_t(dy, qp, sp, parts):
     sum (M, K), added into by gemm (beta = 1)."""
     M, N = dy.shape
     n_pan, nb, P = sp.shape
-    K = qp.shape[1]
+    K = parts.shape[2]
     bs = K // nb
     n_parts = parts.shape[0]
     per = (n_pan + n_parts - 1) // n_parts
@@ -220,7 +277,7 @@ def int8_matmul_t_numba(dy, qp, sp, n: int):
     K = qp.shape[1]
     if M == 0 or K == 0 or n == 0:
         return np.zeros((M, K), dy.dtype)
-    qp = np.ascontiguousarray(qp)
+    qp = _flat(qp)
     sp = np.ascontiguousarray(sp, dtype=dy.dtype)
     kernel = _tiles_t.pick(qp.size)
     n_parts = min(qp.shape[0], n_threads()) if kernel is _tiles_t.parallel else 1

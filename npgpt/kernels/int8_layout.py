@@ -3,8 +3,21 @@ imports no compiler): the definitions :mod:`npgpt.kernels.int8`'s kernels are te
 and the packing of a weight into the panels they read.
 
     w: (N, K) float, stored (out, in);  q: (N, K) int8;  s: (N, K / bs) float32
-    packed: qp (ceil(N / PANEL), K, PANEL) int8, qp[c, k, j] = q[c * PANEL + j, k];
-            sp (ceil(N / PANEL), K / bs, PANEL) float32, the scales alike; rows past N zero
+    packed: qp (ceil(N / PANEL), K, PANEL) int8: panel c holds outputs c * PANEL + j,
+            j < PANEL, their K * PANEL bytes in the order below;
+            sp (ceil(N / PANEL), K / bs, PANEL) float32, sp[c, b, j] = s[c * PANEL + j, b];
+            rows past N zero
+
+Within a panel, q[c * PANEL + j, k] is at flat offset
+
+    k0 * PANEL + (j // 8) * kc * 8 + ((k - k0) // 4) * 32 + (j % 8) * 4 + k % 4
+
+where k0 = 32 * (k // 32) starts k's chunk of inputs and kc = min(32, K - k0) is its width:
+the inputs go in chunks of 32 (the last may be narrower, a multiple of 4), each chunk in
+groups of 8 outputs, each group in quads of 4 inputs, a quad holding its 8 outputs' 4 weights
+side by side. So 32 bytes are 8 outputs x 4 inputs, the operand of one SIMD multiply-add
+that sums 4 products into each output's 32-bit lane, and a group's chunk is 256 consecutive
+bytes: the decoding kernel reads a panel front to back.
 """
 import numpy as np
 
@@ -50,32 +63,66 @@ def quantize_acts_ref(x, block: int):
 
 # ---- the in-memory layout: panels of PANEL outputs ----
 
+CHUNK, GROUP, QUAD = 32, 8, 4   # inputs a chunk, outputs a group, inputs a quad
+
+
+def _split(K: int) -> int:
+    """K's inputs in whole chunks of CHUNK (the rest, a multiple of QUAD, is the last)."""
+    if K % QUAD:
+        raise ValueError(f"the panel layout needs K a multiple of {QUAD}; got {K}")
+    return K - K % CHUNK
+
+
 def pack(q, s, panel: int = PANEL):
     """(qp (P, K, panel) int8, sp (P, K / bs, panel) float32) of q (N, K), s (N, K / bs),
     P = ceil(N / panel) panels, the rows past N zero (see the module docstring)."""
     N, K = q.shape
     nb = s.shape[1]
     n_pan = -(-N // panel)
-    qp = np.zeros((n_pan, K, panel), np.int8)
-    sp = np.zeros((n_pan, nb, panel), np.float32)
-    for c in range(n_pan):
-        lo, hi = c * panel, min(N, (c + 1) * panel)
-        qp[c, :, :hi - lo] = q[lo:hi].T
-        sp[c, :, :hi - lo] = s[lo:hi].T
-    return qp, sp
+    kf = _split(K)
+    rows = np.zeros((n_pan * panel, K), np.int8)
+    rows[:N] = q
+    v = rows.reshape(n_pan, panel // GROUP, GROUP, K)
+    qp = np.empty((n_pan, K * panel), np.int8)
+    full = v[..., :kf].reshape(n_pan, panel // GROUP, GROUP, kf // CHUNK, CHUNK // QUAD, QUAD)
+    qp[:, :kf * panel] = full.transpose(0, 3, 1, 4, 2, 5).reshape(n_pan, -1)
+    tail = v[..., kf:].reshape(n_pan, panel // GROUP, GROUP, (K - kf) // QUAD, QUAD)
+    qp[:, kf * panel:] = tail.transpose(0, 1, 3, 2, 4).reshape(n_pan, -1)
+    sp = np.zeros((n_pan * panel, nb), np.float32)
+    sp[:N] = s
+    sp = np.ascontiguousarray(sp.reshape(n_pan, panel, nb).transpose(0, 2, 1))
+    return qp.reshape(n_pan, K, panel), sp
 
 
 def take_rows(qp, sp, rows):
     """(q (len(rows), K) int8, s (len(rows), K / bs)) of the given output rows of a packed
-    weight: the one place outside the kernels that reads the panel layout."""
-    rows = np.asarray(rows, np.intp)
-    panel = qp.shape[2]
-    return qp[rows // panel, :, rows % panel], sp[rows // panel, :, rows % panel]
+    weight: with :func:`pack`, the one place outside the kernels that knows the panel layout."""
+    rows = np.asarray(rows, np.intp).reshape(-1)
+    n_pan, K, panel = qp.shape
+    kf = _split(K)
+    c, g, jj = rows // panel, rows % panel // GROUP, rows % GROUP
+    flat = qp.reshape(n_pan, K * panel)
+    full = flat[:, :kf * panel].reshape(n_pan, kf // CHUNK, panel // GROUP, CHUNK // QUAD,
+                                        GROUP, QUAD)[c, :, g, :, jj, :]
+    tail = flat[:, kf * panel:].reshape(n_pan, panel // GROUP, (K - kf) // QUAD, GROUP,
+                                        QUAD)[c, g, :, jj, :]
+    q = np.concatenate([full.reshape(len(rows), kf), tail.reshape(len(rows), K - kf)], axis=1)
+    return q, sp[c, :, rows % panel]
 
 
 def unpack(qp, sp, n: int):
     """(q (n, K), s (n, K / bs)): the (out, in) arrays :func:`pack` was given."""
-    return take_rows(qp, sp, np.arange(n))
+    n_pan, K, panel = qp.shape
+    kf = _split(K)
+    flat = qp.reshape(n_pan, K * panel)
+    q = np.empty((n_pan, panel // GROUP, GROUP, K), np.int8)
+    full = flat[:, :kf * panel].reshape(n_pan, kf // CHUNK, panel // GROUP, CHUNK // QUAD,
+                                        GROUP, QUAD)
+    q[..., :kf] = full.transpose(0, 2, 4, 1, 3, 5).reshape(n_pan, panel // GROUP, GROUP, kf)
+    tail = flat[:, kf * panel:].reshape(n_pan, panel // GROUP, (K - kf) // QUAD, GROUP, QUAD)
+    q[..., kf:] = tail.transpose(0, 1, 3, 2, 4).reshape(n_pan, panel // GROUP, GROUP, K - kf)
+    s = sp.transpose(0, 2, 1).reshape(n_pan * panel, -1)[:n]
+    return q.reshape(n_pan * panel, K)[:n], np.ascontiguousarray(s)
 
 
 def dequantize_rows(qp, sp, lo: int, hi: int, dtype=np.float32):
