@@ -95,6 +95,28 @@ def test_panels_hold_the_weight_and_give_back_its_rows(K):
         assert flat[c, at] == q[n, k]
 
 
+@pytest.mark.parametrize("K, block", [(64, 32), (72, 8), (40, 8), (48, 16), (256, 128)],
+                         ids=["32", "8-narrow-last-chunk", "8-one-narrow-chunk", "16", "128"])
+def test_both_decoding_kernels_equal_the_reference(K, block):
+    """The AVX2 kernel (where the CPU has it) and the plain-numba one, serial and parallel,
+    against int8_matmul_ref, for blocks within a chunk of 32 inputs, across chunks, and a
+    last chunk narrower than 32."""
+    from npgpt.kernels import int8
+    rng = np.random.default_rng(K + block)
+    q, s = quantize_ref(rng.standard_normal((200, K)).astype(np.float32), block)
+    qp, sp = pack(q, s)
+    kernels = [int8._panels_plain] + ([int8._panels_simd] if int8._panels_simd else [])
+    for dtype, rtol in [(np.float32, 2e-6), (np.float64, 1e-12)]:
+        x = rng.standard_normal((3, K)).astype(dtype)
+        x[1, :8] = 0                                    # a zero quad and block start
+        ref = int8.int8_matmul_ref(x, qp, sp, 200)
+        for kernel in kernels:
+            for fn in (kernel.serial, kernel.parallel):
+                y = np.full((3, 200), np.nan, dtype)
+                fn(x, dtype(1 / 127), int8._flat(qp), sp.astype(dtype), y)
+                assert np.abs(y - ref).max() <= rtol * np.abs(ref).max(), (kernel, dtype)
+
+
 @pytest.mark.parametrize("fields, block", [(GPT2_TINY, 32), (LLAMA_TINY, 32), (GPT2_TINY, 16)],
                          ids=["gpt2-tied", "llama-untied", "block16"])
 def test_quantized_model_is_close_to_float_and_quantizes_every_linear(fields, block):
