@@ -117,6 +117,19 @@ def test_both_decoding_kernels_equal_the_reference(K, block):
                 assert np.abs(y - ref).max() <= rtol * np.abs(ref).max(), (kernel, dtype)
 
 
+def test_the_avx2_kernel_is_used_only_where_numba_compiles_for_avx2(monkeypatch):
+    import numba
+
+    from npgpt.runtime.simd import has_avx2
+    monkeypatch.setattr(numba.config, "CPU_FEATURES", "")
+    monkeypatch.setattr(numba.config, "CPU_NAME", "generic")       # NUMBA_CPU_NAME=generic
+    assert not has_avx2()
+    monkeypatch.setattr(numba.config, "CPU_FEATURES", "+sse4.2,-avx2")
+    assert not has_avx2()
+    monkeypatch.setattr(numba.config, "CPU_FEATURES", "+avx,+avx2,+fma")
+    assert has_avx2()
+
+
 @pytest.mark.parametrize("fields, block", [(GPT2_TINY, 32), (LLAMA_TINY, 32), (GPT2_TINY, 16)],
                          ids=["gpt2-tied", "llama-untied", "block16"])
 def test_quantized_model_is_close_to_float_and_quantizes_every_linear(fields, block):

@@ -16,19 +16,22 @@ in int32. That is llama.cpp's Q8_0 x Q8_0 dot.
 
 **Panels.** In memory the kernels read the weight in panels of ``PANEL`` outputs (packed by
 :func:`npgpt.kernels.int8_layout.pack`, in NumPy beside the definitions, so that loading a
-model imports no numba): panel c holds ``qp[c, k, j] = q[c * PANEL + j, k]``, (K, PANEL)
-int8, with the scales beside it as ``sp[c, b, j] = s[c * PANEL + j, b]``; the last panel is
-padded with zero rows. Files keep the (out, in) layout; a layer packs its weights when they are set (a
-transposed copy, the same number of bytes) and unpacks them to save.
+model imports no numba), the scales beside them as ``sp[c, b, j] = s[c * PANEL + j, b]``; the
+last panel is padded with zero rows. Within a panel the bytes go in chunks of 32 inputs, each
+chunk in groups of 8 outputs, each group in quads of 4 inputs: 32 bytes hold 8 outputs' weights
+for 4 consecutive inputs (``int8_layout`` gives the offsets). Files keep the (out, in) layout;
+a layer packs its weights when they are set (the same number of bytes) and unpacks them to
+save.
 
-Decoding reads every weight once a token. Stored (out, in), each output's row is a dot
-product ending, per block of 32, in a horizontal sum across SIMD lanes and a scale; the
-kernel then spent more time on that arithmetic than on reading the bytes. In a panel, one
-input k touches PANEL consecutive bytes (one per output), so the inner loop is a vertical
-multiply-add over outputs: two inputs' int8 weights are widened to int16, multiplied by the
-two broadcast int16 activations and summed in int16 (|sum| <= 2 * 127 * 127 < 2^15), then
-widened and added into PANEL int32 accumulators; each block ends with one float
-multiply-add per output. Two numba kernels, each tested equal to ``int8_matmul_ref``:
+Decoding reads every weight once a token, so the product must keep up with memory. Stored
+(out, in), each output's row is a dot product ending, per block of 32, in a horizontal sum
+across SIMD lanes and a scale. In the quad layout one 32-byte load is the operand of AVX2's
+byte multiply-add (``npgpt.runtime.simd.quad_dots``): the activations' four int8 values,
+broadcast, times 8 outputs' four weights, summed into 8 int32 lanes, three instructions for 32
+products, the group's 8 quads of a block of 32 inputs added in registers. Each block ends with
+one float multiply-add per output. Numba itself cannot express those instructions (its integer
+arithmetic widens to 64 bits); where the CPU lacks AVX2 a plain-numba kernel computes the same
+integers, slower. Two kernels, each tested equal to ``int8_matmul_ref``:
 
 - a few rows (decoding, a short prompt: M <= ``ROWS_MAX``): ``_panels``, panels in
   parallel, each panel read once for all M rows (it stays in the L2 cache between rows);
