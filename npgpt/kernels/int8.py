@@ -50,7 +50,7 @@ from numba import prange
 
 from ..runtime.blas import gemm
 from ..runtime.jit import jit, n_threads, row_kernel
-from ..runtime.simd import has_avx2, quad_dots
+from ..runtime.simd import dequantize_quad, has_avx2, quad_dots
 from .int8_layout import (CHUNK, GROUP, PANEL, QMAX, dequantize_ref,  # noqa: F401
                           dequantize_rows, pack, quantize_acts_ref, quantize_ref, take_rows,
                           unpack)
@@ -193,18 +193,15 @@ _panels = _panels_simd or _panels_plain
 @jit(inline="always")
 def _dequantize_panel(qc, sc, bs, w):
     """w[k, j] = sc[k // bs, j] * q[k, j]: one panel's weights, (K, PANEL), as floats, from
-    its flat bytes qc (the layout of :mod:`npgpt.kernels.int8_layout`)."""
+    its flat bytes qc (the layout of :mod:`npgpt.kernels.int8_layout`), a quad at a time."""
     K, P = w.shape
     for k0 in range(0, K, CHUNK):
         kc = min(CHUNK, K - k0)
         for g in range(P // GROUP):
             at = k0 * P + g * kc * GROUP
             for i in range(kc // 4):
-                for t in range(4):
-                    k = k0 + 4 * i + t
-                    sk, wk = sc[k // bs], w[k]
-                    for j in range(GROUP):
-                        wk[g * GROUP + j] = sk[g * GROUP + j] * qc[at + 32 * i + 4 * j + t]
+                k = k0 + 4 * i
+                dequantize_quad(qc, at + 32 * i, sc[k // bs], w, k, g * GROUP)
 
 
 @row_kernel

@@ -84,3 +84,41 @@ def quad_dots(typingctx, q, off, n, xu, xs, xoff, acc, aoff):
         builder.store(builder.add(builder.load(out, align=4), builder.load(total)), out, align=4)
         return context.get_dummy_value()
     return sig, codegen
+
+
+@intrinsic
+def dequantize_quad(typingctx, q, off, s, w, k, o):
+    """w[k + t, o + j] = s[o + j] * q[off + 4 j + t] for t < 4, j < 8: one quad of the panel
+    layout (8 outputs' weights for 4 inputs, 32 bytes) as floats in w's rows, (K, P).
+
+    The bytes arrive output-major and w wants input-major rows; the transposition is one
+    byte shuffle of the 32 bytes (plain LLVM vector code, on any CPU), where the same loop
+    written in numba moved one byte at a time."""
+    sig = types.void(q, off, s, w, k, o)
+
+    def codegen(context, builder, signature, args):
+        q_, off_, s_, w_, k_, o_ = args
+        qty, sty, wty = signature.args[0], signature.args[2], signature.args[3]
+        qa = context.make_array(qty)(context, builder, q_)
+        sa = context.make_array(sty)(context, builder, s_)
+        wa = context.make_array(wty)(context, builder, w_)
+        i8, i32 = ir.IntType(8), ir.IntType(32)
+        fty = context.get_data_type(wty.dtype)
+        b32 = ir.VectorType(i8, 32)
+        f8 = ir.VectorType(fty, 8)
+        raw = builder.load(builder.bitcast(builder.gep(qa.data, [off_]), b32.as_pointer()),
+                           align=1)
+        t_major = builder.shuffle_vector(
+            raw, raw, ir.Constant(ir.VectorType(i32, 32),
+                                  [4 * j + t for t in range(4) for j in range(8)]))
+        scale = builder.load(builder.bitcast(builder.gep(sa.data, [o_]), f8.as_pointer()),
+                             align=1)
+        for t in range(4):
+            part = builder.shuffle_vector(t_major, t_major, ir.Constant(
+                ir.VectorType(i32, 8), list(range(8 * t, 8 * t + 8))))
+            row = builder.add(k_, ir.Constant(k_.type, t))
+            at = cgutils.get_item_pointer(context, builder, wty, wa, [row, o_])
+            builder.store(builder.fmul(builder.sitofp(part, f8), scale),
+                          builder.bitcast(at, f8.as_pointer()), align=1)
+        return context.get_dummy_value()
+    return sig, codegen
