@@ -137,7 +137,7 @@ def generate(model, idx, max_new_tokens: int, temperature: float = 1.0, top_k: i
         with no_grad():
             cache = None
             if use_cache:
-                max_len = window if sliding else n + max_new_tokens
+                max_len = min(window, n + max_new_tokens) if sliding else n + max_new_tokens
                 cache = model.new_kv_cache(B, max_len, window_only=True)
             logits = _step(model, tokens, n, 0, window, cache)
             for _ in range(max_new_tokens):
