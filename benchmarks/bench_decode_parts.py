@@ -10,7 +10,11 @@ threads) between two tokens, best and median over the rounds. Then the same step
 products alone: every Linear (or QuantizedLinear) and the tied head called on ``--batch``
 rows, best and median of ``--rounds``. Their difference is the rest of the step: attention
 over the cache, layer norms, GELU, residual adds, sampling and the Python between them.
-``--profile N`` lists the N functions with the most CPU time of one more generation
+Last, the split inside a step, by the wall clock: one more generation with each product
+timed where the model calls it, and one with the products replaced by zeros of their shape.
+Streaming the weights evicts from the caches what the rest of the step reads (the KV cache,
+the small arrays, the interpreter's own data), so the rest costs more among the products
+than alone. ``--profile N`` lists the N functions with the most CPU time of one more generation
 (cProfile on the process's CPU clock; its own overhead inflates the small calls).
 CPU time, not wall time, so that other processes' load moves the figures less; a comparison
 (``--system``, ``--threads``, ``--batch``) is two runs taking turns. With more than one thread
@@ -45,6 +49,39 @@ def clock_ms(fn, rounds, clock):
         fn()
         times.append(1e3 * (clock() - t))
     return min(times), statistics.median(times)
+
+
+def split_inside(model, prompt, layers, zeros=False):
+    """(products, rest) of a step in ms by the wall clock: each product timed where the model
+    calls it (or replaced by zeros of its shape: then products ~0)."""
+    spent = []
+
+    def timed(fn, n_out):
+        def call(x, *args):
+            t = time.perf_counter()
+            y = (np.zeros(x.shape[:-1] + (n_out,), x.dtype) if zeros else fn(x, *args))
+            spent.append(time.perf_counter() - t)
+            return y
+        return call
+    for m in layers:
+        m.forward = timed(m.forward, m.out_features)
+    model.wte.attend = timed(model.wte.attend, model.wte.num_embeddings)
+    try:
+        steps, products = [], []
+        for _ in range(3):
+            spent.clear()
+            walls = []
+            model.generate(prompt, 9, temperature=0,
+                           on_token=lambda _: walls.append(time.perf_counter()))
+            per = len(spent) // 9                    # the prompt's products, then 8 steps'
+            steps += list(np.diff(walls) * 1e3)
+            products += [1e3 * sum(spent[per * (i + 1):per * (i + 2)]) for i in range(8)]
+    finally:
+        for m in layers + [model.wte]:
+            m.__dict__.pop("forward", None)
+            m.__dict__.pop("attend", None)
+    step, prod = statistics.median(steps), statistics.median(products)
+    return prod, step - prod
 
 
 def main():
@@ -87,6 +124,10 @@ def main():
           f"ms {args.clock} (median {statistics.median(steps):.2f}); its {len(layers) + 1} weight products "
           f"alone {p_best:.2f} ms (median {p_median:.2f}); the rest ~{min(steps) - p_best:.2f} "
           f"ms (load average {os.getloadavg()[0]:.1f})")
+    inside, rest = split_inside(model, prompt, layers)
+    zero_rest = split_inside(model, prompt, layers, zeros=True)[1]
+    print(f"inside a step (wall clock, median of 8 steps): the products {inside:.2f} ms, the "
+          f"rest {rest:.2f} ms; with the products replaced by zeros, the rest {zero_rest:.2f} ms")
     if args.profile:
         profile = cProfile.Profile(clock)
         profile.runcall(generate)

@@ -8,10 +8,13 @@ round (docs/quantization.md, "The kernel"):
 
 - ``rows``:   the weight stored (out, in), float x: each block a dot product over 32 bytes,
               ended by a horizontal sum across SIMD lanes and a scale (npgpt's first kernel);
-- ``panels, float x``: the weight in panels of 128 outputs, (in, 128) each; per input, the
-              float x times 128 widened weights added into 128 float accumulators;
-- ``panels, int8 x`` (npgpt's kernel, ``npgpt.kernels.int8``): the same panels, x quantized
-              in blocks too, pairs of int8 products summed in int16, blocks in int32.
+- ``panels, float x``: the weight in panels of 128 outputs, (in, 128) each (the layout before
+              the quads); per input, the float x times 128 widened weights added into 128
+              float accumulators;
+- ``quads, int8 x`` (npgpt's kernel, ``npgpt.kernels.int8``): the panels of
+              ``npgpt.kernels.int8_layout`` (quads of 4 inputs x 8 outputs), x quantized in
+              blocks too, AVX2 byte multiply-adds into int32 (the plain-numba kernel where the
+              CPU has no AVX2).
 """
 import argparse
 import os
@@ -48,9 +51,20 @@ def rows_float_x(x, q, s, y):
             y[m, n] = acc
 
 
+def plain_panels(q, s, panel=128):
+    """(qp (P, in, panel), sp (P, in / block, panel)): qp[c, k, j] = q[c * panel + j, k]."""
+    N, C = q.shape
+    n_pan = -(-N // panel)
+    qp = np.zeros((n_pan * panel, C), np.int8)
+    sp = np.zeros((n_pan * panel, s.shape[1]), np.float32)
+    qp[:N], sp[:N] = q, s
+    return (np.ascontiguousarray(qp.reshape(n_pan, panel, C).transpose(0, 2, 1)),
+            np.ascontiguousarray(sp.reshape(n_pan, panel, -1).transpose(0, 2, 1)))
+
+
 @jit()
 def panels_float_x(x, qp, sp, y):
-    """y = x @ w~^T over the panels of ``K.pack``: vertical float multiply-adds."""
+    """y = x @ w~^T over (in, 128) panels: vertical float multiply-adds."""
     M, Kd = x.shape
     n_pan, nb, P = sp.shape
     bs = Kd // nb
@@ -95,17 +109,18 @@ def main():
     q, s = K.quantize_ref(rng.standard_normal((N, C), dtype=np.float32) * 0.02, 32, np.float16)
     s = s.astype(np.float32)
     qp, sp = K.pack(q, s)
+    pp, ps = plain_panels(q, s)
     x = rng.standard_normal((1, C), dtype=np.float32)
     y = np.empty((1, N), np.float32)
     exact = x @ K.dequantize_ref(q, s).T
-    for fn, a in ((rows_float_x, (x, q, s, y)), (panels_float_x, (x, qp, sp, y))):
+    for fn, a in ((rows_float_x, (x, q, s, y)), (panels_float_x, (x, pp, ps, y))):
         fn(*a)
         assert np.abs(y - exact).max() <= 1e-5 * np.abs(exact).max(), fn.__name__
     assert np.allclose(K.int8_matmul_numba(x, qp, sp, N), K.int8_matmul_ref(x, qp, sp, N),
                        rtol=0, atol=1e-5 * np.abs(exact).max())
     ways = {"rows, float x": lambda: rows_float_x(x, q, s, y),
-            "panels, float x": lambda: panels_float_x(x, qp, sp, y),
-            "panels, int8 x": lambda: K.int8_matmul_numba(x, qp, sp, N)}
+            "panels, float x": lambda: panels_float_x(x, pp, ps, y),
+            "quads, int8 x": lambda: K.int8_matmul_numba(x, qp, sp, N)}
     times = {name: [] for name in ways}
     for _ in range(args.rounds):
         for name, fn in ways.items():
