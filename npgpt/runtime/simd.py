@@ -35,6 +35,12 @@ def has_avx2() -> bool:
         return False
 
 
+def _contiguous(*arrays) -> bool:
+    """Whether every argument is a C-contiguous array: the intrinsics load and store whole
+    vectors at an element's address, which only reads the right elements in such arrays."""
+    return all(isinstance(a, types.Array) and a.layout == "C" for a in arrays)
+
+
 def _function(module, name, ret, args):
     try:
         return module.get_global(name)
@@ -49,6 +55,9 @@ def quad_dots(typingctx, q, off, n, xu, xs, xoff, acc, aoff):
     q: 1-D int8 (a panel, flat); x_i's 4 bytes are quad ``xoff + i`` of the activations,
     given twice as int32: ``xs`` their bytes (-127..127), ``xu`` their absolute values.
     acc: 1-D int32. The sums are exact (pairs stay within int16: 2 * 127 * 127 < 2^15)."""
+    if not (_contiguous(q, xu, xs, acc) and q.dtype == types.int8 and q.ndim == 1
+            and xu.dtype == xs.dtype == acc.dtype == types.int32):
+        return None                 # numba reports no matching signature
     sig = types.void(q, off, n, xu, xs, xoff, acc, aoff)
 
     def codegen(context, builder, signature, args):
@@ -94,6 +103,9 @@ def dequantize_quad(typingctx, q, off, s, w, k, o):
     The bytes arrive output-major and w wants input-major rows; the transposition is one
     byte shuffle of the 32 bytes (plain LLVM vector code, on any CPU), where the same loop
     written in numba moved one byte at a time."""
+    if not (_contiguous(q, s, w) and q.dtype == types.int8 and q.ndim == 1 and s.ndim == 1
+            and w.ndim == 2 and s.dtype == w.dtype and w.dtype in (types.float32, types.float64)):
+        return None                 # numba reports no matching signature
     sig = types.void(q, off, s, w, k, o)
 
     def codegen(context, builder, signature, args):
