@@ -167,7 +167,7 @@ def _panel_kernel(simd: bool):
                         kc = min(CHUNK, K - k0)
                         end = min((b + 1) * bs, k0 + kc)
                         for g in range(P // GROUP):
-                            at = k0 * P + g * kc * GROUP + (k - k0) * GROUP
+                            at = k0 * P + g * kc * GROUP + (k - k0) // 4 * 32
                             if simd:
                                 quad_dots(qc, at, (end - k) // 4, xu[m], xs[m], k // 4, acc,
                                           g * GROUP)
