@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import os
+import select
 import sys
 from pathlib import Path
 
@@ -206,6 +208,27 @@ def _add_global_options(parser, top: bool = True):
                 _add_global_options(child, top=False)
 
 
+def _stdout_reader_gone() -> bool:
+    """Whether standard output is a pipe whose reader has closed it (``npgpt sample ... |
+    head``): the write end of such a pipe polls as an error."""
+    try:
+        poller = select.poll()
+        poller.register(sys.stdout.fileno(), select.POLLOUT)
+        return any(events & select.POLLERR for _, events in poller.poll(0))
+    except (AttributeError, OSError, ValueError):     # no poll here, or stdout not a file
+        return False
+
+
+def _quit_on_closed_stdout() -> int:
+    """The reader took what it wanted: stop quietly, as a command killed by SIGPIPE does
+    (status 128 + 13), with standard output pointed at /dev/null so that the interpreter's
+    last flush of the unread text raises nothing."""
+    null = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(null, sys.stdout.fileno())
+    os.close(null)
+    return 141
+
+
 def main(argv=None) -> int:
     parser = build_parser()
     try:
@@ -223,6 +246,8 @@ def main(argv=None) -> int:
             set_num_threads(args.threads)
         return args.func(args) or 0
     except (NpgptError, OSError, UnicodeDecodeError) as e:
+        if isinstance(e, BrokenPipeError) and _stdout_reader_gone():
+            return _quit_on_closed_stdout()
         if world is not None:        # one line from one rank; ends the job if not all failed
             return world.fail(e)
         print(f"{command}: error: {describe(e)}", file=sys.stderr)

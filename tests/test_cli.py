@@ -88,3 +88,22 @@ def test_sampling_a_huggingface_directory_without_a_tokenizer_is_a_clear_error(t
     GPT(GPTConfig.preset("llama-tiny", n_layer=1)).save_pretrained(tmp_path / "hf")
     assert main(["sample", "--ckpt", str(tmp_path / "hf")]) == 2
     assert "no tokenizer" in capsys.readouterr().err
+
+
+def test_a_reader_that_stops_early_ends_sample_quietly(corpus, tmp_path):
+    """`npgpt sample ... | head`: once the reader has closed the pipe, the command stops with
+    SIGPIPE's status (141) and no message, as shell tools do."""
+    import os
+    import subprocess
+    import sys
+    out = tmp_path / "run"
+    assert main(["train", "--data", str(corpus), "--out", str(out), *TINY,
+                 "--max-steps", "1"]) == 0
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    proc = subprocess.Popen([sys.executable, "-m", "npgpt", "sample", "--ckpt", str(out),
+                             "--max-new-tokens", "20000"], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, cwd=root)
+    assert proc.stdout.read(5)
+    proc.stdout.close()                     # the reader goes away
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=120) == 141 and err == "", err
