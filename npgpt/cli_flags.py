@@ -47,11 +47,13 @@ _NONE_MEANS = re.compile(r"\bNone\s*[=:]\s*([^;()]+?)\s*(?:;|$)")
 
 
 def flag_help(comment: str, default=dataclasses.MISSING, choices=None) -> str:
-    """``comment (one of: a, b; default: X)``. A None default is shown as what the comment
+    """``comment (one of: a, b; default: X)``, without the choices when the comment already
+    lists each of them as ``a | b (what b is)``. A None default is shown as what the comment
     says None stands for ("None = n_head" -> ``default: n_head``); a comment that states its
     default ("(default: ...)") keeps it."""
     notes = []
-    if choices:
+    listed = {part.split()[0] for part in comment.split("|") if part.split()}
+    if choices and not {str(c) for c in choices} <= listed:   # "a | b (what b is)" lists them
         notes.append("one of: " + ", ".join(map(str, choices)))
     if default is None:
         means = _NONE_MEANS.search(comment)
