@@ -72,9 +72,6 @@ class TrainConfig:
                               "orthogonalises whole matrices: use zero 0 with optimizer muon")
         if self.min_lr > self.lr:
             raise ConfigError(f"min_lr={self.min_lr} is larger than lr={self.lr}")
-        if self.probe_prompt and not self.stats_interval:
-            raise ConfigError("probe_prompt is read by the training statistics, which are off: "
-                              "give stats_interval too (--stats-interval N)")
 
     @property
     def budget_seconds(self) -> float | None:

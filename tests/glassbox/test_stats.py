@@ -77,12 +77,6 @@ def test_a_probe_prompt_that_cannot_run_is_a_clear_error(tmp_path):
         _trainer(tmp_path, stats_interval=2, probe_prompt="the " * 10).train()
 
 
-def test_a_probe_prompt_without_statistics_is_refused(tmp_path):
-    with pytest.raises(ConfigError, match="stats_interval"):
-        _trainer(tmp_path, probe_prompt="the fox")
-    assert not (tmp_path / "out").exists()
-
-
 def test_histogram_entropy_and_saturation_helpers():
     a = np.array([-10.0, -5.0, 0.0, 0.1, 4.99, 5.0, 7.0])
     h = histogram(a)
