@@ -181,6 +181,13 @@ class Prepared:
     checkpoint: Path | None          # the checkpoint a resumed run continues
 
 
+def _check_probe(config: TrainConfig, given: dict) -> None:
+    """A probe prompt given to a run without training statistics would be read by nothing."""
+    if given.get("probe_prompt") and not config.stats_interval:
+        raise ConfigError("--probe-prompt is read by the training statistics, which are off: "
+                          "give --stats-interval too")
+
+
 def prepare(**options) -> Prepared:
     """Everything :func:`train` does before training: see the module docstring."""
     run, model_overrides, train_overrides = split_options(options)
@@ -192,6 +199,7 @@ def prepare(**options) -> Prepared:
                                       train_overrides)
     if run.resume is None:
         config = TrainConfig(**train_overrides)    # refused before anything is written
+        _check_probe(config, train_overrides)
     if run.quantize is not None and (run.lora_rank is None or run.resume is not None):
         raise ConfigError(f"--quantize {run.quantize} freezes the base's weights: it goes with "
                           "--init-from and --lora-rank, which train adapters on them "
@@ -216,6 +224,7 @@ def prepare(**options) -> Prepared:
                                   "--out for the resumed run to write to")
             train_overrides["out_dir"] = str(ckpt_dir.parent)
         config = dataclasses.replace(saved, **train_overrides)
+        _check_probe(config, train_overrides)
         check_resumable(config, saved, state["step"], ckpt_dir, "max_steps" in train_overrides,
                         state.get("train_time", 0.0))
     elif run.init_from:

@@ -107,3 +107,12 @@ def test_a_reader_that_stops_early_ends_sample_quietly(corpus, tmp_path):
     proc.stdout.close()                     # the reader goes away
     err = proc.stderr.read().decode()
     assert proc.wait(timeout=120) == 141 and err == "", err
+
+
+def test_a_probe_prompt_without_statistics_is_refused_before_anything_is_written(corpus,
+                                                                                 tmp_path,
+                                                                                 capsys):
+    out = tmp_path / "run"
+    assert main(["train", "--data", str(corpus), "--out", str(out), *TINY, "--max-steps", "1",
+                 "--probe-prompt", "ROMEO:"]) == 2
+    assert "--stats-interval" in capsys.readouterr().err and not out.exists()
