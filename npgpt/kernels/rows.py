@@ -31,7 +31,7 @@ from ..runtime.jit import jit, n_threads, row_kernel
 ROWS_MAX = 4        # up to this many rows: _xw; beyond: BLAS (docs/performance.md)
 ROWS_MAX_T = 2      # _xet: its dot products end in a sum across SIMD lanes per row and
                     # output, which at 4 rows costs as much as BLAS
-CHUNK = 256         # rows of e per task of _xet
+ROWS_PER_TASK = 256  # rows of e per task of _xet
 
 
 def matmul_ref(x, w):
@@ -79,10 +79,10 @@ def _xw(x, w, parts):
 
 @row_kernel
 def _xet(x, e, y):
-    """y[:, v] = x @ e[v] for the rows v of e, CHUNK rows a task."""
+    """y[:, v] = x @ e[v] for the rows v of e, ROWS_PER_TASK rows a task."""
     M, N = x.shape[0], e.shape[0]
-    for c in prange((N + CHUNK - 1) // CHUNK):
-        for v in range(c * CHUNK, min(N, (c + 1) * CHUNK)):
+    for c in prange((N + ROWS_PER_TASK - 1) // ROWS_PER_TASK):
+        for v in range(c * ROWS_PER_TASK, min(N, (c + 1) * ROWS_PER_TASK)):
             ev = e[v]
             for m in range(M):
                 y[m, v] = dot(x[m], ev)
